@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package that building, the demo and the tests need.
+# Idempotent: does nothing when all are present. Run as root.
+set -euo pipefail
+PKGS=(build-essential pkg-config cmake postgresql-15 postgresql-server-dev-15
+      libabsl-dev libgtest-dev libbenchmark-dev librdkafka-dev kcat)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "velostream: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

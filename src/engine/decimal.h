@@ -1,0 +1,47 @@
+// Exact decimal numbers for the engine's numeric columns.
+//
+// PostgreSQL's numeric is arbitrary precision; the engine keeps a 128-bit
+// coefficient and a decimal scale, which holds 38 significant digits. That is
+// exact for every value a stream is realistically fed, and a value that does
+// not fit is rejected when it is decoded (never silently rounded).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace velostream::engine {
+
+/// A decimal number: coef * 10^-scale, or one of NaN / +Infinity / -Infinity,
+/// with PostgreSQL's ordering (NaN sorts above +Infinity; both above every
+/// finite value).
+struct Decimal {
+  enum Kind : uint8_t { kFinite = 0, kNaN = 1, kPosInf = 2, kNegInf = 3 };
+  __int128 coef = 0;
+  int16_t scale = 0;  ///< digits after the decimal point (PostgreSQL's dscale)
+  Kind kind = kFinite;
+
+  /// Parses PostgreSQL's numeric text form ("-12.340", "NaN", "Infinity",
+  /// "-Infinity", "1.5e3"). Returns false if the text is malformed or needs
+  /// more than 38 significant digits.
+  static bool parse(std::string_view text, Decimal* out);
+  static Decimal from_int(int64_t v) { Decimal d; d.coef = v; return d; }
+
+  /// Text in numeric_in's input syntax, keeping the scale ("1.50").
+  std::string to_string() const;
+  /// Nearest double, as PostgreSQL's numeric -> float8 cast gives.
+  double to_double() const;
+  /// The same value with trailing fractional zeros removed (1.50 -> 1.5), so
+  /// that values PostgreSQL calls equal have one representation.
+  Decimal normalized() const;
+};
+
+/// a + b with PostgreSQL's special-value rules (Inf + -Inf = NaN, NaN wins).
+/// The result scale is max(a.scale, b.scale), as numeric_add gives. Returns
+/// false on 128-bit overflow (out is then unspecified).
+bool decimal_add(const Decimal& a, const Decimal& b, Decimal* out);
+
+/// Three-way comparison in PostgreSQL's numeric order: -1, 0 or 1.
+int decimal_cmp(const Decimal& a, const Decimal& b);
+
+}  // namespace velostream::engine

@@ -1,0 +1,247 @@
+#include "engine/view_aggregator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "engine/window.h"
+
+namespace velostream::engine {
+namespace {
+
+// PostgreSQL's float8 order: NaN above everything, equal to itself.
+inline bool float_greater(double a, double b) {
+  if (std::isnan(a)) return !std::isnan(b);
+  if (std::isnan(b)) return false;
+  return a > b;
+}
+
+template <typename T>
+inline void put(std::string* out, const T& v) {
+  out->append(reinterpret_cast<const char*>(&v), sizeof(T));
+}
+
+template <typename T>
+inline T get(const char*& p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  p += sizeof(T);
+  return v;
+}
+
+}  // namespace
+
+bool StartSnapshot::visible(int64_t xid) const {
+  if (xid < xmin) return true;
+  if (xid >= xmax) return false;
+  return !std::binary_search(xip.begin(), xip.end(), xid);
+}
+
+ViewAggregator::ViewAggregator(ViewPlan plan) : plan_(std::move(plan)) {}
+
+void ViewAggregator::clear() {
+  index_.clear();
+  keys_.clear();
+  states_.clear();
+  rows_in_ = rows_selected_ = 0;
+  error_.clear();
+}
+
+// Key encoding: per part a NULL flag byte, then the value: 8 raw bytes for
+// int64 and float8 (with -0 and NaN canonicalised, as PostgreSQL treats them
+// as equal), kind/scale/coefficient of the normalised decimal, or a 4-byte
+// length and the bytes of a text. Equal SQL keys give equal bytes.
+void ViewAggregator::encode_key(const RecordBatch& b, size_t row, std::string* out) const {
+  out->clear();
+  for (const KeySpec& k : plan_.keys) {
+    const Column& c = b.columns[k.column];
+    if (c.null[row]) {
+      out->push_back(1);
+      continue;
+    }
+    out->push_back(0);
+    switch (k.type) {
+      case Type::kInt64: {
+        int64_t v = c.i64[row];
+        if (k.tumble_size > 0) v = tumble_start(v, k.tumble_size, k.tumble_origin);
+        put(out, v);
+        break;
+      }
+      case Type::kFloat64: {
+        double v = c.f64[row];
+        if (v == 0) v = 0;  // -0 -> 0
+        if (std::isnan(v)) v = std::numeric_limits<double>::quiet_NaN();
+        put(out, v);
+        break;
+      }
+      case Type::kNumeric: {
+        Decimal d = c.dec[row].normalized();
+        out->push_back(static_cast<char>(d.kind));
+        put(out, d.scale);
+        put(out, d.coef);
+        break;
+      }
+      case Type::kText: {
+        std::string_view s = c.str[row];
+        put(out, static_cast<uint32_t>(s.size()));
+        out->append(s.data(), s.size());
+        break;
+      }
+    }
+  }
+}
+
+KeyValue ViewAggregator::key(uint32_t g, size_t part) const {
+  const std::string& enc = keys_[g];
+  const char* p = enc.data();
+  KeyValue v;
+  for (size_t k = 0; k <= part; ++k) {
+    v = KeyValue();
+    if (*p++ == 1) {
+      v.is_null = true;
+      continue;
+    }
+    switch (plan_.keys[k].type) {
+      case Type::kInt64: v.i = get<int64_t>(p); break;
+      case Type::kFloat64: v.f = get<double>(p); break;
+      case Type::kNumeric:
+        v.d.kind = static_cast<Decimal::Kind>(*p++);
+        v.d.scale = get<int16_t>(p);
+        v.d.coef = get<__int128>(p);
+        break;
+      case Type::kText: {
+        uint32_t len = get<uint32_t>(p);
+        v.s = std::string_view(p, len);
+        p += len;
+        break;
+      }
+    }
+  }
+  return v;
+}
+
+std::vector<uint32_t> ViewAggregator::groups_in_key_order() const {
+  std::vector<uint32_t> order(keys_.size());
+  for (uint32_t g = 0; g < order.size(); ++g) order[g] = g;
+  std::sort(order.begin(), order.end(), [this](uint32_t a, uint32_t b) { return keys_[a] < keys_[b]; });
+  return order;
+}
+
+bool ViewAggregator::consume(const RecordBatch& b) {
+  const size_t n = b.rows;
+  rows_in_ += n;
+  if (n == 0) return true;
+
+  // 1. Selection: rows after the view's start that pass the filter.
+  sel_.clear();
+  if (plan_.filter) {
+    evaluate(*plan_.filter, b, &truth_, &scratch_);
+  } else {
+    truth_.assign(n, kTrue);
+  }
+  bool check_start = plan_.start.xmax > 0;
+  for (size_t r = 0; r < n; ++r) {
+    if (truth_[r] != kTrue) continue;
+    if (check_start && plan_.start.visible(b.xid[r])) continue;
+    sel_.push_back(static_cast<uint32_t>(r));
+  }
+  rows_selected_ += sel_.size();
+
+  // 2. Group ids: one hash probe per row; a new group copies its key once.
+  const size_t naggs = plan_.aggs.size();
+  group_of_.resize(sel_.size());
+  for (size_t k = 0; k < sel_.size(); ++k) {
+    encode_key(b, sel_[k], &key_buf_);
+    auto it = index_.find(std::string_view(key_buf_));
+    if (it != index_.end()) {
+      group_of_[k] = it->second;
+      continue;
+    }
+    uint32_t g = static_cast<uint32_t>(keys_.size());
+    keys_.push_back(key_buf_);
+    index_.emplace(std::string_view(keys_.back()), g);
+    states_.resize(states_.size() + naggs);
+    group_of_[k] = g;
+  }
+
+  // 3. Aggregates, one column-at-a-time loop each.
+  for (size_t a = 0; a < naggs; ++a) {
+    if (!update(plan_.aggs[a], a, b)) return false;
+  }
+  return true;
+}
+
+bool ViewAggregator::update(const AggSpec& spec, size_t a, const RecordBatch& b) {
+  const size_t naggs = plan_.aggs.size();
+  const size_t m = sel_.size();
+  AggState* states = states_.data();
+  if (spec.func == AggFunc::kCountStar) {
+    for (size_t k = 0; k < m; ++k) states[group_of_[k] * naggs + a].n++;
+    return true;
+  }
+  const Column& c = b.columns[spec.column];
+  const uint8_t* nulls = c.null.data();
+  switch (spec.func) {
+    case AggFunc::kCountStar:
+      break;
+    case AggFunc::kCount:
+      for (size_t k = 0; k < m; ++k)
+        if (!nulls[sel_[k]]) states[group_of_[k] * naggs + a].n++;
+      break;
+    case AggFunc::kSum:
+    case AggFunc::kAvg:
+      for (size_t k = 0; k < m; ++k) {
+        uint32_t r = sel_[k];
+        if (nulls[r]) continue;
+        AggState& s = states[group_of_[k] * naggs + a];
+        switch (spec.input) {
+          case Type::kInt64: s.i += c.i64[r]; break;
+          case Type::kFloat64: s.f += c.f64[r]; break;
+          case Type::kNumeric:
+            if (s.n == 0) {
+              s.d = c.dec[r];
+            } else if (!decimal_add(s.d, c.dec[r], &s.d)) {
+              error_ = "numeric sum exceeds 38 significant digits";
+              return false;
+            }
+            break;
+          case Type::kText: break;
+        }
+        s.n++;
+      }
+      break;
+    case AggFunc::kMin:
+    case AggFunc::kMax: {
+      const bool is_max = spec.func == AggFunc::kMax;
+      for (size_t k = 0; k < m; ++k) {
+        uint32_t r = sel_[k];
+        if (nulls[r]) continue;
+        AggState& s = states[group_of_[k] * naggs + a];
+        bool take = s.n == 0;
+        switch (spec.input) {
+          case Type::kInt64:
+            take = take || (is_max ? c.i64[r] > s.i : c.i64[r] < s.i);
+            if (take) s.i = c.i64[r];
+            break;
+          case Type::kFloat64:
+            take = take || (is_max ? float_greater(c.f64[r], s.f) : float_greater(s.f, c.f64[r]));
+            if (take) s.f = c.f64[r];
+            break;
+          case Type::kNumeric: {
+            int cmp = take ? 0 : decimal_cmp(c.dec[r], s.d);
+            take = take || (is_max ? cmp > 0 : cmp < 0);
+            if (take) s.d = c.dec[r];
+            break;
+          }
+          case Type::kText: break;
+        }
+        s.n++;
+      }
+      break;
+    }
+  }
+  return true;
+}
+
+}  // namespace velostream::engine

@@ -1,0 +1,101 @@
+// Batch-local GROUP BY aggregation for one continuous view on one partition.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "engine/aggregate.h"
+#include "engine/batch.h"
+#include "engine/predicate.h"
+
+namespace velostream::engine {
+
+/// One GROUP BY expression: a column, or tumble(column, size) when
+/// tumble_size > 0 (microseconds; windows aligned on tumble_origin).
+struct KeySpec {
+  int column = -1;
+  Type type = Type::kInt64;
+  int64_t tumble_size = 0;
+  int64_t tumble_origin = 0;
+};
+
+/// The transactions whose rows a view must not count because they committed
+/// before the view was created: PostgreSQL's snapshot of the creating
+/// statement (pg_current_snapshot()). A row is skipped if its xid is visible
+/// in it: xid < xmin, or xid < xmax and not in xip.
+struct StartSnapshot {
+  int64_t xmin = 0, xmax = 0;
+  std::vector<int64_t> xip;  ///< sorted
+  bool visible(int64_t xid) const;
+};
+
+/// What the engine runs for a view: filter, keys, aggregates.
+struct ViewPlan {
+  std::optional<Predicate> filter;
+  std::vector<KeySpec> keys;
+  std::vector<AggSpec> aggs;
+  StartSnapshot start;
+};
+
+/// A decoded group-key value, as handed to the database.
+struct KeyValue {
+  bool is_null = false;
+  int64_t i = 0;
+  double f = 0;
+  Decimal d;
+  std::string_view s;  ///< text: valid until the aggregator is cleared
+};
+
+/// Aggregates batches into per-group partial states (the delta since the last
+/// flush). Owned by one partition worker; not thread-safe, no locks.
+class ViewAggregator {
+ public:
+  explicit ViewAggregator(ViewPlan plan);
+
+  /// Filters `batch` and folds every selected row into its group's partial
+  /// states. Returns false (and sets error()) if a numeric sum overflows the
+  /// engine's 38 digits; the delta is then unusable.
+  bool consume(const RecordBatch& batch);
+
+  /// Number of groups in the delta.
+  size_t group_count() const { return keys_.size(); }
+  /// Group ids in key order (a total order that every partition shares, so
+  /// upserts of the same keys by two workers never deadlock).
+  std::vector<uint32_t> groups_in_key_order() const;
+  /// Key part `k` of group `g`.
+  KeyValue key(uint32_t g, size_t k) const;
+  /// Partial state of aggregate `a` for group `g`.
+  const AggState& state(uint32_t g, size_t a) const { return states_[g * plan_.aggs.size() + a]; }
+
+  /// Forgets the delta (after it was merged into the database).
+  void clear();
+
+  const ViewPlan& plan() const { return plan_; }
+  uint64_t rows_in() const { return rows_in_; }          ///< rows seen since clear()
+  uint64_t rows_selected() const { return rows_selected_; }  ///< rows that passed the filter
+  const std::string& error() const { return error_; }
+
+ private:
+  void encode_key(const RecordBatch& b, size_t row, std::string* out) const;
+  bool update(const AggSpec& spec, size_t a, const RecordBatch& b);
+
+  ViewPlan plan_;
+  absl::flat_hash_map<std::string_view, uint32_t> index_;
+  std::deque<std::string> keys_;     // encoded keys; a deque so views into it stay valid
+  std::vector<AggState> states_;     // group-major: states_[g * aggs + a]
+  // Per-batch scratch, kept to avoid allocating per batch.
+  std::vector<uint8_t> truth_;
+  std::deque<std::vector<uint8_t>> scratch_;
+  std::vector<uint32_t> sel_;        // selected rows
+  std::vector<uint32_t> group_of_;   // group id of each selected row
+  std::string key_buf_;
+  uint64_t rows_in_ = 0, rows_selected_ = 0;
+  std::string error_;
+};
+
+}  // namespace velostream::engine

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test: engine unit tests (ctest), then the PostgreSQL tests.
+# Installs what it needs first. Run as root on Debian 12.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh || exit 1
+passed=0; failed=0
+# Adds ctest's own counts ("N% tests passed, F tests failed out of T").
+add_ctest_counts() {
+  local line t f
+  line=$(grep -E "tests failed out of" "$1" | tail -n 1)
+  if [ -z "$line" ]; then failed=$((failed+1)); return; fi
+  f=$(echo "$line" | sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/')
+  t=$(echo "$line" | sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\2/')
+  passed=$((passed + t - f)); failed=$((failed + f))
+  [ "$2" -eq 0 ] || [ "$f" -gt 0 ] || failed=$((failed+1))
+}
+
+echo "== engine unit tests (ctest)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j2 >/dev/null || exit 1
+(cd build && ctest --output-on-failure) > build/ctest.log 2>&1
+rc=$?
+grep -E "tests passed|tests failed|Failed|\*\*\*" build/ctest.log
+add_ctest_counts build/ctest.log "$rc"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

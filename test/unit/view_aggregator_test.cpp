@@ -1,0 +1,255 @@
+#include "engine/view_aggregator.h"
+#include "engine/window.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <string>
+
+using namespace velostream::engine;
+
+namespace {
+
+constexpr int kOrigin = 0, kDelay = 1, kTs = 2, kMiles = 3;
+
+// A batch of (origin text, delay int, ts timestamp, miles float8) rows;
+// std::nullopt-like NULLs are given by the is_null vectors.
+struct Rows {
+  std::vector<std::string> origin;
+  std::vector<int64_t> delay;
+  std::vector<int64_t> ts;
+  std::vector<double> miles;
+  std::vector<bool> origin_null, delay_null;
+  std::vector<int64_t> xid;
+};
+
+void fill(const Rows& r, RecordBatch* b) {
+  b->columns.resize(4);
+  b->columns[kOrigin].type = Type::kText;
+  b->columns[kDelay].type = Type::kInt64;
+  b->columns[kTs].type = Type::kInt64;
+  b->columns[kMiles].type = Type::kFloat64;
+  for (auto& c : b->columns) c.used = true;
+  b->reset(r.origin.size());
+  for (size_t i = 0; i < r.origin.size(); ++i) {
+    b->columns[kOrigin].str[i] = b->arena.copy(r.origin[i].data(), r.origin[i].size());
+    b->columns[kOrigin].null[i] = r.origin_null.empty() ? 0 : r.origin_null[i];
+    b->columns[kDelay].i64[i] = r.delay[i];
+    b->columns[kDelay].null[i] = r.delay_null.empty() ? 0 : r.delay_null[i];
+    b->columns[kTs].i64[i] = r.ts[i];
+    b->columns[kTs].null[i] = 0;
+    b->columns[kMiles].f64[i] = r.miles.empty() ? 0 : r.miles[i];
+    b->columns[kMiles].null[i] = 0;
+    b->xid[i] = r.xid.empty() ? 100 : r.xid[i];
+  }
+}
+
+ViewPlan by_origin_plan() {
+  ViewPlan p;
+  p.keys.push_back({kOrigin, Type::kText, 0, 0});
+  p.aggs.push_back({AggFunc::kCountStar, -1, Type::kInt64});
+  p.aggs.push_back({AggFunc::kCount, kDelay, Type::kInt64});
+  p.aggs.push_back({AggFunc::kSum, kDelay, Type::kInt64});
+  p.aggs.push_back({AggFunc::kMin, kDelay, Type::kInt64});
+  p.aggs.push_back({AggFunc::kMax, kDelay, Type::kInt64});
+  return p;
+}
+
+std::map<std::string, std::vector<int64_t>> collect(const ViewAggregator& v) {
+  std::map<std::string, std::vector<int64_t>> out;
+  for (uint32_t g : v.groups_in_key_order()) {
+    KeyValue k = v.key(g, 0);
+    std::string name = k.is_null ? "<null>" : std::string(k.s);
+    std::vector<int64_t> vals;
+    for (size_t a = 0; a < v.plan().aggs.size(); ++a) {
+      const AggState& s = v.state(g, a);
+      AggFunc f = v.plan().aggs[a].func;
+      if (f == AggFunc::kCountStar || f == AggFunc::kCount) vals.push_back(s.n);
+      else vals.push_back(s.n == 0 ? -999 : static_cast<int64_t>(s.i));
+    }
+    out[name] = vals;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(ViewAggregator, GroupsCountsSumsMinMaxWithNulls) {
+  Rows r;
+  r.origin = {"SFO", "LAX", "SFO", "", "SFO", "LAX"};
+  r.origin_null = {0, 0, 0, 1, 0, 0};
+  r.delay = {10, -5, 30, 7, 0, 0};
+  r.delay_null = {0, 0, 0, 0, 1, 1};
+  r.ts = {1, 2, 3, 4, 5, 6};
+  RecordBatch b;
+  fill(r, &b);
+  ViewAggregator v(by_origin_plan());
+  ASSERT_TRUE(v.consume(b));
+  auto got = collect(v);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got["SFO"], (std::vector<int64_t>{3, 2, 40, 10, 30}));
+  EXPECT_EQ(got["LAX"], (std::vector<int64_t>{2, 1, -5, -5, -5}));
+  EXPECT_EQ(got["<null>"], (std::vector<int64_t>{1, 1, 7, 7, 7}));
+  EXPECT_EQ(v.rows_in(), 6u);
+
+  // A group whose inputs are all NULL has n == 0: SQL's NULL sum.
+  Rows only_null;
+  only_null.origin = {"JFK"};
+  only_null.delay = {0};
+  only_null.delay_null = {1};
+  only_null.ts = {1};
+  fill(only_null, &b);
+  v.clear();
+  ASSERT_TRUE(v.consume(b));
+  EXPECT_EQ(collect(v)["JFK"], (std::vector<int64_t>{1, 0, -999, -999, -999}));
+}
+
+TEST(ViewAggregator, DeltaAccumulatesAcrossBatchesUntilCleared) {
+  Rows r;
+  r.origin = {"A", "B"};
+  r.delay = {1, 2};
+  r.ts = {0, 0};
+  RecordBatch b;
+  fill(r, &b);
+  ViewAggregator v(by_origin_plan());
+  ASSERT_TRUE(v.consume(b));
+  ASSERT_TRUE(v.consume(b));
+  EXPECT_EQ(collect(v)["A"][0], 2);
+  EXPECT_EQ(collect(v)["B"][2], 4);
+  v.clear();
+  EXPECT_EQ(v.group_count(), 0u);
+}
+
+TEST(ViewAggregator, FilterUsesThreeValuedLogic) {
+  Rows r;
+  r.origin = {"A", "A", "A", "A"};
+  r.delay = {20, 10, 0, 16};
+  r.delay_null = {0, 0, 1, 0};
+  r.ts = {0, 0, 0, 0};
+  RecordBatch b;
+  fill(r, &b);
+  ViewPlan p = by_origin_plan();
+  Predicate gt;
+  gt.kind = Predicate::Kind::kCompare;
+  gt.op = CmpOp::kGt;
+  gt.domain = CmpDomain::kInt;
+  gt.lhs_col = kDelay;
+  gt.rhs_const.i = 15;
+  // NOT (delay > 15) keeps only 10: the NULL row is unknown either way.
+  Predicate neg;
+  neg.kind = Predicate::Kind::kNot;
+  neg.children.push_back(gt);
+  p.filter = gt;
+  ViewAggregator v(p);
+  ASSERT_TRUE(v.consume(b));
+  EXPECT_EQ(collect(v)["A"], (std::vector<int64_t>{2, 2, 36, 16, 20}));
+  p.filter = neg;
+  ViewAggregator w(p);
+  ASSERT_TRUE(w.consume(b));
+  EXPECT_EQ(collect(w)["A"], (std::vector<int64_t>{1, 1, 10, 10, 10}));
+  EXPECT_EQ(w.rows_selected(), 1u);
+}
+
+TEST(ViewAggregator, OrAndIsNull) {
+  Rows r;
+  r.origin = {"A", "A", "A"};
+  r.delay = {1, 2, 3};
+  r.delay_null = {0, 1, 0};
+  r.ts = {0, 0, 0};
+  RecordBatch b;
+  fill(r, &b);
+  ViewPlan p = by_origin_plan();
+  Predicate isnull;
+  isnull.kind = Predicate::Kind::kIsNull;
+  isnull.lhs_col = kDelay;
+  Predicate eq3;
+  eq3.kind = Predicate::Kind::kCompare;
+  eq3.op = CmpOp::kEq;
+  eq3.lhs_col = kDelay;
+  eq3.rhs_const.i = 3;
+  Predicate any;
+  any.kind = Predicate::Kind::kOr;
+  any.children = {isnull, eq3};
+  p.filter = any;
+  ViewAggregator v(p);
+  ASSERT_TRUE(v.consume(b));
+  EXPECT_EQ(collect(v)["A"][0], 2);
+}
+
+TEST(ViewAggregator, TumbleKeysAndStartSnapshot) {
+  const int64_t hour = 3600LL * 1000000;
+  Rows r;
+  r.origin = {"A", "A", "A", "A"};
+  r.delay = {1, 2, 3, 4};
+  r.ts = {10, hour - 1, hour, 2 * hour + 5};
+  r.xid = {50, 120, 130, 200};  // 50 and 120 committed before the view
+  RecordBatch b;
+  fill(r, &b);
+  ViewPlan p;
+  p.keys.push_back({kTs, Type::kInt64, hour, kUnixEpochInPgMicros});
+  p.aggs.push_back({AggFunc::kSum, kDelay, Type::kInt64});
+  p.start.xmin = 100;
+  p.start.xmax = 150;
+  p.start.xip = {130};  // 130 was running when the view was created: counted
+  ViewAggregator v(p);
+  ASSERT_TRUE(v.consume(b));
+  std::map<int64_t, int64_t> sums;
+  for (uint32_t g : v.groups_in_key_order()) sums[v.key(g, 0).i] = static_cast<int64_t>(v.state(g, 0).i);
+  EXPECT_EQ(sums, (std::map<int64_t, int64_t>{{hour, 3}, {2 * hour, 4}}));
+}
+
+TEST(ViewAggregator, FloatKeysTreatNegativeZeroAndNaNAsPostgresDoes) {
+  Rows r;
+  r.origin = {"A", "A", "A", "A"};
+  r.delay = {1, 1, 1, 1};
+  r.ts = {0, 0, 0, 0};
+  r.miles = {0.0, -0.0, std::nan(""), -std::nan("")};
+  RecordBatch b;
+  fill(r, &b);
+  ViewPlan p;
+  p.keys.push_back({kMiles, Type::kFloat64, 0, 0});
+  p.aggs.push_back({AggFunc::kCountStar, -1, Type::kInt64});
+  p.aggs.push_back({AggFunc::kMax, kMiles, Type::kFloat64});
+  ViewAggregator v(p);
+  ASSERT_TRUE(v.consume(b));
+  EXPECT_EQ(v.group_count(), 2u);
+}
+
+TEST(ViewAggregator, FloatMaxPrefersNaNAndSumsInfinity) {
+  Rows r;
+  r.origin = {"A", "A", "A"};
+  r.delay = {0, 0, 0};
+  r.ts = {0, 0, 0};
+  r.miles = {1.0, std::nan(""), HUGE_VAL};
+  RecordBatch b;
+  fill(r, &b);
+  ViewPlan p;
+  p.aggs.push_back({AggFunc::kMax, kMiles, Type::kFloat64});
+  p.aggs.push_back({AggFunc::kMin, kMiles, Type::kFloat64});
+  p.aggs.push_back({AggFunc::kSum, kMiles, Type::kFloat64});
+  ViewAggregator v(p);
+  ASSERT_TRUE(v.consume(b));
+  ASSERT_EQ(v.group_count(), 1u);  // no GROUP BY: one group
+  EXPECT_TRUE(std::isnan(v.state(0, 0).f));
+  EXPECT_EQ(v.state(0, 1).f, 1.0);
+  EXPECT_TRUE(std::isnan(v.state(0, 2).f));
+}
+
+TEST(ViewAggregator, KeyOrderIsIndependentOfArrival) {
+  Rows r1, r2;
+  r1.origin = {"C", "A", "B"};
+  r2.origin = {"B", "C", "A"};
+  r1.delay = r2.delay = {0, 0, 0};
+  r1.ts = r2.ts = {0, 0, 0};
+  RecordBatch b1, b2;
+  fill(r1, &b1);
+  fill(r2, &b2);
+  ViewAggregator v1(by_origin_plan()), v2(by_origin_plan());
+  ASSERT_TRUE(v1.consume(b1));
+  ASSERT_TRUE(v2.consume(b2));
+  std::vector<std::string> k1, k2;
+  for (uint32_t g : v1.groups_in_key_order()) k1.emplace_back(v1.key(g, 0).s);
+  for (uint32_t g : v2.groups_in_key_order()) k2.emplace_back(v2.key(g, 0).s);
+  EXPECT_EQ(k1, k2);
+}
