@@ -38,6 +38,21 @@ bool StartSnapshot::visible(int64_t xid) const {
   return !std::binary_search(xip.begin(), xip.end(), xid);
 }
 
+namespace {
+void mark_predicate(const Predicate& p, std::vector<uint8_t>* used) {
+  if (p.lhs_col >= 0) (*used)[p.lhs_col] = 1;
+  if (p.rhs_col >= 0) (*used)[p.rhs_col] = 1;
+  for (const Predicate& c : p.children) mark_predicate(c, used);
+}
+}  // namespace
+
+void mark_used_columns(const ViewPlan& plan, std::vector<uint8_t>* used) {
+  if (plan.filter) mark_predicate(*plan.filter, used);
+  for (const KeySpec& k : plan.keys) (*used)[k.column] = 1;
+  for (const AggSpec& a : plan.aggs)
+    if (a.column >= 0) (*used)[a.column] = 1;
+}
+
 ViewAggregator::ViewAggregator(ViewPlan plan) : plan_(std::move(plan)) {}
 
 void ViewAggregator::clear() {

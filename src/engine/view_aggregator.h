@@ -42,6 +42,10 @@ struct ViewPlan {
   StartSnapshot start;
 };
 
+/// Sets used[c] = 1 for every stream column `plan` reads (filter, keys,
+/// aggregates); `used` must have one entry per stream column.
+void mark_used_columns(const ViewPlan& plan, std::vector<uint8_t>* used);
+
 /// A decoded group-key value, as handed to the database.
 struct KeyValue {
   bool is_null = false;

@@ -1,0 +1,31 @@
+# PGXS build of the velostream extension (C++17).
+#   make && make install          build and install into the server found by pg_config
+#   make unit                     engine unit tests (CMake + GoogleTest, no database)
+EXTENSION = velostream
+MODULE_big = velostream
+DATA = sql/velostream--0.1.sql
+PG_CONFIG ?= pg_config
+
+ENGINE_SRCS = $(wildcard src/engine/*.cpp)
+PG_SRCS = $(wildcard src/pg/*.cpp)
+OBJS = $(ENGINE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
+
+PG_CPPFLAGS = -Isrc
+PG_CXXFLAGS = -std=c++17 -O2 -Wno-register -fno-strict-aliasing
+SHLIB_LINK = -lstdc++ $(shell pkg-config --libs absl_flat_hash_map absl_hash)
+
+# No JIT bitcode: it would need clang with C++17 flags, and the extension
+# gains nothing from it. `override` outlasts Makefile.global's setting.
+override with_llvm = no
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# PGXS passes PG_CXXFLAGS only through CXXFLAGS; make sure C++17 reaches it.
+override CXXFLAGS += $(PG_CXXFLAGS)
+
+$(OBJS): $(wildcard src/engine/*.h) $(wildcard src/pg/*.h)
+
+.PHONY: unit
+unit:
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j2 && cd build && ctest --output-on-failure

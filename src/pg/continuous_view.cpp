@@ -1,0 +1,176 @@
+// CREATE MATERIALIZED VIEW ... WITH (velostream.continuous): validates the
+// query, creates the result table (and the partial-state table behind it
+// when an aggregate needs one) and registers the view for the workers.
+#include "pg/translate.h"
+#include "pg/velostream.h"
+
+namespace {
+
+void add_dependency(Oid dependent, Oid referenced, DependencyType type) {
+  ObjectAddress a, b;
+  ObjectAddressSet(a, RelationRelationId, dependent);
+  ObjectAddressSet(b, RelationRelationId, referenced);
+  recordDependencyOn(&a, &b, type);
+}
+
+// Checks the WITH (...) list: velostream.continuous and nothing else.
+void check_options(List* options) {
+  ListCell* lc;
+  foreach (lc, options) {
+    DefElem* def = (DefElem*)lfirst(lc);
+    bool ours = def->defnamespace && strcmp(def->defnamespace, "velostream") == 0;
+    if (ours && strcmp(def->defname, "continuous") == 0) {
+      if (!defGetBoolean(def))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("velostream.continuous = false is not a continuous view"),
+                        errhint("Leave out the option to create an ordinary materialized view.")));
+      continue;
+    }
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("option \"%s%s%s\" is not supported for continuous views", ours ? "velostream." : "",
+                           def->defnamespace && !ours ? def->defnamespace : "",
+                           def->defname),
+                    errhint("The only option of a continuous view today is velostream.continuous.")));
+  }
+}
+
+// "name type COLLATE x" for one result column.
+void append_column(StringInfo sql, const char* name, Oid type, int32 typmod, Oid collation) {
+  appendStringInfo(sql, "%s %s", quote_identifier(name), format_type_with_typemod(type, typmod));
+  if (OidIsValid(collation) && collation != get_typcollation(type) && collation != DEFAULT_COLLATION_OID)
+    appendStringInfo(sql, " COLLATE %s", generate_collation_name(collation));
+}
+
+// Type of the partial state kept for aggregate column c in the state table.
+Oid state_sum_type(const ViewColumn& c) {
+  if (c.input_type == FLOAT8OID || c.input_type == FLOAT4OID) return FLOAT8OID;
+  return NUMERICOID;
+}
+
+}  // namespace
+
+bool velostream_is_continuous_view(Oid relid) {
+  if (!OidIsValid(get_extension_oid("velostream", true))) return false;
+  if (get_rel_relkind(relid) != RELKIND_RELATION) return false;
+  SPI_connect();
+  Oid argtypes[1] = {OIDOID};
+  Datum args[1] = {ObjectIdGetDatum(relid)};
+  int rc = SPI_execute_with_args("SELECT 1 FROM velostream.views WHERE view = $1", 1, argtypes, args, NULL, true, 1);
+  bool found = rc == SPI_OK_SELECT && SPI_processed > 0;
+  SPI_finish();
+  return found;
+}
+
+void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* query_string, int stmt_location,
+                                       int stmt_len) {
+  if (!OidIsValid(get_extension_oid("velostream", true)))
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("extension \"velostream\" is not installed"),
+                    errhint("Run CREATE EXTENSION velostream first.")));
+  IntoClause* into = stmt->into;
+  check_options(into->options);
+  if (!IsA(stmt->query, Query)) elog(ERROR, "velostream: CREATE MATERIALIZED VIEW query was not analysed");
+  Query* query = (Query*)stmt->query;
+
+  ViewDesc* d = velostream_translate_query(query);
+  if (pg_class_aclcheck(d->stream, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+    ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                    errmsg("permission denied for stream %s", get_rel_name(d->stream))));
+
+  // Column aliases: CREATE MATERIALIZED VIEW v (a, b, ...) AS ...
+  int i = 0;
+  ListCell* lc;
+  foreach (lc, into->colNames) {
+    if (i >= d->ncolumns) ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("too many column names were specified")));
+    d->columns[i++].name = pstrdup(strVal(lfirst(lc)));
+  }
+
+  Oid nsp = RangeVarGetCreationNamespace(into->rel);
+  const char* nspname = get_namespace_name(nsp);
+  const char* relname = into->rel->relname;
+  if (OidIsValid(get_relname_relid(relname, nsp))) {
+    if (stmt->if_not_exists) {
+      ereport(NOTICE, (errcode(ERRCODE_DUPLICATE_TABLE),
+                       errmsg("relation \"%s\" already exists, skipping", relname)));
+      return;
+    }
+    ereport(ERROR, (errcode(ERRCODE_DUPLICATE_TABLE), errmsg("relation \"%s\" already exists", relname)));
+  }
+  char* qualified = quote_qualified_identifier(nspname, relname);
+
+  StringInfoData sql, keys;
+  initStringInfo(&sql);
+  initStringInfo(&keys);
+  for (int k = 0; k < d->nkeys; ++k)
+    appendStringInfo(&keys, "%s%s", k ? ", " : "", quote_identifier(d->columns[d->key_column[k]].name));
+  if (d->nkeys == 0) appendStringInfoString(&keys, "(true)");  // one row: unique on a constant
+
+  SPI_connect();
+  // 1. The result table: exactly the SELECT's columns and types.
+  appendStringInfo(&sql, "CREATE TABLE %s (", qualified);
+  for (int c = 0; c < d->ncolumns; ++c) {
+    if (c) appendStringInfoString(&sql, ", ");
+    const ViewColumn& col = d->columns[c];
+    append_column(&sql, col.name, col.type, col.typmod, col.collation);
+  }
+  appendStringInfoChar(&sql, ')');
+  if (into->tableSpaceName) appendStringInfo(&sql, " TABLESPACE %s", quote_identifier(into->tableSpaceName));
+  velostream_spi_exec(sql.data, SPI_OK_UTILITY);
+  Oid view_oid = get_relname_relid(relname, nsp);
+  resetStringInfo(&sql);
+  char index_name[NAMEDATALEN];
+  snprintf(index_name, sizeof(index_name), "%.50s_key", relname);
+  appendStringInfo(&sql, "CREATE UNIQUE INDEX %s ON %s (%s) NULLS NOT DISTINCT", quote_identifier(index_name),
+                   qualified, keys.data);
+  velostream_spi_exec(sql.data, SPI_OK_UTILITY);
+  add_dependency(view_oid, d->stream, DEPENDENCY_NORMAL);
+
+  // 2. The partial-state table, when an aggregate's result is not mergeable by
+  //    itself (avg = sum / count): keys k0.., then a0.. (avg: a<i>_sum, a<i>_n).
+  Oid state_oid = InvalidOid;
+  if (d->needs_state) {
+    char state_name[NAMEDATALEN];
+    snprintf(state_name, sizeof(state_name), "view_%u_state", view_oid);
+    resetStringInfo(&sql);
+    appendStringInfo(&sql, "CREATE TABLE velostream.%s (", state_name);
+    for (int k = 0; k < d->nkeys; ++k) {
+      const ViewColumn& col = d->columns[d->key_column[k]];
+      char name[32];
+      snprintf(name, sizeof(name), "k%d", k);
+      append_column(&sql, name, col.type, col.typmod, col.collation);
+      appendStringInfoString(&sql, ", ");
+    }
+    for (int a = 0; a < d->naggs; ++a) {
+      const ViewColumn& col = d->columns[d->agg_column[a]];
+      if (a) appendStringInfoString(&sql, ", ");
+      if (col.agg == SqlAgg::kAvg)
+        appendStringInfo(&sql, "a%d_sum %s, a%d_n bigint", a, format_type_be(state_sum_type(col)), a);
+      else
+        appendStringInfo(&sql, "a%d %s", a, format_type_with_typemod(col.type, col.typmod));
+    }
+    appendStringInfoChar(&sql, ')');
+    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
+    state_oid = get_relname_relid(state_name, get_namespace_oid("velostream", false));
+    resetStringInfo(&sql);
+    appendStringInfo(&sql, "CREATE UNIQUE INDEX ON velostream.%s (", state_name);
+    for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%sk%d", k ? ", " : "", k);
+    if (d->nkeys == 0) appendStringInfoString(&sql, "(true)");
+    appendStringInfoString(&sql, ") NULLS NOT DISTINCT");
+    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
+    add_dependency(state_oid, view_oid, DEPENDENCY_INTERNAL);
+  }
+
+  // 3. The catalog row; the workers pick it up on their next flush.
+  const char* definition = query_string;
+  if (stmt_location >= 0 && stmt_len > 0) definition = pnstrdup(query_string + stmt_location, stmt_len);
+  else if (stmt_location > 0) definition = pstrdup(query_string + stmt_location);
+  Oid argtypes[5] = {OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID};
+  Datum args[5] = {ObjectIdGetDatum(view_oid), ObjectIdGetDatum(d->stream), ObjectIdGetDatum(state_oid),
+                   CStringGetTextDatum(nodeToString(query)), CStringGetTextDatum(definition)};
+  char nulls[5] = {' ', ' ', OidIsValid(state_oid) ? ' ' : 'n', ' ', ' '};
+  int rc = SPI_execute_with_args(
+      "INSERT INTO velostream.views (view, stream, state_table, start_snapshot, query_tree, definition) "
+      "VALUES ($1, $2, $3, pg_current_snapshot(), $4, $5)",
+      5, argtypes, args, nulls, false, 0);
+  if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: could not register continuous view: %s", SPI_result_code_string(rc));
+  SPI_finish();
+}

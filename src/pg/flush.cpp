@@ -1,0 +1,265 @@
+#include "pg/flush.h"
+
+#include <string>
+#include <vector>
+
+#include "pg/velostream.h"
+
+namespace eng = velostream::engine;
+
+namespace {
+
+const char* qname(Oid relid) {
+  return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
+}
+
+Oid sum_state_type(const ViewColumn& c) {
+  return (c.input_type == FLOAT8OID || c.input_type == FLOAT4OID) ? FLOAT8OID : NUMERICOID;
+}
+
+// "CASE ... END" adding two nullable sums: NULL only when both are NULL.
+void append_sum_merge(StringInfo sql, const char* col) {
+  appendStringInfo(sql, "CASE WHEN t.%s IS NULL THEN excluded.%s WHEN excluded.%s IS NULL THEN t.%s ELSE t.%s + excluded.%s END",
+                   col, col, col, col, col, col);
+}
+
+void append_merge(StringInfo sql, SqlAgg agg, const char* col) {
+  switch (agg) {
+    case SqlAgg::kCountStar:
+    case SqlAgg::kCount: appendStringInfo(sql, "t.%s + excluded.%s", col, col); break;
+    case SqlAgg::kSum: append_sum_merge(sql, col); break;
+    case SqlAgg::kMin: appendStringInfo(sql, "least(t.%s, excluded.%s)", col, col); break;
+    case SqlAgg::kMax: appendStringInfo(sql, "greatest(t.%s, excluded.%s)", col, col); break;
+    case SqlAgg::kAvg: break;  // only through the state table
+  }
+}
+
+Datum numeric_from_text(const std::string& s) {
+  return DirectFunctionCall3(numeric_in, CStringGetDatum(s.c_str()), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+}
+
+Datum int128_numeric(__int128 v) {
+  eng::Decimal d;
+  d.coef = v;
+  return numeric_from_text(d.to_string());
+}
+
+// A value of SQL type `type` from its engine form.
+Datum to_datum(Oid type, int64_t i, double f, const eng::Decimal& d, std::string_view s) {
+  switch (type) {
+    case INT2OID: return Int16GetDatum((int16)i);
+    case INT4OID: return Int32GetDatum((int32)i);
+    case INT8OID: return Int64GetDatum(i);
+    case BOOLOID: return BoolGetDatum(i != 0);
+    case DATEOID: return DateADTGetDatum((DateADT)i);
+    case TIMESTAMPOID:
+    case TIMESTAMPTZOID: return TimestampGetDatum(i);
+    case FLOAT4OID: return Float4GetDatum((float4)f);
+    case FLOAT8OID: return Float8GetDatum(f);
+    case NUMERICOID: return numeric_from_text(d.to_string());
+    case TEXTOID:
+    case VARCHAROID: return PointerGetDatum(cstring_to_text_with_len(s.data(), (int)s.size()));
+    default: elog(ERROR, "velostream: unsupported type %u", type);
+  }
+  return (Datum)0;
+}
+
+}  // namespace
+
+ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state_oid) {
+  ViewUpsert* u = (ViewUpsert*)palloc0(sizeof(ViewUpsert));
+  u->elem_types = (Oid*)palloc0(sizeof(Oid) * (d->nkeys + 2 * d->naggs + 1));
+  StringInfoData unnest, keycols, sql;
+  initStringInfo(&unnest);
+  initStringInfo(&keycols);
+  initStringInfo(&sql);
+  int p = 0;
+  for (int k = 0; k < d->nkeys; ++k) u->elem_types[p++] = d->columns[d->key_column[k]].type;
+  for (int a = 0; a < d->naggs; ++a) {
+    const ViewColumn& c = d->columns[d->agg_column[a]];
+    switch (c.agg) {
+      case SqlAgg::kCountStar: case SqlAgg::kCount: u->elem_types[p++] = INT8OID; break;
+      case SqlAgg::kAvg: u->elem_types[p++] = sum_state_type(c); u->elem_types[p++] = INT8OID; break;
+      default: u->elem_types[p++] = c.type; break;
+    }
+  }
+  u->nparams = p;
+  appendStringInfoString(&unnest, "SELECT * FROM unnest(");
+  for (int i = 0; i < p; ++i) appendStringInfo(&unnest, "%s$%d", i ? ", " : "", i + 1);
+  appendStringInfoChar(&unnest, ')');
+
+  const char* view = qname(view_oid);
+  for (int k = 0; k < d->nkeys; ++k)
+    appendStringInfo(&keycols, "%s%s", k ? ", " : "", quote_identifier(d->columns[d->key_column[k]].name));
+  const char* conflict = d->nkeys ? keycols.data : "(true)";
+
+  if (!OidIsValid(state_oid)) {
+    // Every aggregate is its own partial state: merge straight into the view.
+    appendStringInfo(&sql, "INSERT INTO %s AS t (%s", view, keycols.data);
+    for (int a = 0; a < d->naggs; ++a)
+      appendStringInfo(&sql, "%s%s", (d->nkeys || a) ? ", " : "", quote_identifier(d->columns[d->agg_column[a]].name));
+    appendStringInfo(&sql, ") %s ON CONFLICT (%s) DO ", unnest.data, conflict);
+    if (d->naggs == 0) {
+      appendStringInfoString(&sql, "NOTHING");
+    } else {
+      appendStringInfoString(&sql, "UPDATE SET ");
+      for (int a = 0; a < d->naggs; ++a) {
+        const ViewColumn& c = d->columns[d->agg_column[a]];
+        const char* col = quote_identifier(c.name);
+        appendStringInfo(&sql, "%s%s = ", a ? ", " : "", col);
+        append_merge(&sql, c.agg, col);
+      }
+    }
+  } else {
+    // Merge into the partial states, then write the finalised row to the view.
+    StringInfoData statecols, sets, finals, viewsets;
+    initStringInfo(&statecols);
+    initStringInfo(&sets);
+    initStringInfo(&finals);
+    initStringInfo(&viewsets);
+    for (int k = 0; k < d->nkeys; ++k) {
+      appendStringInfo(&statecols, "%sk%d", k ? ", " : "", k);
+      appendStringInfo(&finals, "%sk%d", k ? ", " : "", k);
+    }
+    for (int a = 0; a < d->naggs; ++a) {
+      const ViewColumn& c = d->columns[d->agg_column[a]];
+      const char* sep = (d->nkeys || a) ? ", " : "";
+      char col[32], n[32];
+      if (c.agg == SqlAgg::kAvg) {
+        snprintf(col, sizeof(col), "a%d_sum", a);
+        snprintf(n, sizeof(n), "a%d_n", a);
+        appendStringInfo(&statecols, "%s%s, %s", sep, col, n);
+        appendStringInfo(&sets, "%s%s = ", a ? ", " : "", col);
+        append_sum_merge(&sets, col);
+        appendStringInfo(&sets, ", %s = t.%s + excluded.%s", n, n, n);
+        appendStringInfo(&finals, "%sCASE WHEN %s = 0 THEN NULL ELSE %s / %s::%s END", sep, n, col, n,
+                         sum_state_type(c) == FLOAT8OID ? "float8" : "numeric");
+      } else {
+        snprintf(col, sizeof(col), "a%d", a);
+        appendStringInfo(&statecols, "%s%s", sep, col);
+        appendStringInfo(&sets, "%s%s = ", a ? ", " : "", col);
+        append_merge(&sets, c.agg, col);
+        appendStringInfo(&finals, "%s%s", sep, col);
+      }
+      const char* vcol = quote_identifier(c.name);
+      appendStringInfo(&viewsets, "%s%s = excluded.%s", a ? ", " : "", vcol, vcol);
+    }
+    const char* state_conflict = d->nkeys ? statecols.data : "(true)";
+    if (d->nkeys) {
+      // conflict target of the state table: its key columns only
+      StringInfoData sk;
+      initStringInfo(&sk);
+      for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sk, "%sk%d", k ? ", " : "", k);
+      state_conflict = sk.data;
+    }
+    appendStringInfo(&sql, "WITH s AS (INSERT INTO %s AS t (%s) %s ON CONFLICT (%s) DO UPDATE SET %s RETURNING *) ",
+                     qname(state_oid), statecols.data, unnest.data, state_conflict, sets.data);
+    appendStringInfo(&sql, "INSERT INTO %s AS t (%s", view, keycols.data);
+    for (int a = 0; a < d->naggs; ++a)
+      appendStringInfo(&sql, "%s%s", (d->nkeys || a) ? ", " : "", quote_identifier(d->columns[d->agg_column[a]].name));
+    appendStringInfo(&sql, ") SELECT %s FROM s ON CONFLICT (%s) DO UPDATE SET %s", finals.data, conflict,
+                     viewsets.data);
+  }
+
+  Oid* argtypes = (Oid*)palloc(sizeof(Oid) * p);
+  for (int i = 0; i < p; ++i) argtypes[i] = get_array_type(u->elem_types[i]);
+  u->plan = SPI_prepare(sql.data, p, argtypes);
+  if (u->plan == NULL)
+    elog(ERROR, "velostream: could not prepare the upsert of \"%s\" (%s): %s", view,
+         SPI_result_code_string(SPI_result), sql.data);
+  SPI_keepplan(u->plan);
+  return u;
+}
+
+uint64 velostream_upsert_delta(const ViewDesc* d, const ViewUpsert* u, const eng::ViewAggregator& agg) {
+  const size_t n = agg.group_count();
+  if (n == 0) return 0;
+  // Key order, copied out of the engine before any PostgreSQL call can raise.
+  uint32_t* order = (uint32_t*)palloc(sizeof(uint32_t) * n);
+  {
+    std::vector<uint32_t> sorted = agg.groups_in_key_order();
+    memcpy(order, sorted.data(), sizeof(uint32_t) * n);
+  }
+  Datum* params = (Datum*)palloc(sizeof(Datum) * u->nparams);
+  char* param_nulls = (char*)palloc(u->nparams);
+  Datum* values = (Datum*)palloc(sizeof(Datum) * n);
+  bool* nulls = (bool*)palloc(sizeof(bool) * n);
+  int dims[1] = {(int)n}, lbs[1] = {1};
+
+  int p = 0;
+  auto add_param = [&](Oid elem) {
+    int16 typlen;
+    bool typbyval;
+    char typalign;
+    get_typlenbyvalalign(elem, &typlen, &typbyval, &typalign);
+    params[p] = PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, elem, typlen, typbyval, typalign));
+    param_nulls[p] = ' ';
+    ++p;
+  };
+
+  for (int k = 0; k < d->nkeys; ++k) {
+    Oid type = u->elem_types[p];
+    for (size_t j = 0; j < n; ++j) {
+      eng::KeyValue v = agg.key(order[j], k);
+      nulls[j] = v.is_null;
+      values[j] = v.is_null ? (Datum)0 : to_datum(type, v.i, v.f, v.d, v.s);
+    }
+    add_param(type);
+  }
+  for (int a = 0; a < d->naggs; ++a) {
+    const ViewColumn& c = d->columns[d->agg_column[a]];
+    const eng::AggSpec& spec = agg.plan().aggs[a];
+    switch (c.agg) {
+      case SqlAgg::kCountStar:
+      case SqlAgg::kCount:
+        for (size_t j = 0; j < n; ++j) {
+          nulls[j] = false;
+          values[j] = Int64GetDatum(agg.state(order[j], a).n);
+        }
+        add_param(INT8OID);
+        break;
+      case SqlAgg::kSum:
+      case SqlAgg::kAvg: {
+        Oid type = c.agg == SqlAgg::kSum ? c.type : sum_state_type(c);
+        for (size_t j = 0; j < n; ++j) {
+          const eng::AggState& s = agg.state(order[j], a);
+          nulls[j] = s.n == 0;
+          if (nulls[j]) { values[j] = (Datum)0; continue; }
+          if (spec.input == eng::Type::kInt64 && type == INT8OID) {
+            if (s.i > INT64_MAX || s.i < INT64_MIN)
+              ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("bigint out of range")));
+            values[j] = Int64GetDatum((int64)s.i);
+          } else if (spec.input == eng::Type::kInt64) {
+            values[j] = int128_numeric(s.i);
+          } else if (spec.input == eng::Type::kFloat64) {
+            values[j] = Float8GetDatum(s.f);
+          } else {
+            values[j] = numeric_from_text(s.d.to_string());
+          }
+        }
+        add_param(type);
+        if (c.agg == SqlAgg::kAvg) {
+          for (size_t j = 0; j < n; ++j) {
+            nulls[j] = false;
+            values[j] = Int64GetDatum(agg.state(order[j], a).n);
+          }
+          add_param(INT8OID);
+        }
+        break;
+      }
+      case SqlAgg::kMin:
+      case SqlAgg::kMax:
+        for (size_t j = 0; j < n; ++j) {
+          const eng::AggState& s = agg.state(order[j], a);
+          nulls[j] = s.n == 0;
+          values[j] = nulls[j] ? (Datum)0 : to_datum(c.type, (int64_t)s.i, s.f, s.d, std::string_view());
+        }
+        add_param(c.type);
+        break;
+    }
+  }
+  int rc = SPI_execute_plan(u->plan, params, param_nulls, false, 0);
+  if (rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING)
+    elog(ERROR, "velostream: upsert failed: %s", SPI_result_code_string(rc));
+  return n;
+}

@@ -1,0 +1,62 @@
+// Module entry point: GUCs, hooks, the launcher, and the preload check.
+#include "pg/velostream.h"
+
+extern "C" {
+PG_MODULE_MAGIC;
+void _PG_init(void);
+PG_FUNCTION_INFO_V1(velostream_assert_preloaded);
+}
+
+char* velostream_database = nullptr;
+int velostream_partitions = 2;
+int velostream_flush_interval_ms = 100;
+int velostream_batch_size = 8192;
+
+// True in every process forked from a postmaster that preloaded the library.
+static bool loaded_at_startup = false;
+
+void _PG_init(void) {
+  loaded_at_startup = process_shared_preload_libraries_in_progress;
+
+  DefineCustomStringVariable("velostream.database",
+                             "Database whose streams and continuous views the background workers maintain.",
+                             "CREATE EXTENSION velostream is only accepted in this database.",
+                             &velostream_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+  DefineCustomIntVariable("velostream.partitions",
+                          "Number of partitions (and partition workers) of a new stream.",
+                          "A stream keeps the count it was created with; OPTIONS (partitions 'n') overrides it.",
+                          &velostream_partitions, 2, 1, 64, PGC_USERSET, 0, NULL, NULL, NULL);
+  DefineCustomIntVariable("velostream.flush_interval",
+                          "How often a partition worker merges its aggregated delta into the views' tables.",
+                          "Each flush is one transaction covering the stream rows it consumed.",
+                          &velostream_flush_interval_ms, 100, 1, 60000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+  DefineCustomIntVariable("velostream.batch_size",
+                          "Stream rows decoded into one engine batch.",
+                          NULL, &velostream_batch_size, 8192, 64, 1000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+  MarkGUCPrefixReserved("velostream");
+
+  velostream_install_utility_hook();
+  if (process_shared_preload_libraries_in_progress) velostream_register_launcher();
+}
+
+/// velostream._assert_preloaded(): called by CREATE EXTENSION. Raises
+/// OBJECT_NOT_IN_PREREQUISITE_STATE unless the library was preloaded and this
+/// is the database the workers serve.
+Datum velostream_assert_preloaded(PG_FUNCTION_ARGS) {
+  if (!loaded_at_startup)
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("velostream must be loaded via shared_preload_libraries"),
+                    errhint("Add 'velostream' to shared_preload_libraries in postgresql.conf and restart the server.")));
+  const char* db = get_database_name(MyDatabaseId);
+  if (db == nullptr || strcmp(db, velostream_database) != 0)
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("velostream can only be created in database \"%s\"", velostream_database),
+                    errhint("Set velostream.database = '%s' in postgresql.conf and restart the server to use it here.",
+                            db ? db : "")));
+  PG_RETURN_VOID();
+}
+
+void velostream_spi_exec(const char* sql, int expected) {
+  int rc = SPI_execute(sql, false, 0);
+  if (rc != expected) elog(ERROR, "velostream: SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
+}

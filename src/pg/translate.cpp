@@ -1,0 +1,436 @@
+#include "pg/translate.h"
+
+#include "engine/window.h"
+#include "pg/velostream.h"
+
+namespace eng = velostream::engine;
+
+namespace {
+
+// Names a construct in an error message the way the user wrote it.
+char* describe(Node* expr, Query* query) {
+  RangeTblEntry* rte = static_cast<RangeTblEntry*>(linitial(query->rtable));
+  List* ctx = deparse_context_for(get_rel_name(rte->relid), rte->relid);
+  return deparse_expression(expr, ctx, false, false);
+}
+
+[[noreturn]] void unsupported(const char* what, Node* expr, Query* query, const char* hint) {
+  ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                  expr ? errmsg("%s is not supported in a continuous view: %s", what, describe(expr, query))
+                       : errmsg("%s is not supported in a continuous view", what),
+                  hint ? errhint("%s", hint) : 0));
+  pg_unreachable();
+}
+
+void delete_plan(void* arg) { delete static_cast<eng::ViewPlan*>(arg); }
+
+bool is_int_type(Oid t) { return t == INT2OID || t == INT4OID || t == INT8OID; }
+
+// Comparison domain of an operator's input type; false if unsupported.
+bool domain_of(Oid t, eng::CmpDomain* d) {
+  switch (t) {
+    case INT2OID: case INT4OID: case INT8OID:
+    case BOOLOID: case DATEOID: case TIMESTAMPOID: case TIMESTAMPTZOID:
+      *d = eng::CmpDomain::kInt; return true;
+    case FLOAT4OID: case FLOAT8OID: *d = eng::CmpDomain::kFloat; return true;
+    case NUMERICOID: *d = eng::CmpDomain::kNumeric; return true;
+    case TEXTOID: case VARCHAROID: *d = eng::CmpDomain::kText; return true;
+    default: return false;
+  }
+}
+
+// Strips binary-compatible relabelling and the implicit numeric widening
+// casts PostgreSQL inserts (int4 -> int8 / numeric / float8, float4 ->
+// float8, numeric -> float8), which the engine applies by itself.
+Node* strip_implicit_casts(Node* n) {
+  for (;;) {
+    if (IsA(n, RelabelType)) {
+      n = (Node*)((RelabelType*)n)->arg;
+    } else if (IsA(n, FuncExpr) && ((FuncExpr*)n)->funcformat == COERCE_IMPLICIT_CAST &&
+               list_length(((FuncExpr*)n)->args) == 1) {
+      Node* arg = (Node*)linitial(((FuncExpr*)n)->args);
+      Oid from = exprType(arg), to = exprType(n);
+      bool widening = (is_int_type(from) && (is_int_type(to) || to == NUMERICOID || to == FLOAT8OID ||
+                                             to == FLOAT4OID)) ||
+                      (from == FLOAT4OID && to == FLOAT8OID) || (from == NUMERICOID && to == FLOAT8OID);
+      if (!widening) return n;
+      n = arg;
+    } else {
+      return n;
+    }
+  }
+}
+
+// The stream column a Var reads (0-based), checking it is a plain column.
+int column_of(Var* var, Query* query) {
+  if (var->varno != 1 || var->varlevelsup != 0 || var->varattno <= 0)
+    unsupported("a reference to a system column or an outer query", (Node*)var, query, nullptr);
+  return var->varattno - 1;
+}
+
+void set_const(Const* c, Oid optype, eng::CmpDomain domain, eng::Scalar* out, Query* query) {
+  out->is_null = c->constisnull;
+  if (c->constisnull) return;
+  Datum v = c->constvalue;
+  switch (c->consttype) {
+    case INT2OID: out->i = DatumGetInt16(v); break;
+    case INT4OID: out->i = DatumGetInt32(v); break;
+    case INT8OID: out->i = DatumGetInt64(v); break;
+    case BOOLOID: out->i = DatumGetBool(v) ? 1 : 0; break;
+    case DATEOID: out->i = DatumGetDateADT(v); break;
+    case TIMESTAMPOID: case TIMESTAMPTZOID: out->i = DatumGetInt64(v); break;
+    case FLOAT4OID: out->f = DatumGetFloat4(v); break;
+    case FLOAT8OID: out->f = DatumGetFloat8(v); break;
+    case NUMERICOID: {
+      char* text = DatumGetCString(DirectFunctionCall1(numeric_out, v));
+      if (!eng::Decimal::parse(text, &out->d))
+        unsupported("a numeric constant of more than 38 digits", (Node*)c, query, nullptr);
+      break;
+    }
+    case TEXTOID: case VARCHAROID: out->s = TextDatumGetCString(v); break;
+    default: unsupported("a constant of this type", (Node*)c, query, nullptr);
+  }
+  // Widen the constant into the comparison domain, as the engine does for columns.
+  if (domain == eng::CmpDomain::kFloat && (is_int_type(c->consttype)))
+    out->f = static_cast<double>(out->i);
+  else if (domain == eng::CmpDomain::kFloat && c->consttype == NUMERICOID)
+    out->f = out->d.to_double();
+  else if (domain == eng::CmpDomain::kNumeric && is_int_type(c->consttype))
+    out->d = eng::Decimal::from_int(out->i);
+  (void)optype;
+}
+
+// Translates one side of a comparison: a column or a constant.
+void set_operand(Node* n, Oid optype, eng::CmpDomain domain, int* col, eng::Scalar* constant, Query* query) {
+  n = strip_implicit_casts(n);
+  if (IsA(n, Var)) {
+    eng::Type t;
+    if (!velostream_engine_type(exprType(n), &t))
+      unsupported("a column of this type in WHERE", n, query, nullptr);
+    *col = column_of((Var*)n, query);
+  } else if (IsA(n, Const)) {
+    set_const((Const*)n, optype, domain, constant, query);
+  } else {
+    unsupported("this expression in WHERE", n, query,
+                "WHERE may compare columns and constants with =, <>, <, <=, >, >=, IN, IS NULL, AND, OR, NOT.");
+  }
+}
+
+// Translates `lhs op rhs` into *p (owned by the plan, so an error leaks nothing).
+void translate_compare(Oid opno, Oid inputcollid, Node* lhs, Node* rhs, Node* whole, Query* query,
+                       eng::Predicate* p) {
+  HeapTuple tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(opno));
+  if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for operator %u", opno);
+  Form_pg_operator op = (Form_pg_operator)GETSTRUCT(tup);
+  char* name = pstrdup(NameStr(op->oprname));
+  Oid left = op->oprleft, right = op->oprright, nsp = op->oprnamespace;
+  ReleaseSysCache(tup);
+
+  p->kind = eng::Predicate::Kind::kCompare;
+  if (strcmp(name, "=") == 0) p->op = eng::CmpOp::kEq;
+  else if (strcmp(name, "<>") == 0) p->op = eng::CmpOp::kNe;
+  else if (strcmp(name, "<") == 0) p->op = eng::CmpOp::kLt;
+  else if (strcmp(name, "<=") == 0) p->op = eng::CmpOp::kLe;
+  else if (strcmp(name, ">") == 0) p->op = eng::CmpOp::kGt;
+  else if (strcmp(name, ">=") == 0) p->op = eng::CmpOp::kGe;
+  else unsupported("this operator", whole, query, nullptr);
+
+  eng::CmpDomain dl, dr;
+  if (nsp != PG_CATALOG_NAMESPACE || !domain_of(left, &dl) || !domain_of(right, &dr) || dl != dr)
+    unsupported("a comparison of these types", whole, query, nullptr);
+  // Dates and timestamps compare as integers only against their own type
+  // (cross-type comparisons depend on the time zone).
+  if (dl == eng::CmpDomain::kInt && !(is_int_type(left) && is_int_type(right)) && left != right)
+    unsupported("a comparison between different date/time types", whole, query, nullptr);
+  if (dl == eng::CmpDomain::kText) {
+    if (!OidIsValid(inputcollid) || !get_collation_isdeterministic(inputcollid))
+      unsupported("a text comparison under a nondeterministic collation", whole, query, nullptr);
+    if (p->op != eng::CmpOp::kEq && p->op != eng::CmpOp::kNe && !lc_collate_is_c(inputcollid))
+      unsupported("an ordering comparison of text outside the \"C\" collation", whole, query,
+                  "Compare with COLLATE \"C\", or use = or <>.");
+  }
+  p->domain = dl;
+  set_operand(lhs, left, dl, &p->lhs_col, &p->lhs_const, query);
+  set_operand(rhs, right, dl, &p->rhs_col, &p->rhs_const, query);
+}
+
+// Translates a WHERE clause into *p, a node owned by the plan.
+void translate_predicate(Node* n, Query* query, eng::Predicate* p) {
+  if (IsA(n, BoolExpr)) {
+    BoolExpr* b = (BoolExpr*)n;
+    p->kind = b->boolop == AND_EXPR ? eng::Predicate::Kind::kAnd
+            : b->boolop == OR_EXPR ? eng::Predicate::Kind::kOr : eng::Predicate::Kind::kNot;
+    ListCell* lc;
+    foreach (lc, b->args) {
+      p->children.emplace_back();
+      translate_predicate((Node*)lfirst(lc), query, &p->children.back());
+    }
+    return;
+  }
+  if (IsA(n, OpExpr)) {
+    OpExpr* o = (OpExpr*)n;
+    if (list_length(o->args) != 2) unsupported("this operator", n, query, nullptr);
+    translate_compare(o->opno, o->inputcollid, (Node*)linitial(o->args), (Node*)lsecond(o->args), n, query, p);
+    return;
+  }
+  if (IsA(n, ScalarArrayOpExpr)) {
+    // x IN (c1, c2, ...) / x = ANY ('{...}'): an OR (AND for ALL) of comparisons.
+    ScalarArrayOpExpr* s = (ScalarArrayOpExpr*)n;
+    Node* arr = (Node*)lsecond(s->args);
+    if (!IsA(arr, Const) || ((Const*)arr)->constisnull)
+      unsupported("IN / ANY over anything but a constant list", n, query, nullptr);
+    Const* ac = (Const*)arr;
+    ArrayType* a = DatumGetArrayTypeP(ac->constvalue);
+    Oid elem = ARR_ELEMTYPE(a);
+    int16 typlen;
+    bool typbyval;
+    char typalign;
+    get_typlenbyvalalign(elem, &typlen, &typbyval, &typalign);
+    Datum* values;
+    bool* nulls;
+    int count;
+    deconstruct_array(a, elem, typlen, typbyval, typalign, &values, &nulls, &count);
+    p->kind = s->useOr ? eng::Predicate::Kind::kOr : eng::Predicate::Kind::kAnd;
+    for (int i = 0; i < count; ++i) {
+      Const* c = makeConst(elem, -1, ac->constcollid, typlen, values[i], nulls[i], typbyval);
+      p->children.emplace_back();
+      translate_compare(s->opno, s->inputcollid, (Node*)linitial(s->args), (Node*)c, n, query, &p->children.back());
+    }
+    if (count == 0) {
+      p->kind = eng::Predicate::Kind::kConst;
+      p->value.i = s->useOr ? 0 : 1;
+    }
+    return;
+  }
+  if (IsA(n, NullTest)) {
+    NullTest* t = (NullTest*)n;
+    Node* arg = strip_implicit_casts((Node*)t->arg);
+    if (t->argisrow || !IsA(arg, Var)) unsupported("this IS NULL test", n, query, nullptr);
+    eng::Type ty;
+    if (!velostream_engine_type(exprType(arg), &ty)) unsupported("a column of this type in WHERE", arg, query, nullptr);
+    p->kind = t->nulltesttype == IS_NULL ? eng::Predicate::Kind::kIsNull : eng::Predicate::Kind::kIsNotNull;
+    p->lhs_col = column_of((Var*)arg, query);
+    return;
+  }
+  if (IsA(n, Var) && exprType(n) == BOOLOID) {  // WHERE flag
+    p->kind = eng::Predicate::Kind::kCompare;
+    p->op = eng::CmpOp::kEq;
+    p->domain = eng::CmpDomain::kInt;
+    p->lhs_col = column_of((Var*)n, query);
+    p->rhs_const.i = 1;
+    return;
+  }
+  if (IsA(n, Const) && exprType(n) == BOOLOID) {
+    p->kind = eng::Predicate::Kind::kConst;
+    p->value.is_null = ((Const*)n)->constisnull;
+    p->value.i = p->value.is_null ? 0 : DatumGetBool(((Const*)n)->constvalue);
+    return;
+  }
+  unsupported("this expression in WHERE", n, query,
+              "WHERE may compare columns and constants with =, <>, <, <=, >, >=, IN, IS NULL, AND, OR, NOT.");
+}
+
+// True if `funcid` is velostream's tumble(timestamptz, interval).
+bool is_tumble(Oid funcid) {
+  Oid ext = get_extension_oid("velostream", true);
+  if (!OidIsValid(ext) || getExtensionOfObject(ProcedureRelationId, funcid) != ext) return false;
+  char* name = get_func_name(funcid);
+  return name != nullptr && strcmp(name, "tumble") == 0;
+}
+
+// A GROUP BY expression: a column, or tumble(column, constant interval).
+eng::KeySpec translate_key(Node* expr, Query* query) {
+  eng::KeySpec k;
+  Node* n = expr;
+  while (IsA(n, RelabelType)) n = (Node*)((RelabelType*)n)->arg;
+  if (IsA(n, Var)) {
+    Oid t = exprType(n);
+    if (!velostream_engine_type(t, &k.type) || t == BPCHAROID)
+      unsupported("GROUP BY on a column of this type", expr, query, nullptr);
+    if (k.type == eng::Type::kText && !get_collation_isdeterministic(exprCollation(n)))
+      unsupported("GROUP BY on text with a nondeterministic collation", expr, query, nullptr);
+    k.column = column_of((Var*)n, query);
+    return k;
+  }
+  if (IsA(n, FuncExpr) && is_tumble(((FuncExpr*)n)->funcid)) {
+    FuncExpr* f = (FuncExpr*)n;
+    Node* ts = (Node*)linitial(f->args);
+    Node* size = (Node*)lsecond(f->args);
+    if (!IsA(ts, Var) || exprType(ts) != TIMESTAMPTZOID)
+      unsupported("tumble() over anything but a timestamptz column", expr, query, nullptr);
+    if (!IsA(size, Const) || ((Const*)size)->constisnull)
+      unsupported("tumble() with a size that is not a constant interval", expr, query, nullptr);
+    Interval* iv = DatumGetIntervalP(((Const*)size)->constvalue);
+    if (iv->month != 0)
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                      errmsg("tumble() size must not contain months or years: %s", describe(expr, query)),
+                      errhint("Use a size in days, hours, minutes or seconds.")));
+    int64 usecs = iv->day * USECS_PER_DAY + iv->time;
+    if (usecs <= 0)
+      ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                      errmsg("tumble() size must be greater than zero: %s", describe(expr, query))));
+    k.column = column_of((Var*)ts, query);
+    k.type = eng::Type::kInt64;
+    k.tumble_size = usecs;
+    k.tumble_origin = eng::kUnixEpochInPgMicros;
+    return k;
+  }
+  unsupported("this GROUP BY expression", expr, query, "GROUP BY columns and tumble(column, interval).");
+}
+
+// An aggregate of the select list.
+eng::AggSpec translate_agg(Aggref* a, ViewColumn* col, Query* query) {
+  eng::AggSpec spec;
+  if (a->aggdistinct != NIL) unsupported("DISTINCT inside an aggregate", (Node*)a, query, nullptr);
+  if (a->aggorder != NIL) unsupported("ORDER BY inside an aggregate", (Node*)a, query, nullptr);
+  if (a->aggfilter != NULL) unsupported("FILTER on an aggregate", (Node*)a, query, nullptr);
+  if (a->aggkind != AGGKIND_NORMAL) unsupported("ordered-set aggregates", (Node*)a, query, nullptr);
+  HeapTuple tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(a->aggfnoid));
+  if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for function %u", a->aggfnoid);
+  Form_pg_proc proc = (Form_pg_proc)GETSTRUCT(tup);
+  char* name = pstrdup(NameStr(proc->proname));
+  Oid nsp = proc->pronamespace;
+  ReleaseSysCache(tup);
+  if (nsp != PG_CATALOG_NAMESPACE) unsupported("this aggregate", (Node*)a, query, nullptr);
+
+  if (a->aggstar) {
+    if (strcmp(name, "count") != 0) unsupported("this aggregate", (Node*)a, query, nullptr);
+    col->agg = SqlAgg::kCountStar;
+    spec.func = eng::AggFunc::kCountStar;
+    return spec;
+  }
+  if (list_length(a->args) != 1) unsupported("this aggregate", (Node*)a, query, nullptr);
+  Node* arg = (Node*)((TargetEntry*)linitial(a->args))->expr;
+  while (IsA(arg, RelabelType)) arg = (Node*)((RelabelType*)arg)->arg;
+  if (!IsA(arg, Var))
+    unsupported("an aggregate over an expression", (Node*)a, query, "Aggregate a plain column.");
+  Oid t = exprType(arg);
+  col->input_type = t;
+  spec.column = column_of((Var*)arg, query);
+  bool numeric_input = is_int_type(t) || t == FLOAT8OID || t == FLOAT4OID || t == NUMERICOID;
+  if (!velostream_engine_type(t, &spec.input))
+    unsupported("an aggregate over a column of this type", (Node*)a, query, nullptr);
+
+  if (strcmp(name, "count") == 0) {
+    col->agg = SqlAgg::kCount;
+    spec.func = eng::AggFunc::kCount;
+  } else if (strcmp(name, "sum") == 0) {
+    if (!numeric_input || t == FLOAT4OID)
+      unsupported("sum() over this type", (Node*)a, query, "sum() is supported on smallint, integer, bigint, double precision and numeric.");
+    col->agg = SqlAgg::kSum;
+    spec.func = eng::AggFunc::kSum;
+  } else if (strcmp(name, "avg") == 0) {
+    if (!numeric_input)
+      unsupported("avg() over this type", (Node*)a, query, nullptr);
+    col->agg = SqlAgg::kAvg;
+    spec.func = eng::AggFunc::kAvg;
+  } else if (strcmp(name, "min") == 0 || strcmp(name, "max") == 0) {
+    bool ordered = numeric_input || t == DATEOID || t == TIMESTAMPOID || t == TIMESTAMPTZOID;
+    if (!ordered)
+      unsupported("min()/max() over this type", (Node*)a, query,
+                  "min() and max() are supported on numbers, dates and timestamps.");
+    col->agg = strcmp(name, "min") == 0 ? SqlAgg::kMin : SqlAgg::kMax;
+    spec.func = strcmp(name, "min") == 0 ? eng::AggFunc::kMin : eng::AggFunc::kMax;
+  } else {
+    unsupported("this aggregate", (Node*)a, query, "Supported: count(*), count(x), sum, avg, min, max.");
+  }
+  return spec;
+}
+
+}  // namespace
+
+bool velostream_engine_type(Oid type, eng::Type* out) {
+  switch (type) {
+    case INT2OID: case INT4OID: case INT8OID: case BOOLOID:
+    case DATEOID: case TIMESTAMPOID: case TIMESTAMPTZOID:
+      *out = eng::Type::kInt64; return true;
+    case FLOAT4OID: case FLOAT8OID: *out = eng::Type::kFloat64; return true;
+    case NUMERICOID: *out = eng::Type::kNumeric; return true;
+    case TEXTOID: case VARCHAROID: *out = eng::Type::kText; return true;
+    default: return false;
+  }
+}
+
+ViewDesc* velostream_translate_query(Query* query) {
+  if (query->commandType != CMD_SELECT || query->utilityStmt != NULL)
+    unsupported("a statement other than SELECT", nullptr, query, nullptr);
+  if (list_length(query->rtable) != 1 || list_length(query->jointree->fromlist) != 1 ||
+      !IsA(linitial(query->jointree->fromlist), RangeTblRef))
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("a continuous view must read exactly one stream"),
+                    errhint("Joins, subqueries and set-returning functions in FROM are not supported.")));
+  RangeTblEntry* rte = static_cast<RangeTblEntry*>(linitial(query->rtable));
+  if (rte->rtekind != RTE_RELATION || !velostream_is_local_stream(rte->relid))
+    ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+                    errmsg("a continuous view must read from a stream"),
+                    rte->rtekind == RTE_RELATION
+                        ? errdetail("\"%s\" is not a foreign table on a velostream server.", get_rel_name(rte->relid))
+                        : 0,
+                    errhint("Create the stream with CREATE FOREIGN TABLE ... SERVER velostream.")));
+  if (query->hasWindowFuncs) unsupported("window functions", nullptr, query, nullptr);
+  if (query->hasSubLinks) unsupported("subqueries", nullptr, query, nullptr);
+  if (query->hasTargetSRFs) unsupported("set-returning functions", nullptr, query, nullptr);
+  if (query->cteList != NIL) unsupported("WITH", nullptr, query, nullptr);
+  if (query->setOperations != NULL) unsupported("UNION, INTERSECT and EXCEPT", nullptr, query, nullptr);
+  if (query->distinctClause != NIL) unsupported("DISTINCT", nullptr, query, nullptr);
+  if (query->havingQual != NULL)
+    unsupported("HAVING", nullptr, query, "Filter the view's table when you read it instead.");
+  if (query->sortClause != NIL)
+    unsupported("ORDER BY", nullptr, query, "Order the rows when you read the view's table.");
+  if (query->limitCount != NULL || query->limitOffset != NULL) unsupported("LIMIT and OFFSET", nullptr, query, nullptr);
+  if (query->groupingSets != NIL) unsupported("GROUPING SETS, ROLLUP and CUBE", nullptr, query, nullptr);
+  if (query->rowMarks != NIL) unsupported("FOR UPDATE/SHARE", nullptr, query, nullptr);
+  if (!query->hasAggs && query->groupClause == NIL)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("a continuous view must aggregate"),
+                    errhint("Add GROUP BY and aggregates such as count(*) to the SELECT.")));
+
+  ViewDesc* d = (ViewDesc*)palloc0(sizeof(ViewDesc));
+  d->stream = rte->relid;
+  d->plan = new eng::ViewPlan();
+  MemoryContextCallback* cb = (MemoryContextCallback*)palloc0(sizeof(MemoryContextCallback));
+  cb->func = delete_plan;
+  cb->arg = d->plan;
+  MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+
+  int ntle = list_length(query->targetList);
+  d->columns = (ViewColumn*)palloc0(sizeof(ViewColumn) * ntle);
+  d->key_column = (int*)palloc0(sizeof(int) * (ntle + 1));
+  d->agg_column = (int*)palloc0(sizeof(int) * (ntle + 1));
+
+  ListCell* lc;
+  foreach (lc, query->targetList) {
+    TargetEntry* tle = (TargetEntry*)lfirst(lc);
+    if (tle->resjunk) {
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                      errmsg("every GROUP BY expression of a continuous view must be in its select list: %s",
+                             describe((Node*)tle->expr, query)),
+                      errhint("The view's table is unique on its GROUP BY columns.")));
+    }
+    ViewColumn* col = &d->columns[d->ncolumns];
+    col->name = pstrdup(tle->resname);
+    col->type = exprType((Node*)tle->expr);
+    col->typmod = exprTypmod((Node*)tle->expr);
+    col->collation = exprCollation((Node*)tle->expr);
+    if (tle->ressortgroupref != 0 && get_sortgroupref_clause_noerr(tle->ressortgroupref, query->groupClause)) {
+      col->is_key = true;
+      col->index = d->nkeys;
+      d->plan->keys.push_back(translate_key((Node*)tle->expr, query));
+      d->key_column[d->nkeys++] = d->ncolumns;
+    } else if (IsA(tle->expr, Aggref)) {
+      col->index = d->naggs;
+      d->plan->aggs.push_back(translate_agg((Aggref*)tle->expr, col, query));
+      if (col->agg == SqlAgg::kAvg) d->needs_state = true;
+      d->agg_column[d->naggs++] = d->ncolumns;
+    } else {
+      unsupported("this select-list expression", (Node*)tle->expr, query,
+                  "Select GROUP BY expressions and plain aggregates such as count(*), sum(x), avg(x).");
+    }
+    d->ncolumns++;
+  }
+  if (query->jointree->quals != NULL) {
+    d->plan->filter.emplace();
+    translate_predicate(query->jointree->quals, query, &*d->plan->filter);
+  }
+  return d;
+}

@@ -1,0 +1,46 @@
+// Translation of a continuous view's analysed query into an engine plan.
+//
+// The query is what PostgreSQL's own parser and analyser produced for the
+// view's SELECT; translation accepts the subset the engine runs and rejects
+// anything else at CREATE time with an error that names the construct.
+#pragma once
+
+#include "engine/view_aggregator.h"
+#include "pg/pg.h"
+
+/// How one SQL aggregate maps onto the engine.
+enum class SqlAgg { kCountStar, kCount, kSum, kAvg, kMin, kMax };
+
+/// One column of the view's result, in select-list order.
+struct ViewColumn {
+  char* name;        ///< result column name (palloc'd)
+  Oid type;          ///< result type, exactly as PostgreSQL types the SELECT
+  int32 typmod;
+  Oid collation;
+  bool is_key;       ///< a GROUP BY expression
+  int index;         ///< key index or aggregate index in the engine plan
+  SqlAgg agg;        ///< aggregates only
+  Oid input_type;    ///< aggregates over a column: the column's SQL type
+};
+
+/// A translated continuous view. Allocated in the caller's memory context;
+/// `plan` is a C++ object deleted when that context is reset or deleted, so an
+/// error raised halfway through translation leaks nothing.
+struct ViewDesc {
+  Oid stream;            ///< the stream's foreign table
+  int ncolumns;
+  ViewColumn* columns;
+  int nkeys;
+  int* key_column;       ///< result column of each engine key
+  int naggs;
+  int* agg_column;       ///< result column of each engine aggregate
+  bool needs_state;      ///< has an aggregate (avg) whose result is not its own partial state
+  velostream::engine::ViewPlan* plan;
+};
+
+/// Validates and translates `query`. Raises ERROR (FEATURE_NOT_SUPPORTED,
+/// WRONG_OBJECT_TYPE, ...) naming the first construct the engine cannot run.
+ViewDesc* velostream_translate_query(Query* query);
+
+/// The engine storage type of SQL type `type`; false if unsupported.
+bool velostream_engine_type(Oid type, velostream::engine::Type* out);

@@ -1,0 +1,90 @@
+// ProcessUtility hook: the DDL of streams and continuous views.
+//  - CREATE FOREIGN TABLE ... SERVER velostream: create the partition logs.
+//  - CREATE MATERIALIZED VIEW ... WITH (velostream.continuous): a continuous view.
+//  - DROP MATERIALIZED VIEW on a continuous view: drop its table.
+//  - ALTER FOREIGN TABLE on a stream: refused (its logs would no longer match).
+#include "pg/velostream.h"
+
+namespace {
+
+ProcessUtility_hook_type prev_hook = nullptr;
+
+bool is_continuous(CreateTableAsStmt* stmt) {
+  if (stmt->objtype != OBJECT_MATVIEW || stmt->into == nullptr) return false;
+  ListCell* lc;
+  foreach (lc, stmt->into->options) {
+    DefElem* def = (DefElem*)lfirst(lc);
+    if (def->defnamespace && strcmp(def->defnamespace, "velostream") == 0) return true;
+  }
+  return false;
+}
+
+// DROP MATERIALIZED VIEW naming continuous views becomes DROP TABLE.
+void rewrite_drop(DropStmt* stmt) {
+  if (stmt->removeType != OBJECT_MATVIEW) return;
+  int continuous = 0, total = 0;
+  ListCell* lc;
+  foreach (lc, stmt->objects) {
+    RangeVar* rv = makeRangeVarFromNameList((List*)lfirst(lc));
+    Oid relid = RangeVarGetRelid(rv, NoLock, true);
+    ++total;
+    if (OidIsValid(relid) && velostream_is_continuous_view(relid)) ++continuous;
+  }
+  if (continuous == 0) return;
+  if (continuous != total)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("cannot drop continuous views and other materialized views in one statement")));
+  stmt->removeType = OBJECT_TABLE;
+}
+
+void check_alter(AlterTableStmt* stmt) {
+  if (stmt->objtype != OBJECT_FOREIGN_TABLE) return;
+  Oid relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+  if (!OidIsValid(relid) || !velostream_is_local_stream(relid)) return;
+  ListCell* lc;
+  foreach (lc, stmt->cmds) {
+    AlterTableCmd* cmd = (AlterTableCmd*)lfirst(lc);
+    if (cmd->subtype == AT_ChangeOwner || cmd->subtype == AT_GenericOptions) continue;
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("cannot alter the columns of stream \"%s\"", stmt->relation->relname),
+                    errhint("Drop the stream and create it again.")));
+  }
+}
+
+void velostream_process_utility(PlannedStmt* pstmt, const char* query_string, bool read_only_tree,
+                                ProcessUtilityContext context, ParamListInfo params, QueryEnvironment* query_env,
+                                DestReceiver* dest, QueryCompletion* qc) {
+  Node* parsetree = pstmt->utilityStmt;
+  if (IsA(parsetree, CreateTableAsStmt) && is_continuous((CreateTableAsStmt*)parsetree)) {
+    velostream_create_continuous_view((CreateTableAsStmt*)parsetree, query_string, pstmt->stmt_location,
+                                      pstmt->stmt_len);
+    return;
+  }
+  if (IsA(parsetree, DropStmt) && ((DropStmt*)parsetree)->removeType == OBJECT_MATVIEW) {
+    if (read_only_tree) {
+      pstmt = (PlannedStmt*)copyObjectImpl(pstmt);
+      parsetree = pstmt->utilityStmt;
+      read_only_tree = false;
+    }
+    rewrite_drop((DropStmt*)parsetree);
+  }
+  if (IsA(parsetree, AlterTableStmt)) check_alter((AlterTableStmt*)parsetree);
+
+  if (prev_hook)
+    prev_hook(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc);
+  else
+    standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc);
+
+  if (IsA(parsetree, CreateForeignTableStmt)) {
+    CreateForeignTableStmt* cft = (CreateForeignTableStmt*)parsetree;
+    Oid relid = RangeVarGetRelid(cft->base.relation, NoLock, true);
+    if (OidIsValid(relid) && velostream_is_local_stream(relid)) velostream_create_stream(relid);
+  }
+}
+
+}  // namespace
+
+void velostream_install_utility_hook(void) {
+  prev_hook = ProcessUtility_hook;
+  ProcessUtility_hook = velostream_process_utility;
+}

@@ -1,0 +1,42 @@
+// Shared declarations of the PostgreSQL glue: GUCs, entry points, helpers.
+#pragma once
+
+#include "pg/pg.h"
+
+/// GUCs (see _PG_init in init.cpp for their documentation).
+extern char* velostream_database;
+extern int velostream_partitions;
+extern int velostream_flush_interval_ms;
+extern int velostream_batch_size;
+
+/// Name of the column appended to every stream log table: the full id of the
+/// transaction that inserted the row (xid8).
+#define VELOSTREAM_XID_COLUMN "_velostream_xid"
+
+/// Installs / chains the ProcessUtility hook (utility_hook.cpp).
+void velostream_install_utility_hook(void);
+
+/// Registers the launcher background worker (launcher.cpp). Postmaster only.
+void velostream_register_launcher(void);
+
+/// True if `relid` is a foreign table on a velostream server without a
+/// `brokers` option, i.e. a stream fed by INSERT/COPY.
+bool velostream_is_local_stream(Oid relid);
+
+/// Oid of a velostream stream's server if `serverid`'s wrapper is velostream.
+bool velostream_is_velostream_server(Oid serverid);
+
+/// Creates the log tables and catalog rows of a new local stream
+/// (streams.cpp). Called after CREATE FOREIGN TABLE created `relid`.
+void velostream_create_stream(Oid relid);
+
+/// Handles CREATE MATERIALIZED VIEW ... WITH (velostream.continuous)
+/// (continuous_view.cpp).
+void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* query_string, int stmt_location,
+                                       int stmt_len);
+
+/// True if `relid` is a continuous view's result table.
+bool velostream_is_continuous_view(Oid relid);
+
+/// Runs an SQL command through SPI (caller is connected); raises on error.
+void velostream_spi_exec(const char* sql, int expected);
