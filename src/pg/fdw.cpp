@@ -116,7 +116,11 @@ TupleTableSlot* insert_row(InsertState* st, TupleTableSlot* slot) {
 
 // ---- FDW callbacks ------------------------------------------------------
 
-void get_rel_size(PlannerInfo*, RelOptInfo*, Oid relid) {
+void get_rel_size(PlannerInfo* root, RelOptInfo* baserel, Oid relid) {
+  if (root->parse->commandType != CMD_SELECT && root->parse->resultRelation == (int)baserel->relid)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("cannot update or delete rows of stream \"%s\"", get_rel_name(relid)),
+                    errdetail("Streams are append-only: INSERT and COPY only.")));
   ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                   errmsg("cannot read from stream \"%s\"", get_rel_name(relid)),
                   errdetail("A stream's rows are consumed by its continuous views, not stored for reading."),

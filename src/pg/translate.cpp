@@ -46,6 +46,8 @@ Node* strip_implicit_casts(Node* n) {
   for (;;) {
     if (IsA(n, RelabelType)) {
       n = (Node*)((RelabelType*)n)->arg;
+    } else if (IsA(n, CollateExpr)) {  // the operator's inputcollid carries it
+      n = (Node*)((CollateExpr*)n)->arg;
     } else if (IsA(n, FuncExpr) && ((FuncExpr*)n)->funcformat == COERCE_IMPLICIT_CAST &&
                list_length(((FuncExpr*)n)->args) == 1) {
       Node* arg = (Node*)linitial(((FuncExpr*)n)->args);
@@ -176,25 +178,40 @@ void translate_predicate(Node* n, Query* query, eng::Predicate* p) {
   if (IsA(n, ScalarArrayOpExpr)) {
     // x IN (c1, c2, ...) / x = ANY ('{...}'): an OR (AND for ALL) of comparisons.
     ScalarArrayOpExpr* s = (ScalarArrayOpExpr*)n;
+    // The list is an ARRAY[...] of constants (x IN (...)) or an array constant.
     Node* arr = (Node*)lsecond(s->args);
-    if (!IsA(arr, Const) || ((Const*)arr)->constisnull)
-      unsupported("IN / ANY over anything but a constant list", n, query, nullptr);
-    Const* ac = (Const*)arr;
-    ArrayType* a = DatumGetArrayTypeP(ac->constvalue);
-    Oid elem = ARR_ELEMTYPE(a);
-    int16 typlen;
-    bool typbyval;
-    char typalign;
-    get_typlenbyvalalign(elem, &typlen, &typbyval, &typalign);
-    Datum* values;
-    bool* nulls;
-    int count;
-    deconstruct_array(a, elem, typlen, typbyval, typalign, &values, &nulls, &count);
+    List* elems = NIL;
+    if (IsA(arr, ArrayExpr)) {
+      ListCell* lc;
+      foreach (lc, ((ArrayExpr*)arr)->elements) {
+        Node* e = strip_implicit_casts((Node*)lfirst(lc));
+        if (!IsA(e, Const)) unsupported("IN / ANY over anything but constants", n, query, nullptr);
+        elems = lappend(elems, e);
+      }
+    } else if (IsA(arr, Const) && !((Const*)arr)->constisnull) {
+      Const* ac = (Const*)arr;
+      ArrayType* a = DatumGetArrayTypeP(ac->constvalue);
+      Oid elem = ARR_ELEMTYPE(a);
+      int16 typlen;
+      bool typbyval;
+      char typalign;
+      get_typlenbyvalalign(elem, &typlen, &typbyval, &typalign);
+      Datum* values;
+      bool* nulls;
+      int count;
+      deconstruct_array(a, elem, typlen, typbyval, typalign, &values, &nulls, &count);
+      for (int i = 0; i < count; ++i)
+        elems = lappend(elems, makeConst(elem, -1, ac->constcollid, typlen, values[i], nulls[i], typbyval));
+    } else {
+      unsupported("IN / ANY over anything but constants", n, query, nullptr);
+    }
+    int count = list_length(elems);
     p->kind = s->useOr ? eng::Predicate::Kind::kOr : eng::Predicate::Kind::kAnd;
-    for (int i = 0; i < count; ++i) {
-      Const* c = makeConst(elem, -1, ac->constcollid, typlen, values[i], nulls[i], typbyval);
+    ListCell* lc;
+    foreach (lc, elems) {
       p->children.emplace_back();
-      translate_compare(s->opno, s->inputcollid, (Node*)linitial(s->args), (Node*)c, n, query, &p->children.back());
+      translate_compare(s->opno, s->inputcollid, (Node*)linitial(s->args), (Node*)lfirst(lc), n, query,
+                        &p->children.back());
     }
     if (count == 0) {
       p->kind = eng::Predicate::Kind::kConst;

@@ -1,0 +1,45 @@
+# Throwaway PostgreSQL clusters with velostream preloaded, for the demo and the
+# integration tests. Source it, then:
+#   cluster_start DIR PORT [extra postgresql.conf lines...]
+#   psql_c SQL...        (runs against the last started cluster)
+#   cluster_stop
+# PostgreSQL refuses to run as root, so clusters run as user postgres.
+PGBIN=$(pg_config --bindir)
+VS_DIR=""
+VS_PORT=""
+
+cluster_start() {
+  VS_DIR=$1
+  VS_PORT=$2
+  shift 2
+  rm -rf "$VS_DIR"
+  mkdir -p "$VS_DIR"
+  chown postgres "$VS_DIR"
+  runuser -u postgres -- "$PGBIN/initdb" -D "$VS_DIR/data" -A trust -U postgres >/dev/null
+  {
+    echo "shared_preload_libraries = 'velostream'"
+    echo "velostream.database = 'postgres'"
+    echo "max_worker_processes = 32"
+    echo "port = $VS_PORT"
+    echo "unix_socket_directories = '$VS_DIR'"
+    echo "listen_addresses = ''"
+    echo "fsync = on"
+    for line in "$@"; do echo "$line"; done
+  } >> "$VS_DIR/data/postgresql.conf"
+  runuser -u postgres -- "$PGBIN/pg_ctl" -D "$VS_DIR/data" -l "$VS_DIR/server.log" -w start >/dev/null
+}
+
+cluster_stop() {
+  [ -n "$VS_DIR" ] && [ -d "$VS_DIR/data" ] && \
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$VS_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# psql_c SQL: runs SQL, unaligned tuples-only output, stops on the first error.
+psql_c() {
+  "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -At -h "$VS_DIR" -p "$VS_PORT" -U postgres -d postgres -c "$*"
+}
+
+# psql_f FILE: runs a file of SQL the same way.
+psql_f() {
+  "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -At -h "$VS_DIR" -p "$VS_PORT" -U postgres -d postgres -f "$1"
+}

@@ -1,0 +1,61 @@
+-- Errors name the problem; unsupported constructs are rejected at CREATE time.
+CREATE EXTENSION velostream;
+CREATE FOREIGN TABLE s (ts timestamptz, delay int, distance int, origin text, destination text, price numeric, f4 real)
+  SERVER velostream;
+CREATE TABLE plain (ts timestamptz, delay int, origin text);
+\set VERBOSITY default
+
+-- A stream cannot be read, updated or deleted from.
+SELECT * FROM s;
+UPDATE s SET delay = 1;
+DELETE FROM s;
+
+-- The FROM list must be one stream.
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, count(*) FROM plain GROUP BY origin;
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS
+  SELECT a.origin, count(*) FROM s a JOIN s b ON a.origin = b.origin GROUP BY a.origin;
+
+-- Unsupported constructs, each named.
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, destination FROM s;
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, count(*) FROM s GROUP BY origin HAVING count(*) > 1;
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, count(DISTINCT delay) FROM s GROUP BY origin;
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, sum(delay * 2) FROM s GROUP BY origin;
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, count(*) * 2 FROM s GROUP BY origin;
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, string_agg(destination, ',') FROM s GROUP BY origin;
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT count(*) FROM s GROUP BY origin;
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT upper(origin), count(*) FROM s GROUP BY upper(origin);
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, count(*) FROM s WHERE origin LIKE 'S%' GROUP BY origin;
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, count(*) FROM s WHERE origin < 'M' GROUP BY origin;
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, count(*) FROM s GROUP BY origin ORDER BY origin;
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, sum(f4) FROM s GROUP BY origin;
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS
+  SELECT tumble(ts, interval '1 month') AS m, count(*) FROM s GROUP BY tumble(ts, interval '1 month');
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous, velostream.emit = 'final') AS SELECT origin, count(*) FROM s GROUP BY origin;
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous = false) AS SELECT origin, count(*) FROM s GROUP BY origin;
+SELECT count(*) AS views_created FROM velostream.views;
+
+-- Supported WHERE forms are accepted.
+CREATE MATERIALIZED VIEW ok WITH (velostream.continuous) AS
+  SELECT origin, count(*) FROM s
+  WHERE (delay BETWEEN 0 AND 100 OR delay IS NULL) AND origin IN ('SFO', 'LAX') AND NOT (price > 10.5)
+        AND origin COLLATE "C" < 'M' AND ts >= '2001-01-01'
+  GROUP BY origin;
+CREATE MATERIALIZED VIEW ok WITH (velostream.continuous) AS SELECT origin, count(*) FROM s GROUP BY origin;
+CREATE MATERIALIZED VIEW IF NOT EXISTS ok WITH (velostream.continuous) AS SELECT origin, count(*) FROM s GROUP BY origin;
+
+-- Stream options are validated.
+CREATE FOREIGN TABLE bad (x int) SERVER velostream OPTIONS (partitions '0');
+CREATE FOREIGN TABLE bad (x int) SERVER velostream OPTIONS (topic 'x');
+-- Streams cannot change shape under their logs.
+ALTER FOREIGN TABLE s ADD COLUMN extra int;
+
+-- The internal logs go with their stream only.
+DO $$
+BEGIN
+  EXECUTE format('DROP TABLE %s', (SELECT log_table FROM velostream.stream_partitions LIMIT 1));
+EXCEPTION WHEN dependent_objects_still_exist THEN
+  RAISE NOTICE 'refused: %', regexp_replace(SQLERRM, '[0-9]+', 'N');
+END $$;
+
+SELECT velostream.wait('plain');
+DROP EXTENSION velostream CASCADE;

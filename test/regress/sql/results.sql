@@ -1,0 +1,102 @@
+-- Results: PostgreSQL's own semantics, rows updated in place, aborted rows never counted.
+CREATE EXTENSION velostream;
+SET TIME ZONE 'UTC';
+CREATE FOREIGN TABLE flights (ts timestamptz, delay int, distance int, origin text, destination text)
+  SERVER velostream;
+CREATE MATERIALIZED VIEW delay_by_origin WITH (velostream.continuous) AS
+  SELECT origin, tumble(ts, interval '1 hour') AS window_start,
+         count(*) AS flights, sum(delay) AS total_delay, avg(delay) AS avg_delay,
+         min(delay) AS min_delay, max(delay) AS max_delay
+  FROM flights
+  GROUP BY origin, tumble(ts, interval '1 hour');
+CREATE MATERIALIZED VIEW long_delays WITH (velostream.continuous) AS
+  SELECT origin, destination, count(*) AS n, sum(distance) AS miles
+  FROM flights WHERE delay > 15 GROUP BY origin, destination;
+CREATE MATERIALIZED VIEW counts WITH (velostream.continuous) AS
+  SELECT count(*) AS all_rows, count(delay) AS with_delay, sum(delay) AS total FROM flights;
+
+INSERT INTO flights VALUES
+  ('2001-01-01 00:05+00', 20, 300, 'SFO', 'LAX'),
+  ('2001-01-01 00:35+00', 5, 300, 'SFO', 'LAX'),
+  ('2001-01-01 01:05+00', NULL, 500, NULL, 'JFK'),
+  ('2001-01-01 01:10+00', 16, 2500, NULL, 'JFK');
+SELECT velostream.wait('delay_by_origin'), velostream.wait('long_delays'), velostream.wait('counts');
+SELECT * FROM delay_by_origin ORDER BY origin, window_start;
+SELECT * FROM long_delays ORDER BY origin, destination;
+SELECT * FROM counts;
+
+-- Rows update in place: the same groups, new totals.
+INSERT INTO flights SELECT '2001-01-01 00:50+00', 100, 10, 'SFO', 'LAX' FROM generate_series(1, 3);
+SELECT velostream.wait('delay_by_origin'), velostream.wait('long_delays'), velostream.wait('counts');
+SELECT * FROM delay_by_origin ORDER BY origin, window_start;
+SELECT count(*) AS rows_in_view FROM delay_by_origin;
+SELECT * FROM long_delays ORDER BY origin, destination;
+
+-- An aborted transaction's rows never show.
+BEGIN;
+INSERT INTO flights VALUES ('2001-01-01 00:06+00', 999, 1, 'SFO', 'LAX');
+ROLLBACK;
+BEGIN;
+INSERT INTO flights VALUES ('2001-01-01 00:07+00', 999, 1, 'OUTER', 'LAX');
+SAVEPOINT a;
+INSERT INTO flights VALUES ('2001-01-01 00:08+00', 999, 1, 'ROLLED_BACK', 'LAX');
+ROLLBACK TO a;
+INSERT INTO flights VALUES ('2001-01-01 00:09+00', 1, 1, 'KEPT', 'LAX');
+COMMIT;
+SELECT velostream.wait('delay_by_origin'), velostream.wait('long_delays'), velostream.wait('counts');
+SELECT origin, flights, max_delay FROM delay_by_origin ORDER BY origin NULLS FIRST, window_start;
+SELECT * FROM counts;
+
+-- A view sees only rows committed after it was created (OLD may still be
+-- waiting in the stream's log when the view is created: it must not count).
+INSERT INTO flights VALUES ('2001-01-02 00:00+00', 1, 1, 'OLD', 'LAX');
+CREATE MATERIALIZED VIEW late_view WITH (velostream.continuous) AS
+  SELECT origin, count(*) AS n FROM flights GROUP BY origin;
+INSERT INTO flights VALUES ('2001-01-02 00:00+00', 1, 1, 'NEW', 'LAX');
+SELECT velostream.wait('late_view');
+SELECT * FROM late_view;
+
+-- Numeric and float8 columns: PostgreSQL's types and semantics (NaN, Infinity, sum of bigint as numeric).
+CREATE FOREIGN TABLE m (k text, i8 bigint, n numeric, f float8, d date) SERVER velostream;
+CREATE MATERIALIZED VIEW m_agg WITH (velostream.continuous) AS
+  SELECT k, count(*) AS c, count(n) AS cn, sum(i8) AS s8, avg(i8) AS a8, sum(n) AS sn, avg(n) AS an,
+         min(n) AS mn, max(n) AS xn, sum(f) AS sf, avg(f) AS af, min(f) AS mf, max(f) AS xf,
+         min(d) AS md, max(d) AS xd
+  FROM m GROUP BY k;
+INSERT INTO m VALUES
+  ('a', 9223372036854775807, 1.50, 1.5, '2001-01-01'),
+  ('a', 9223372036854775807, 2.255, 2.5, '2001-02-01'),
+  ('a', NULL, NULL, NULL, NULL),
+  ('nan', 1, 'NaN', 'NaN', '2001-01-01'),
+  ('nan', 2, 3, 1, '2001-01-01'),
+  ('inf', 1, 'Infinity', 'Infinity', '2001-01-01'),
+  ('inf', 1, '-Infinity', '-Infinity', '2001-01-01'),
+  ('nulls', NULL, NULL, NULL, NULL);
+SELECT velostream.wait('m_agg');
+CREATE TABLE m_plain AS SELECT * FROM (VALUES
+  ('a', 9223372036854775807, 1.50, 1.5::float8, '2001-01-01'::date),
+  ('a', 9223372036854775807, 2.255, 2.5, '2001-02-01'),
+  ('a', NULL, NULL, NULL, NULL),
+  ('nan', 1, 'NaN', 'NaN', '2001-01-01'),
+  ('nan', 2, 3, 1, '2001-01-01'),
+  ('inf', 1, 'Infinity', 'Infinity', '2001-01-01'),
+  ('inf', 1, '-Infinity', '-Infinity', '2001-01-01'),
+  ('nulls', NULL, NULL, NULL, NULL)) v(k, i8, n, f, d);
+SELECT * FROM m_agg ORDER BY k;
+-- identical to the batch query, value for value
+SELECT count(*) AS differences FROM (
+  (SELECT * FROM m_agg EXCEPT
+   SELECT k, count(*), count(n), sum(i8), avg(i8), sum(n), avg(n), min(n), max(n), sum(f), avg(f), min(f), max(f), min(d), max(d)
+   FROM m_plain GROUP BY k)
+  UNION ALL
+  (SELECT k, count(*), count(n), sum(i8), avg(i8), sum(n), avg(n), min(n), max(n), sum(f), avg(f), min(f), max(f), min(d), max(d)
+   FROM m_plain GROUP BY k
+   EXCEPT SELECT * FROM m_agg)) x;
+
+-- Statistics per view and partition.
+SELECT view, sum(events_in) AS events_in, sum(events_selected) AS selected, sum(backlog_rows) AS backlog
+  FROM velostream.stats GROUP BY view ORDER BY view::text;
+
+-- Nothing pending: wait returns at once; a timeout returns false instead of hanging.
+SELECT velostream.wait('counts', '1 ms');
+DROP EXTENSION velostream CASCADE;
