@@ -23,5 +23,28 @@ rc=$?
 grep -E "tests passed|tests failed|Failed|\*\*\*" build/ctest.log
 add_ctest_counts build/ctest.log "$rc"
 
+echo "== build and install the extension"
+make -s -j2 >/dev/null && make -s install >/dev/null || { echo "build failed"; exit 1; }
+
+echo "== pg_regress"
+bash test/regress/run.sh > build/regress.log 2>&1
+rc=$?
+grep -E "^(ok|not ok|test |     )|tests (passed|failed)|^ *[0-9]+ of [0-9]+ tests" build/regress.log || true
+if [ $rc -ne 0 ]; then cat build/regress.log; fi
+ok=$(grep -cE "\.\.\. ok|^ok " build/regress.log || true)
+bad=$(grep -cE "\.\.\. FAILED|^not ok " build/regress.log || true)
+passed=$((passed + ok)); failed=$((failed + bad))
+[ $rc -eq 0 ] || [ "$bad" -gt 0 ] || failed=$((failed + 1))
+
+for t in test/integration/*.sh; do
+  echo "== integration: $(basename "$t")"
+  bash "$t" 2>&1 | tee build/"$(basename "$t" .sh)".log
+  rc=${PIPESTATUS[0]}
+  ok=$(grep -c "^PASS" build/"$(basename "$t" .sh)".log || true)
+  bad=$(grep -c "^FAIL" build/"$(basename "$t" .sh)".log || true)
+  passed=$((passed + ok)); failed=$((failed + bad))
+  [ $rc -eq 0 ] || [ "$bad" -gt 0 ] || failed=$((failed + 1))
+done
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
