@@ -303,6 +303,7 @@ uint64 run_cycle() {
   UnregisterSnapshot(snap);
   table_close(log, NoLock);
 
+  TimestampTz read_done = GetCurrentTimestamp();
   // Flush: every view's delta, and its statistics, in this transaction.
   if (consumed > 0) {
     pgstat_report_activity(STATE_RUNNING, "velostream: flushing");
@@ -317,6 +318,11 @@ uint64 run_cycle() {
   SPI_finish();
   PopActiveSnapshot();
   CommitTransactionCommand();
+  if (consumed > 0) {
+    TimestampTz done = GetCurrentTimestamp();
+    elog(DEBUG1, "velostream: %s/%d consumed " UINT64_FORMAT " rows: read+aggregate %ld us, flush+commit %ld us",
+         stream_name, partition_no, consumed, (long)(read_done - start), (long)(done - read_done));
+  }
   pgstat_report_stat(false);
   pgstat_report_activity(STATE_IDLE, NULL);
   return consumed;
