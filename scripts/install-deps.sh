@@ -2,7 +2,7 @@
 # Installs every Debian 12 package that building, the demo and the tests need.
 # Idempotent: does nothing when all are present. Run as root.
 set -euo pipefail
-PKGS=(build-essential pkg-config cmake postgresql-15 postgresql-server-dev-15
+PKGS=(build-essential pkg-config cmake procps gzip postgresql-15 postgresql-server-dev-15
       libabsl-dev libgtest-dev libbenchmark-dev librdkafka-dev kcat)
 missing=()
 for p in "${PKGS[@]}"; do

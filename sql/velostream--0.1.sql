@@ -49,6 +49,7 @@ CREATE TABLE velostream.views (
   stream          regclass NOT NULL REFERENCES velostream.streams ON DELETE CASCADE,
   state_table     regclass,                   -- partial states (avg), or NULL
   start_snapshot  pg_snapshot NOT NULL,       -- rows committed before creation are not counted
+  key_columns     int2[] NOT NULL,            -- stream columns that are plain GROUP BY columns
   query_tree      text NOT NULL,              -- the analysed query (nodeToString)
   definition      text NOT NULL,
   created_at      timestamptz NOT NULL DEFAULT now()

@@ -5,6 +5,7 @@
 #   cluster_stop
 # PostgreSQL refuses to run as root, so clusters run as user postgres.
 PGBIN=$(pg_config --bindir)
+[ -x "$PGBIN/initdb" ] || PGBIN=/usr/lib/postgresql/15/bin
 VS_DIR=""
 VS_PORT=""
 

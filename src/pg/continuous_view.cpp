@@ -101,7 +101,9 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
   initStringInfo(&sql);
   initStringInfo(&keys);
   for (int k = 0; k < d->nkeys; ++k)
-    appendStringInfo(&keys, "%s%s", k ? ", " : "", quote_identifier(d->columns[d->key_column[k]].name));
+    appendStringInfo(&keys, "%s%s", k ? ", " : "",
+                     velostream_key_index_expr(quote_identifier(d->columns[d->key_column[k]].name),
+                                               d->columns[d->key_column[k]].type));
   if (d->nkeys == 0) appendStringInfoString(&keys, "(true)");  // one row: unique on a constant
 
   SPI_connect();
@@ -112,7 +114,8 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
     const ViewColumn& col = d->columns[c];
     append_column(&sql, col.name, col.type, col.typmod, col.collation);
   }
-  appendStringInfoChar(&sql, ')');
+  // Room on each page for HOT updates: rows are rewritten at every flush.
+  appendStringInfoString(&sql, ") WITH (fillfactor = 70)");
   if (into->tableSpaceName) appendStringInfo(&sql, " TABLESPACE %s", quote_identifier(into->tableSpaceName));
   velostream_spi_exec(sql.data, SPI_OK_UTILITY);
   Oid view_oid = get_relname_relid(relname, nsp);
@@ -147,12 +150,14 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
       else
         appendStringInfo(&sql, "a%d %s", a, format_type_with_typemod(col.type, col.typmod));
     }
-    appendStringInfoChar(&sql, ')');
+    appendStringInfoString(&sql, ") WITH (fillfactor = 70)");
     velostream_spi_exec(sql.data, SPI_OK_UTILITY);
     state_oid = get_relname_relid(state_name, get_namespace_oid("velostream", false));
     resetStringInfo(&sql);
     appendStringInfo(&sql, "CREATE UNIQUE INDEX ON velostream.%s (", state_name);
-    for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%sk%d", k ? ", " : "", k);
+    for (int k = 0; k < d->nkeys; ++k)
+      appendStringInfo(&sql, "%s%s", k ? ", " : "",
+                       velostream_key_index_expr(psprintf("k%d", k), d->columns[d->key_column[k]].type));
     if (d->nkeys == 0) appendStringInfoString(&sql, "(true)");
     appendStringInfoString(&sql, ") NULLS NOT DISTINCT");
     velostream_spi_exec(sql.data, SPI_OK_UTILITY);
@@ -163,14 +168,21 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
   const char* definition = query_string;
   if (stmt_location >= 0 && stmt_len > 0) definition = pnstrdup(query_string + stmt_location, stmt_len);
   else if (stmt_location > 0) definition = pstrdup(query_string + stmt_location);
-  Oid argtypes[5] = {OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID};
-  Datum args[5] = {ObjectIdGetDatum(view_oid), ObjectIdGetDatum(d->stream), ObjectIdGetDatum(state_oid),
-                   CStringGetTextDatum(nodeToString(query)), CStringGetTextDatum(definition)};
-  char nulls[5] = {' ', ' ', OidIsValid(state_oid) ? ' ' : 'n', ' ', ' '};
+  // Plain column keys (1-based attnums): INSERT routes rows by one they all share.
+  Datum* keycols = (Datum*)palloc(sizeof(Datum) * (d->nkeys + 1));
+  int nkeycols = 0;
+  for (int k = 0; k < d->nkeys; ++k)
+    if (d->plan->keys[k].tumble_size == 0) keycols[nkeycols++] = Int16GetDatum(d->plan->keys[k].column + 1);
+  ArrayType* keyarr = construct_array(keycols, nkeycols, INT2OID, 2, true, TYPALIGN_SHORT);
+  Oid argtypes[6] = {OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID, INT2ARRAYOID};
+  Datum args[6] = {ObjectIdGetDatum(view_oid), ObjectIdGetDatum(d->stream), ObjectIdGetDatum(state_oid),
+                   CStringGetTextDatum(nodeToString(query)), CStringGetTextDatum(definition),
+                   PointerGetDatum(keyarr)};
+  char nulls[6] = {' ', ' ', OidIsValid(state_oid) ? ' ' : 'n', ' ', ' ', ' '};
   int rc = SPI_execute_with_args(
-      "INSERT INTO velostream.views (view, stream, state_table, start_snapshot, query_tree, definition) "
-      "VALUES ($1, $2, $3, pg_current_snapshot(), $4, $5)",
-      5, argtypes, args, nulls, false, 0);
+      "INSERT INTO velostream.views (view, stream, state_table, start_snapshot, query_tree, definition, key_columns) "
+      "VALUES ($1, $2, $3, pg_current_snapshot(), $4, $5, $6)",
+      6, argtypes, args, nulls, false, 0);
   if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: could not register continuous view: %s", SPI_result_code_string(rc));
   SPI_finish();
 }

@@ -10,18 +10,21 @@ PG_FUNCTION_INFO_V1(velostream_fdw_validator);
 
 namespace {
 
-// Rows buffered per heap_multi_insert call; also how many consecutive rows
-// go to one partition before the next one takes over.
+// Rows buffered per partition for one heap_multi_insert call; without a
+// routing column, also how many consecutive rows go to one partition.
 constexpr int kInsertBuffer = 1000;
 
 struct InsertState {
   int nparts;
-  Relation* logs;            // partition log tables
-  BulkInsertState* bistate;  // one per partition
-  TupleTableSlot** slots;    // buffer for the current partition
-  int nbuffered;
-  int current;               // partition receiving the buffered rows
-  int natts;                 // stream columns (the log has one more: the xid)
+  Relation* logs;             // partition log tables
+  BulkInsertState* bistate;   // one per partition
+  TupleTableSlot*** slots;    // per partition: kInsertBuffer slots
+  int* nbuffered;             // per partition
+  int current;                // round robin: partition receiving rows
+  AttrNumber route_attno;     // 0: round robin; else route by this column's hash
+  FmgrInfo route_hash;        // hash function of the routing column's type
+  Oid route_collation;
+  int natts;                  // stream columns (the log has one more: the xid)
   Datum xid;
   CommandId cid;
 };
@@ -34,13 +37,23 @@ bool server_has_brokers(ForeignServer* server) {
   return false;
 }
 
-void flush_buffer(InsertState* st) {
-  if (st->nbuffered == 0) return;
-  heap_multi_insert(st->logs[st->current], st->slots, st->nbuffered, st->cid, 0, st->bistate[st->current]);
-  for (int i = 0; i < st->nbuffered; ++i) ExecClearTuple(st->slots[i]);
-  st->nbuffered = 0;
-  st->current = (st->current + 1) % st->nparts;
+void flush_partition(InsertState* st, int p) {
+  if (st->nbuffered[p] == 0) return;
+  heap_multi_insert(st->logs[p], st->slots[p], st->nbuffered[p], st->cid, 0, st->bistate[p]);
+  for (int i = 0; i < st->nbuffered[p]; ++i) ExecClearTuple(st->slots[p][i]);
+  st->nbuffered[p] = 0;
 }
+
+// The stream column to route rows by: the first column that is a plain
+// GROUP BY column of every view on the stream, so that each group of every
+// view is owned by one partition (one upsert per group and flush, no two
+// workers updating the same row). 0 when there is none: round robin.
+const char* kRouteQuery =
+    "SELECT log_table::oid, (SELECT k FROM velostream.views v, unnest(v.key_columns) k "
+    "                        WHERE v.stream = $1 GROUP BY k "
+    "                        HAVING count(*) = (SELECT count(*) FROM velostream.views WHERE stream = $1) "
+    "                        ORDER BY k LIMIT 1) "
+    "FROM velostream.stream_partitions WHERE stream = $1 ORDER BY partition";
 
 InsertState* begin_insert(Relation rel, EState* estate) {
   Oid relid = RelationGetRelid(rel);
@@ -49,13 +62,11 @@ InsertState* begin_insert(Relation rel, EState* estate) {
                     errmsg("cannot insert into \"%s\"", RelationGetRelationName(rel)),
                     errdetail("Only streams on server velostream accept INSERT and COPY.")));
   InsertState* st = (InsertState*)palloc0(sizeof(InsertState));
-  // The stream's partition logs, from the catalog.
+  // The stream's partition logs and routing column, from the catalog.
   SPI_connect();
   Oid argtypes[1] = {OIDOID};
   Datum args[1] = {ObjectIdGetDatum(relid)};
-  int rc = SPI_execute_with_args(
-      "SELECT log_table::oid FROM velostream.stream_partitions WHERE stream = $1 ORDER BY partition", 1, argtypes,
-      args, NULL, true, 0);
+  int rc = SPI_execute_with_args(kRouteQuery, 1, argtypes, args, NULL, true, 0);
   if (rc != SPI_OK_SELECT || SPI_processed == 0)
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("stream \"%s\" has no partition logs", RelationGetRelationName(rel)),
@@ -65,24 +76,38 @@ InsertState* begin_insert(Relation rel, EState* estate) {
   for (int i = 0; i < st->nparts; ++i) {
     bool isnull;
     log_oids[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+    Datum route = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+    if (i == 0 && !isnull) st->route_attno = DatumGetInt16(route);
   }
   SPI_finish();
 
+  st->natts = RelationGetDescr(rel)->natts;
+  if (st->route_attno > 0 && st->route_attno <= st->natts && st->nparts > 1) {
+    Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), st->route_attno - 1);
+    TypeCacheEntry* tce = lookup_type_cache(att->atttypid, TYPECACHE_HASH_PROC_FINFO);
+    if (OidIsValid(tce->hash_proc)) {
+      fmgr_info_copy(&st->route_hash, &tce->hash_proc_finfo, CurrentMemoryContext);
+      st->route_collation = att->attcollation;
+    } else {
+      st->route_attno = 0;
+    }
+  } else {
+    st->route_attno = 0;
+  }
+
   st->logs = (Relation*)palloc(sizeof(Relation) * st->nparts);
   st->bistate = (BulkInsertState*)palloc(sizeof(BulkInsertState) * st->nparts);
+  st->slots = (TupleTableSlot***)palloc0(sizeof(TupleTableSlot**) * st->nparts);
+  st->nbuffered = (int*)palloc0(sizeof(int) * st->nparts);
   for (int i = 0; i < st->nparts; ++i) {
     st->logs[i] = table_open(log_oids[i], RowExclusiveLock);
     st->bistate[i] = GetBulkInsertState();
   }
-  st->natts = RelationGetDescr(rel)->natts;
   if (RelationGetDescr(st->logs[0])->natts != st->natts + 1)
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("stream \"%s\" does not match its partition logs", RelationGetRelationName(rel)),
                     errhint("Streams cannot be altered; drop and re-create the stream.")));
-  st->slots = (TupleTableSlot**)palloc(sizeof(TupleTableSlot*) * kInsertBuffer);
-  for (int i = 0; i < kInsertBuffer; ++i)
-    st->slots[i] = MakeSingleTupleTableSlot(RelationGetDescr(st->logs[0]), &TTSOpsHeapTuple);
-  // Spread concurrent writers over the partitions.
+  // Spread concurrent round-robin writers over the partitions.
   st->current = (int)(MyProcPid % st->nparts);
   st->xid = FullTransactionIdGetDatum(GetTopFullTransactionId());
   st->cid = GetCurrentCommandId(true);
@@ -92,17 +117,32 @@ InsertState* begin_insert(Relation rel, EState* estate) {
 
 void end_insert(InsertState* st) {
   if (st == nullptr) return;
-  flush_buffer(st);
-  for (int i = 0; i < st->nparts; ++i) {
-    FreeBulkInsertState(st->bistate[i]);
-    table_close(st->logs[i], NoLock);
+  for (int p = 0; p < st->nparts; ++p) {
+    flush_partition(st, p);
+    if (st->slots[p])
+      for (int i = 0; i < kInsertBuffer; ++i) ExecDropSingleTupleTableSlot(st->slots[p][i]);
+    FreeBulkInsertState(st->bistate[p]);
+    table_close(st->logs[p], NoLock);
   }
-  for (int i = 0; i < kInsertBuffer; ++i) ExecDropSingleTupleTableSlot(st->slots[i]);
 }
 
 TupleTableSlot* insert_row(InsertState* st, TupleTableSlot* slot) {
   slot_getallattrs(slot);
-  TupleTableSlot* dst = st->slots[st->nbuffered];
+  int p = st->current;
+  if (st->route_attno > 0) {
+    int a = st->route_attno - 1;
+    p = 0;
+    if (!slot->tts_isnull[a]) {
+      uint32 h = DatumGetUInt32(FunctionCall1Coll(&st->route_hash, st->route_collation, slot->tts_values[a]));
+      p = (int)(h % (uint32)st->nparts);
+    }
+  }
+  if (st->slots[p] == nullptr) {
+    st->slots[p] = (TupleTableSlot**)palloc(sizeof(TupleTableSlot*) * kInsertBuffer);
+    for (int i = 0; i < kInsertBuffer; ++i)
+      st->slots[p][i] = MakeSingleTupleTableSlot(RelationGetDescr(st->logs[p]), &TTSOpsHeapTuple);
+  }
+  TupleTableSlot* dst = st->slots[p][st->nbuffered[p]];
   ExecClearTuple(dst);
   memcpy(dst->tts_values, slot->tts_values, sizeof(Datum) * st->natts);
   memcpy(dst->tts_isnull, slot->tts_isnull, sizeof(bool) * st->natts);
@@ -110,7 +150,10 @@ TupleTableSlot* insert_row(InsertState* st, TupleTableSlot* slot) {
   dst->tts_isnull[st->natts] = false;
   ExecStoreVirtualTuple(dst);
   ExecMaterializeSlot(dst);  // copies the values: the input slot is reused
-  if (++st->nbuffered == kInsertBuffer) flush_buffer(st);
+  if (++st->nbuffered[p] == kInsertBuffer) {
+    flush_partition(st, p);
+    if (st->route_attno == 0) st->current = (st->current + 1) % st->nparts;
+  }
   return slot;
 }
 

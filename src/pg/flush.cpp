@@ -91,7 +91,16 @@ ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state
   const char* view = qname(view_oid);
   for (int k = 0; k < d->nkeys; ++k)
     appendStringInfo(&keycols, "%s%s", k ? ", " : "", quote_identifier(d->columns[d->key_column[k]].name));
-  const char* conflict = d->nkeys ? keycols.data : "(true)";
+  StringInfoData conflict_keys, state_keys;
+  initStringInfo(&conflict_keys);
+  initStringInfo(&state_keys);
+  for (int k = 0; k < d->nkeys; ++k) {
+    Oid type = d->columns[d->key_column[k]].type;
+    appendStringInfo(&conflict_keys, "%s%s", k ? ", " : "",
+                     velostream_key_index_expr(quote_identifier(d->columns[d->key_column[k]].name), type));
+    appendStringInfo(&state_keys, "%s%s", k ? ", " : "", velostream_key_index_expr(psprintf("k%d", k), type));
+  }
+  const char* conflict = d->nkeys ? conflict_keys.data : "(true)";
 
   if (!OidIsValid(state_oid)) {
     // Every aggregate is its own partial state: merge straight into the view.
@@ -144,14 +153,7 @@ ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state
       const char* vcol = quote_identifier(c.name);
       appendStringInfo(&viewsets, "%s%s = excluded.%s", a ? ", " : "", vcol, vcol);
     }
-    const char* state_conflict = d->nkeys ? statecols.data : "(true)";
-    if (d->nkeys) {
-      // conflict target of the state table: its key columns only
-      StringInfoData sk;
-      initStringInfo(&sk);
-      for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sk, "%sk%d", k ? ", " : "", k);
-      state_conflict = sk.data;
-    }
+    const char* state_conflict = d->nkeys ? state_keys.data : "(true)";
     appendStringInfo(&sql, "WITH s AS (INSERT INTO %s AS t (%s) %s ON CONFLICT (%s) DO UPDATE SET %s RETURNING *) ",
                      qname(state_oid), statecols.data, unnest.data, state_conflict, sets.data);
     appendStringInfo(&sql, "INSERT INTO %s AS t (%s", view, keycols.data);

@@ -64,6 +64,7 @@ extern "C" {
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 #include "utils/xid8.h"
 #include "utils/array.h"
 #include "utils/date.h"

@@ -356,6 +356,11 @@ eng::AggSpec translate_agg(Aggref* a, ViewColumn* col, Query* query) {
 
 }  // namespace
 
+char* velostream_key_index_expr(const char* quoted_name, Oid type) {
+  if (type == TEXTOID || type == VARCHAROID) return psprintf("%s COLLATE \"C\"", quoted_name);
+  return pstrdup(quoted_name);
+}
+
 bool velostream_engine_type(Oid type, eng::Type* out) {
   switch (type) {
     case INT2OID: case INT4OID: case INT8OID: case BOOLOID:

@@ -42,5 +42,11 @@ struct ViewDesc {
 /// WRONG_OBJECT_TYPE, ...) naming the first construct the engine cannot run.
 ViewDesc* velostream_translate_query(Query* query);
 
+/// A group column as it appears in the view's unique index and ON CONFLICT
+/// target: text keys compare under COLLATE "C" there (byte order, far cheaper
+/// than a locale's, and equality is the same under deterministic collations).
+/// Returns a palloc'd string.
+char* velostream_key_index_expr(const char* quoted_name, Oid type);
+
 /// The engine storage type of SQL type `type`; false if unsupported.
 bool velostream_engine_type(Oid type, velostream::engine::Type* out);

@@ -23,7 +23,7 @@ CREATE MATERIALIZED VIEW long_delays WITH (velostream.continuous) AS
 -- Streams have one log per partition (velostream.partitions, default 2).
 SELECT stream, partitions FROM velostream.streams;
 SELECT stream, partition FROM velostream.stream_partitions ORDER BY partition;
-SELECT view, stream, state_table IS NOT NULL AS has_state FROM velostream.views ORDER BY view::text;
+SELECT view, stream, state_table IS NOT NULL AS has_state, key_columns FROM velostream.views ORDER BY view::text;
 
 -- The result is a table with exactly the columns and types of the SELECT.
 \d delay_by_origin
