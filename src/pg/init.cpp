@@ -16,7 +16,13 @@ int velostream_batch_size = 8192;
 static bool loaded_at_startup = false;
 
 void _PG_init(void) {
-  loaded_at_startup = process_shared_preload_libraries_in_progress;
+  // The launcher and the workers are started by the postmaster, and
+  // velostream.database can only be defined then.
+  if (!process_shared_preload_libraries_in_progress)
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("velostream must be loaded via shared_preload_libraries"),
+                    errhint("Add 'velostream' to shared_preload_libraries in postgresql.conf and restart the server.")));
+  loaded_at_startup = true;
 
   DefineCustomStringVariable("velostream.database",
                              "Database whose streams and continuous views the background workers maintain.",
@@ -36,7 +42,7 @@ void _PG_init(void) {
   MarkGUCPrefixReserved("velostream");
 
   velostream_install_utility_hook();
-  if (process_shared_preload_libraries_in_progress) velostream_register_launcher();
+  velostream_register_launcher();
 }
 
 /// velostream._assert_preloaded(): called by CREATE EXTENSION. Raises
