@@ -8,11 +8,12 @@ PG_CONFIG ?= pg_config
 
 ENGINE_SRCS = $(wildcard src/engine/*.cpp)
 PG_SRCS = $(wildcard src/pg/*.cpp)
-OBJS = $(ENGINE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
+KAFKA_SRCS = $(wildcard src/kafka/*.cpp)
+OBJS = $(ENGINE_SRCS:.cpp=.o) $(KAFKA_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 PG_CPPFLAGS = -Isrc
 PG_CXXFLAGS = -std=c++17 -O2 -Wno-register -fno-strict-aliasing
-SHLIB_LINK = -lstdc++ $(shell pkg-config --libs absl_flat_hash_map absl_hash)
+SHLIB_LINK = -lstdc++ $(shell pkg-config --libs absl_flat_hash_map absl_hash simdjson rdkafka)
 
 # No JIT bitcode: it would need clang with C++17 flags, and the extension
 # gains nothing from it. `override` outlasts Makefile.global's setting.
@@ -24,7 +25,7 @@ include $(PGXS)
 # PGXS passes PG_CXXFLAGS only through CXXFLAGS; make sure C++17 reaches it.
 override CXXFLAGS += $(PG_CXXFLAGS)
 
-$(OBJS): $(wildcard src/engine/*.h) $(wildcard src/pg/*.h)
+$(OBJS): $(wildcard src/engine/*.h) $(wildcard src/pg/*.h) $(wildcard src/kafka/*.h)
 
 .PHONY: unit
 unit:

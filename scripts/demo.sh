@@ -90,7 +90,7 @@ psql_c "SELECT velostream.wait('delay_by_origin', '120 s'), velostream.wait('lon
 echo "== all $total flights are in the views:"
 show
 "$PGBIN/psql" -X -h "$VS_DIR" -p "$VS_PORT" -U postgres -d postgres -P footer=off \
-  -c "SELECT view, sum(events_in) AS events_in, sum(groups_upserted) AS groups_upserted, max(last_flush) AS last_flush, sum(backlog_rows) AS backlog FROM velostream.stats GROUP BY view"
+  -c "SELECT view, sum(events_in) AS events_in, sum(groups_upserted) AS groups_upserted, max(last_flush) AS last_flush, sum(backlog) AS backlog FROM velostream.stats GROUP BY view"
 cat <<MSG
 
 The cluster is still running. Connect with:

@@ -31,16 +31,38 @@ CREATE FUNCTION @extschema@.tumble(ts timestamptz, size interval) RETURNS timest
 -- appends to it inside the user's transaction, and partition worker i
 -- deletes what it consumed in the same transaction that merges the results,
 -- so a committed row is counted once and an aborted row never.
+-- Kafka streams (a server with a `brokers` option) have no log: partition
+-- worker i consumes the topic's partitions p with p % partitions = i.
 CREATE TABLE velostream.streams (
   stream      regclass PRIMARY KEY,           -- the foreign table
+  kind        text NOT NULL CHECK (kind IN ('local', 'kafka')),
   partitions  int NOT NULL CHECK (partitions BETWEEN 1 AND 64),
+  paused      boolean NOT NULL DEFAULT false,
   created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE velostream.stream_partitions (
   stream      regclass NOT NULL REFERENCES velostream.streams ON DELETE CASCADE,
   partition   int NOT NULL,
-  log_table   regclass NOT NULL,
+  log_table   regclass,                       -- local streams only
   PRIMARY KEY (stream, partition)
+);
+
+-- Kafka positions: the next offset of each topic partition, written in the
+-- same transaction as the results it covers (exactly-once), plus consumer
+-- statistics.
+CREATE TABLE velostream.kafka_offsets (
+  stream          regclass NOT NULL REFERENCES velostream.streams ON DELETE CASCADE,
+  kafka_partition int NOT NULL,
+  worker          int NOT NULL,               -- the stream partition (worker) that owns it
+  next_offset     bigint,                     -- NULL: nothing consumed yet
+  high_watermark  bigint,                     -- offset after the last message in the topic partition
+  messages        bigint NOT NULL DEFAULT 0,
+  dead_letters    bigint NOT NULL DEFAULT 0,
+  rate            float8,                     -- messages per second in the last flush
+  last_error      text,                       -- broker or topic problem, NULL when healthy
+  updated_at      timestamptz,
+  watermark_checked_at timestamptz,           -- when high_watermark was last asked from the broker
+  PRIMARY KEY (stream, kafka_partition)
 );
 
 -- Continuous views. `view` is the result table users read.
@@ -94,39 +116,71 @@ CREATE VIEW velostream.stats AS
          coalesce(s.groups_upserted, 0) AS groups_upserted,
          coalesce(s.flushes, 0) AS flushes,
          s.last_flush,
-         velostream.partition_backlog(p.log_table) AS backlog_rows
+         CASE WHEN p.log_table IS NOT NULL THEN velostream.partition_backlog(p.log_table)
+              ELSE (SELECT coalesce(sum(greatest(k.high_watermark - coalesce(k.next_offset, 0), 0)), 0)
+                      FROM velostream.kafka_offsets k WHERE k.stream = p.stream AND k.worker = p.partition)
+         END AS backlog
     FROM velostream.views v
     JOIN velostream.stream_partitions p ON p.stream = v.stream
     LEFT JOIN velostream.view_partition_stats s ON s.view = v.view AND s.partition = p.partition;
 COMMENT ON VIEW velostream.stats IS
-  'per continuous view and partition: rows read, rows selected, groups upserted, flushes, last flush, rows not consumed yet';
+  'per continuous view and partition: rows read, rows selected, groups upserted, flushes, last flush, and backlog (rows of a local stream not consumed yet, or Kafka consumer lag)';
+
+-- Per Kafka topic partition: consumer lag (high watermark - committed next
+-- offset), rate, dead letters and the last broker error.
+CREATE VIEW velostream.kafka_stats AS
+  SELECT k.stream, k.kafka_partition, k.worker, k.next_offset, k.high_watermark,
+         greatest(k.high_watermark - coalesce(k.next_offset, 0), 0) AS lag,
+         k.messages, k.dead_letters, k.rate, k.last_error, k.updated_at, s.paused
+    FROM velostream.kafka_offsets k JOIN velostream.streams s USING (stream);
+
+-- Pauses / resumes a stream's consumption (its workers keep running, idle).
+CREATE FUNCTION velostream.pause(stream regclass) RETURNS void LANGUAGE sql AS
+  $$ UPDATE velostream.streams SET paused = true WHERE streams.stream = pause.stream $$;
+CREATE FUNCTION velostream.resume(stream regclass) RETURNS void LANGUAGE sql AS
+  $$ UPDATE velostream.streams SET paused = false WHERE streams.stream = resume.stream $$;
 
 -- Waits until every stream row committed before the call is reflected in
 -- `view`; true when it is, false when `timeout` passed first. Call it outside
 -- the transaction that inserted the rows.
+-- Waits until `view` reflects everything its stream had before the call:
+-- every row committed before the call (local streams), or every message
+-- below the topic's high watermark (Kafka streams). True when it does, false
+-- when `timeout` passed first. Call it outside the inserting transaction.
 CREATE FUNCTION velostream.wait(view regclass, timeout interval DEFAULT '60 seconds')
   RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   snap      pg_snapshot := pg_current_snapshot();
+  t0        timestamptz := clock_timestamp();
   deadline  timestamptz := clock_timestamp() + timeout;
+  kind      text;
+  s         regclass;
   log_table regclass;
   pending   boolean;
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM velostream.views v WHERE v.view = wait.view) THEN
+  SELECT st.kind, st.stream INTO kind, s
+    FROM velostream.views v JOIN velostream.streams st ON st.stream = v.stream WHERE v.view = wait.view;
+  IF NOT FOUND THEN
     RAISE EXCEPTION '"%" is not a continuous view', view
       USING ERRCODE = 'wrong_object_type',
             HINT = 'Continuous views are listed in velostream.views.';
   END IF;
   LOOP
-    pending := false;
-    FOR log_table IN
-      SELECT p.log_table FROM velostream.stream_partitions p
-        JOIN velostream.views v ON v.stream = p.stream WHERE v.view = wait.view
-    LOOP
-      EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE pg_visible_in_snapshot(_velostream_xid, $1))',
-                     log_table) INTO pending USING snap;
-      EXIT WHEN pending;
-    END LOOP;
+    IF kind = 'kafka' THEN
+      -- every topic partition reported after the call, and consumed up to its high watermark
+      SELECT NOT EXISTS (SELECT 1 FROM velostream.kafka_offsets k WHERE k.stream = s) OR EXISTS (
+               SELECT 1 FROM velostream.kafka_offsets k WHERE k.stream = s
+                AND (k.watermark_checked_at IS NULL OR k.watermark_checked_at < t0 OR k.high_watermark IS NULL
+                     OR coalesce(k.next_offset, 0) < k.high_watermark))
+        INTO pending;
+    ELSE
+      pending := false;
+      FOR log_table IN SELECT p.log_table FROM velostream.stream_partitions p WHERE p.stream = s LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE pg_visible_in_snapshot(_velostream_xid, $1))',
+                       log_table) INTO pending USING snap;
+        EXIT WHEN pending;
+      END LOOP;
+    END IF;
     IF NOT pending THEN RETURN true; END IF;
     IF clock_timestamp() > deadline THEN RETURN false; END IF;
     PERFORM pg_sleep(0.02);
@@ -150,4 +204,6 @@ CREATE EVENT TRIGGER velostream_sql_drop ON sql_drop EXECUTE FUNCTION velostream
 
 GRANT USAGE ON SCHEMA velostream TO PUBLIC;
 GRANT SELECT ON velostream.streams, velostream.stream_partitions, velostream.views,
-                velostream.view_partition_stats, velostream.stats TO PUBLIC;
+                velostream.view_partition_stats, velostream.stats, velostream.kafka_offsets,
+                velostream.kafka_stats TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION velostream.pause(regclass), velostream.resume(regclass) FROM PUBLIC;

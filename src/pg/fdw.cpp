@@ -1,6 +1,8 @@
 // The foreign-data wrapper behind streams: validation of options, and the
 // INSERT / COPY path that appends rows to the stream's partition logs inside
 // the user's transaction.
+#include <librdkafka/rdkafka.h>
+
 #include "pg/velostream.h"
 
 extern "C" {
@@ -59,8 +61,9 @@ InsertState* begin_insert(Relation rel, EState* estate) {
   Oid relid = RelationGetRelid(rel);
   if (!velostream_is_local_stream(relid))
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                    errmsg("cannot insert into \"%s\"", RelationGetRelationName(rel)),
-                    errdetail("Only streams on server velostream accept INSERT and COPY.")));
+                    errmsg("cannot insert into Kafka stream \"%s\"", RelationGetRelationName(rel)),
+                    errdetail("A Kafka stream is fed by its topic."),
+                    errhint("Produce the rows to the topic, or use a stream on server velostream.")));
   InsertState* st = (InsertState*)palloc0(sizeof(InsertState));
   // The stream's partition logs and routing column, from the catalog.
   SPI_connect();
@@ -217,6 +220,16 @@ bool velostream_is_velostream_server(Oid serverid) {
   return strcmp(fdw->fdwname, "velostream") == 0;
 }
 
+const char* const velostream_kafka_metadata_columns[4] = {"_partition", "_offset", "_timestamp", "_key"};
+const Oid velostream_kafka_metadata_types[4] = {INT4OID, INT8OID, TIMESTAMPTZOID, TEXTOID};
+
+bool velostream_is_kafka_server(Oid serverid) { return server_has_brokers(GetForeignServer(serverid)); }
+
+bool velostream_is_stream(Oid relid) {
+  if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE) return false;
+  return velostream_is_velostream_server(GetForeignServerIdByRelId(relid));
+}
+
 bool velostream_is_local_stream(Oid relid) {
   if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE) return false;
   Oid serverid = GetForeignServerIdByRelId(relid);
@@ -239,34 +252,59 @@ Datum velostream_fdw_handler(PG_FUNCTION_ARGS) {
   PG_RETURN_POINTER(r);
 }
 
+// Checks that librdkafka knows property `name` and accepts `value`.
+void check_kafka_property(const char* name, const char* value) {
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr));
+  rd_kafka_conf_destroy(conf);
+  if (res == RD_KAFKA_CONF_UNKNOWN)
+    ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME), errmsg("invalid option \"%s\"", name),
+                    errhint("Server and user mapping options are brokers and librdkafka properties such as "
+                            "security.protocol or sasl.username.")));
+  if (res != RD_KAFKA_CONF_OK)
+    ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+                    errmsg("invalid value for option \"%s\": %s", name, errstr)));
+}
+
 /// velostream.fdw_validator(options text[], catalog oid): rejects unknown
-/// options and malformed values with FDW_INVALID_OPTION_NAME / _VALUE.
+/// options and malformed values with FDW_INVALID_OPTION_NAME /
+/// FDW_INVALID_ATTRIBUTE_VALUE. Server and user mapping options other than
+/// `brokers` are librdkafka properties, checked by librdkafka itself.
 Datum velostream_fdw_validator(PG_FUNCTION_ARGS) {
   List* options = untransformRelOptions(PG_GETARG_DATUM(0));
   Oid catalog = PG_GETARG_OID(1);
-  static const char* const server_opts[] = {"brokers", nullptr};
-  static const char* const table_opts[] = {"partitions", nullptr};
+  static const char* const table_opts[] = {"partitions", "topic", "format", "start_offset", nullptr};
   ListCell* lc;
   foreach (lc, options) {
     DefElem* def = (DefElem*)lfirst(lc);
-    const char* const* valid = nullptr;
-    const char* valid_text = "";
-    if (catalog == ForeignServerRelationId) { valid = server_opts; valid_text = "brokers"; }
-    else if (catalog == ForeignTableRelationId) { valid = table_opts; valid_text = "partitions"; }
-    if (valid == nullptr || !option_in(def->defname, valid))
-      ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
-                      errmsg("invalid option \"%s\"", def->defname),
-                      valid ? errhint("Valid options in this context are: %s", valid_text)
-                            : errhint("There are no valid options in this context.")));
+    const char* v = defGetString(def);
+    if (catalog == ForeignServerRelationId || catalog == UserMappingRelationId) {
+      if (strcmp(def->defname, "brokers") == 0) check_kafka_property("bootstrap.servers", v);
+      else check_kafka_property(def->defname, v);
+      continue;
+    }
+    if (catalog != ForeignTableRelationId || !option_in(def->defname, table_opts))
+      ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME), errmsg("invalid option \"%s\"", def->defname),
+                      catalog == ForeignTableRelationId
+                          ? errhint("Valid options in this context are: partitions, topic, format, start_offset")
+                          : errhint("There are no valid options in this context.")));
     if (strcmp(def->defname, "partitions") == 0) {
-      int n = 0;
       char* end;
-      const char* v = defGetString(def);
-      n = (int)strtol(v, &end, 10);
+      long n = strtol(v, &end, 10);
       if (*v == '\0' || *end != '\0' || n < 1 || n > 64)
         ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
                         errmsg("invalid value for option \"partitions\": \"%s\"", v),
                         errhint("partitions must be an integer from 1 to 64.")));
+    } else if (strcmp(def->defname, "format") == 0 && strcmp(v, "csv") != 0 && strcmp(v, "json") != 0) {
+      ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+                      errmsg("invalid value for option \"format\": \"%s\"", v), errhint("Use csv or json.")));
+    } else if (strcmp(def->defname, "start_offset") == 0 && strcmp(v, "earliest") != 0 && strcmp(v, "latest") != 0) {
+      ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+                      errmsg("invalid value for option \"start_offset\": \"%s\"", v),
+                      errhint("Use earliest or latest, as Kafka's auto.offset.reset.")));
+    } else if (strcmp(def->defname, "topic") == 0 && *v == '\0') {
+      ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE), errmsg("option \"topic\" must not be empty")));
     }
   }
   PG_RETURN_VOID();

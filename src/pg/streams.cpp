@@ -4,15 +4,51 @@
 
 namespace {
 
-// The stream's partition count: OPTIONS (partitions 'n'), or the GUC.
-int stream_partitions(Oid relid) {
+const char* table_option(Oid relid, const char* name) {
   ForeignTable* ft = GetForeignTable(relid);
   ListCell* lc;
   foreach (lc, ft->options) {
     DefElem* def = (DefElem*)lfirst(lc);
-    if (strcmp(def->defname, "partitions") == 0) return atoi(defGetString(def));
+    if (strcmp(def->defname, name) == 0) return defGetString(def);
   }
-  return velostream_partitions;
+  return nullptr;
+}
+
+// The stream's partition count: OPTIONS (partitions 'n'), or the GUC.
+int stream_partitions(Oid relid) {
+  const char* v = table_option(relid, "partitions");
+  return v ? atoi(v) : velostream_partitions;
+}
+
+// Kafka streams: a topic, metadata columns of the right types, and data
+// columns of types the decoders parse.
+void check_kafka_stream(Oid relid, TupleDesc desc) {
+  if (table_option(relid, "topic") == nullptr)
+    ereport(ERROR, (errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+                    errmsg("a Kafka stream needs a topic"),
+                    errhint("Add OPTIONS (topic 'name'), and optionally format 'csv' | 'json' and start_offset "
+                            "'earliest' | 'latest'.")));
+  for (int i = 0; i < desc->natts; ++i) {
+    Form_pg_attribute att = TupleDescAttr(desc, i);
+    const char* name = NameStr(att->attname);
+    for (int m = 0; m < 4; ++m) {
+      if (strcmp(name, velostream_kafka_metadata_columns[m]) == 0 && att->atttypid != velostream_kafka_metadata_types[m])
+        ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                        errmsg("metadata column \"%s\" must be of type %s", name,
+                               format_type_be(velostream_kafka_metadata_types[m]))));
+    }
+    switch (att->atttypid) {
+      case INT2OID: case INT4OID: case INT8OID: case FLOAT4OID: case FLOAT8OID: case NUMERICOID:
+      case TEXTOID: case VARCHAROID: case BOOLOID: case DATEOID: case TIMESTAMPOID: case TIMESTAMPTZOID:
+        break;
+      default:
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("column \"%s\" of a Kafka stream cannot be of type %s", name,
+                               format_type_be(att->atttypid)),
+                        errhint("Supported: smallint, integer, bigint, real, double precision, numeric, text, "
+                                "varchar, boolean, date, timestamp, timestamptz.")));
+    }
+  }
 }
 
 }  // namespace
@@ -26,6 +62,17 @@ void velostream_create_stream(Oid relid) {
       ereport(ERROR, (errcode(ERRCODE_DUPLICATE_COLUMN),
                       errmsg("column name \"%s\" is reserved in streams", VELOSTREAM_XID_COLUMN)));
   }
+  bool kafka = velostream_is_kafka_server(GetForeignServerIdByRelId(relid));
+  if (kafka) {
+    check_kafka_stream(relid, desc);
+  } else {
+    static const char* const kafka_only[] = {"topic", "format", "start_offset"};
+    for (const char* opt : kafka_only)
+      if (table_option(relid, opt))
+        ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+                        errmsg("option \"%s\" is only for Kafka streams", opt),
+                        errhint("Kafka streams use a server with a brokers option.")));
+  }
   table_close(rel, AccessShareLock);
 
   int nparts = stream_partitions(relid);
@@ -33,9 +80,15 @@ void velostream_create_stream(Oid relid) {
   SPI_connect();
   StringInfoData sql;
   initStringInfo(&sql);
-  appendStringInfo(&sql, "INSERT INTO velostream.streams (stream, partitions) VALUES (%u, %d)", relid, nparts);
+  appendStringInfo(&sql, "INSERT INTO velostream.streams (stream, kind, partitions) VALUES (%u, '%s', %d)", relid,
+                   kafka ? "kafka" : "local", nparts);
   velostream_spi_exec(sql.data, SPI_OK_INSERT);
-  for (int p = 0; p < nparts; ++p) {
+  for (int p = 0; p < nparts && kafka; ++p) {
+    resetStringInfo(&sql);
+    appendStringInfo(&sql, "INSERT INTO velostream.stream_partitions (stream, partition) VALUES (%u, %d)", relid, p);
+    velostream_spi_exec(sql.data, SPI_OK_INSERT);
+  }
+  for (int p = 0; p < nparts && !kafka; ++p) {
     // Same columns as the stream, plus the inserting transaction's id. Vacuum
     // often: every row is deleted once its partition worker consumed it.
     char log_name[NAMEDATALEN];

@@ -382,7 +382,7 @@ ViewDesc* velostream_translate_query(Query* query) {
                     errmsg("a continuous view must read exactly one stream"),
                     errhint("Joins, subqueries and set-returning functions in FROM are not supported.")));
   RangeTblEntry* rte = static_cast<RangeTblEntry*>(linitial(query->rtable));
-  if (rte->rtekind != RTE_RELATION || !velostream_is_local_stream(rte->relid))
+  if (rte->rtekind != RTE_RELATION || !velostream_is_stream(rte->relid))
     ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
                     errmsg("a continuous view must read from a stream"),
                     rte->rtekind == RTE_RELATION

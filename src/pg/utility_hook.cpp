@@ -40,7 +40,7 @@ void rewrite_drop(DropStmt* stmt) {
 void check_alter(AlterTableStmt* stmt) {
   if (stmt->objtype != OBJECT_FOREIGN_TABLE) return;
   Oid relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-  if (!OidIsValid(relid) || !velostream_is_local_stream(relid)) return;
+  if (!OidIsValid(relid) || !velostream_is_stream(relid)) return;
   ListCell* lc;
   foreach (lc, stmt->cmds) {
     AlterTableCmd* cmd = (AlterTableCmd*)lfirst(lc);
@@ -78,7 +78,7 @@ void velostream_process_utility(PlannedStmt* pstmt, const char* query_string, bo
   if (IsA(parsetree, CreateForeignTableStmt)) {
     CreateForeignTableStmt* cft = (CreateForeignTableStmt*)parsetree;
     Oid relid = RangeVarGetRelid(cft->base.relation, NoLock, true);
-    if (OidIsValid(relid) && velostream_is_local_stream(relid)) velostream_create_stream(relid);
+    if (OidIsValid(relid) && velostream_is_stream(relid)) velostream_create_stream(relid);
   }
 }
 

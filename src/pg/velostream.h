@@ -23,8 +23,21 @@ void velostream_register_launcher(void);
 /// `brokers` option, i.e. a stream fed by INSERT/COPY.
 bool velostream_is_local_stream(Oid relid);
 
-/// Oid of a velostream stream's server if `serverid`'s wrapper is velostream.
+/// True if `relid` is a foreign table on any velostream server (a stream
+/// fed by INSERT/COPY or a Kafka stream).
+bool velostream_is_stream(Oid relid);
+
+/// True if `serverid`'s wrapper is velostream.
 bool velostream_is_velostream_server(Oid serverid);
+
+/// True if server `serverid` is a Kafka cluster (has a `brokers` option).
+bool velostream_is_kafka_server(Oid serverid);
+
+/// Names of a Kafka stream's optional metadata columns, filled from each
+/// message when declared: _partition int, _offset bigint,
+/// _timestamp timestamptz, _key text.
+extern const char* const velostream_kafka_metadata_columns[4];
+extern const Oid velostream_kafka_metadata_types[4];
 
 /// Creates the log tables and catalog rows of a new local stream
 /// (streams.cpp). Called after CREATE FOREIGN TABLE created `relid`.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "pg/flush.h"
+#include "pg/kafka_source.h"
 #include "pg/translate.h"
 #include "pg/velostream.h"
 
@@ -47,6 +48,7 @@ Oid* column_types = nullptr;       // SQL type of each stream column
 int ncolumns = 0;
 MemoryContext batch_cxt;           // detoasted values of the current batch
 SPIPlanPtr stats_plan = nullptr;
+KafkaSource* kafka = nullptr;      // set for Kafka streams
 
 void delete_aggregator(void* arg) { delete static_cast<eng::ViewAggregator*>(arg); }
 
@@ -76,7 +78,9 @@ WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* quer
   MemoryContext old = MemoryContextSwitchTo(v->cxt);
   Query* query = (Query*)stringToNode(query_tree);
   v->desc = velostream_translate_query(query);
-  parse_snapshot(snapshot, &v->desc->plan->start);
+  // Local streams: rows committed before the view was created are not its
+  // own. A Kafka view starts at the stream's current offsets instead.
+  if (kafka == nullptr) parse_snapshot(snapshot, &v->desc->plan->start);
   v->agg = new eng::ViewAggregator(*v->desc->plan);
   MemoryContextCallback* cb = (MemoryContextCallback*)palloc0(sizeof(MemoryContextCallback));
   cb->func = delete_aggregator;
@@ -130,8 +134,9 @@ void refresh_views() {
       changed = true;
     }
   }
-  if (changed) {
-    // Decode only the columns some view reads.
+  if (changed && kafka == nullptr) {
+    // Decode only the columns some view reads (a Kafka message is decoded
+    // whole, so that a bad value in any column makes it a dead letter).
     std::fill(used->begin(), used->end(), 0);
     foreach (lc, views) eng::mark_used_columns(*((WorkerView*)lfirst(lc))->desc->plan, used);
     for (int c = 0; c < ncolumns; ++c) {
@@ -228,44 +233,10 @@ void record_stats(WorkerView* v, uint64 groups) {
   SPI_execute_plan(stats_plan, args, NULL, false, 0);
 }
 
-// One transaction: consume, aggregate, flush. Returns the rows consumed.
-uint64 run_cycle() {
-  SetCurrentStatementStartTimestamp();
-  StartTransactionCommand();
-  SPI_connect();
-  PushActiveSnapshot(GetTransactionSnapshot());
-
-  if (!OidIsValid(get_extension_oid("velostream", true))) {
-    SPI_finish();
-    PopActiveSnapshot();
-    CommitTransactionCommand();
-    elog(LOG, "velostream: extension dropped, worker %s/%d exits", stream_name, partition_no);
-    proc_exit(0);
-  }
-  // Lock the tables we write before reading the catalog, so a view dropped
-  // meanwhile is seen as dropped rather than written after its DROP.
-  ListCell* lc;
-  foreach (lc, views) {
-    WorkerView* v = (WorkerView*)lfirst(lc);
-    LockRelationOid(v->view, RowExclusiveLock);
-    if (OidIsValid(v->state)) LockRelationOid(v->state, RowExclusiveLock);
-  }
-  Oid argtypes[2] = {OIDOID, INT4OID};
-  Datum args[2] = {ObjectIdGetDatum(stream_oid), Int32GetDatum(partition_no)};
-  int rc = SPI_execute_with_args(
-      "SELECT log_table::oid FROM velostream.stream_partitions WHERE stream = $1 AND partition = $2", 2, argtypes,
-      args, NULL, false, 1);
-  if (rc != SPI_OK_SELECT || SPI_processed == 0) {
-    SPI_finish();
-    PopActiveSnapshot();
-    CommitTransactionCommand();
-    elog(LOG, "velostream: stream %s dropped, worker %d exits", stream_name, partition_no);
-    proc_exit(0);
-  }
-  bool isnull;
-  Oid log_oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-  refresh_views();
-
+// Consumes the committed rows of a local stream's partition log: decodes
+// them into batches (feeding the views) and deletes them, in the current
+// transaction. Returns the rows consumed.
+uint64 read_log(Oid log_oid, size_t capacity, uint64 max_rows, TimestampTz start) {
   pgstat_report_activity(STATE_RUNNING, "velostream: consuming");
   Relation log = table_open(log_oid, RowExclusiveLock);
   TupleDesc desc = RelationGetDescr(log);
@@ -273,9 +244,6 @@ uint64 run_cycle() {
   bool* nulls = (bool*)palloc(sizeof(bool) * desc->natts);
   Snapshot snap = RegisterSnapshot(GetLatestSnapshot());
   TableScanDesc scan = table_beginscan(log, snap, 0, NULL);
-  const size_t capacity = (size_t)velostream_batch_size;
-  const uint64 max_rows = 64 * (uint64)capacity;  // bounds one transaction
-  TimestampTz start = GetCurrentTimestamp();
   uint64 consumed = 0;
   size_t row = 0;
   batch->reset(capacity);
@@ -303,6 +271,60 @@ uint64 run_cycle() {
   UnregisterSnapshot(snap);
   table_close(log, NoLock);
 
+  return consumed;
+}
+
+// One transaction: consume, aggregate, flush. Returns the rows consumed.
+uint64 run_cycle() {
+  SetCurrentStatementStartTimestamp();
+  StartTransactionCommand();
+  SPI_connect();
+  PushActiveSnapshot(GetTransactionSnapshot());
+
+  if (!OidIsValid(get_extension_oid("velostream", true))) {
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    elog(LOG, "velostream: extension dropped, worker %s/%d exits", stream_name, partition_no);
+    proc_exit(0);
+  }
+  // Lock the tables we write before reading the catalog, so a view dropped
+  // meanwhile is seen as dropped rather than written after its DROP.
+  ListCell* lc;
+  foreach (lc, views) {
+    WorkerView* v = (WorkerView*)lfirst(lc);
+    LockRelationOid(v->view, RowExclusiveLock);
+    if (OidIsValid(v->state)) LockRelationOid(v->state, RowExclusiveLock);
+  }
+  Oid argtypes[2] = {OIDOID, INT4OID};
+  Datum args[2] = {ObjectIdGetDatum(stream_oid), Int32GetDatum(partition_no)};
+  int rc = SPI_execute_with_args(
+      "SELECT p.log_table::oid, s.paused FROM velostream.stream_partitions p JOIN velostream.streams s USING (stream) "
+      "WHERE p.stream = $1 AND p.partition = $2",
+      2, argtypes, args, NULL, false, 1);
+  if (rc != SPI_OK_SELECT || SPI_processed == 0) {
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    elog(LOG, "velostream: stream %s dropped, worker %d exits", stream_name, partition_no);
+    proc_exit(0);
+  }
+  bool isnull;
+  Oid log_oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  bool paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+  refresh_views();
+  const size_t capacity = (size_t)velostream_batch_size;
+  const uint64 max_rows = 64 * (uint64)capacity;  // bounds one transaction
+  TimestampTz start = GetCurrentTimestamp();
+  uint64 consumed = 0;
+  if (kafka != nullptr) {
+    velostream_kafka_set_paused(kafka, paused);
+    pgstat_report_activity(STATE_RUNNING, "velostream: consuming Kafka");
+    consumed = velostream_kafka_read(kafka, capacity, max_rows, feed_views);
+  } else if (!paused) {
+    consumed = read_log(log_oid, capacity, max_rows, start);
+  }
+
   TimestampTz read_done = GetCurrentTimestamp();
   // Flush: every view's delta, and its statistics, in this transaction.
   if (consumed > 0) {
@@ -315,6 +337,7 @@ uint64 run_cycle() {
       v->agg->clear();
     }
   }
+  if (kafka != nullptr) velostream_kafka_save(kafka, true);
   SPI_finish();
   PopActiveSnapshot();
   CommitTransactionCommand();
@@ -358,6 +381,26 @@ void velostream_worker_main(Datum arg) {
   batch = new eng::RecordBatch();
   batch->columns.resize(ncolumns);
   used = new std::vector<uint8_t>(ncolumns, 0);
+
+  // A Kafka stream's consumer is created here, after connecting: never in
+  // the postmaster, whose forks would not inherit librdkafka's threads.
+  SetCurrentStatementStartTimestamp();
+  StartTransactionCommand();
+  SPI_connect();
+  PushActiveSnapshot(GetTransactionSnapshot());
+  Oid argtypes[1] = {OIDOID};
+  Datum args[1] = {ObjectIdGetDatum(stream_oid)};
+  if (SPI_execute_with_args("SELECT kind, partitions FROM velostream.streams WHERE stream = $1", 1, argtypes, args,
+                            NULL, true, 1) == SPI_OK_SELECT &&
+      SPI_processed == 1) {
+    char* kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+    bool isnull;
+    int nparts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+    if (strcmp(kind, "kafka") == 0) kafka = velostream_kafka_open(stream_oid, partition_no, nparts, batch);
+  }
+  SPI_finish();
+  PopActiveSnapshot();
+  CommitTransactionCommand();
   elog(LOG, "velostream: worker for stream %s partition %d started", stream_name, partition_no);
 
   for (;;) {
@@ -367,7 +410,8 @@ void velostream_worker_main(Datum arg) {
       ProcessConfigFile(PGC_SIGHUP);
     }
     uint64 consumed = run_cycle();
-    if (consumed == 0) {
+    // A Kafka consumer with partitions already waited inside consume().
+    if (consumed == 0 && (kafka == nullptr || !velostream_kafka_waits(kafka))) {
       (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, velostream_flush_interval_ms,
                       PG_WAIT_EXTENSION);
       ResetLatch(MyLatch);

@@ -53,6 +53,6 @@ check "x_by_origin (numeric exact, float8 within 1e-9)" "
      OR abs(v.total_delay - o.total_delay) > 1e-9 * greatest(1, abs(o.total_delay))
      OR abs(v.avg_delay - o.avg_delay) > 1e-9 * greatest(1, abs(o.avg_delay))
      OR v.total_delay IS NULL OR o.total_delay IS NULL"
-check "nothing left in the stream logs" "SELECT coalesce(sum(backlog_rows), 0) FROM velostream.stats"
+check "nothing left in the stream logs" "SELECT coalesce(sum(backlog), 0) FROM velostream.stats"
 check "no dead letters" "SELECT count(*) FROM velostream.errors"
 exit $fail

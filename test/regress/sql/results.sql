@@ -94,7 +94,7 @@ SELECT count(*) AS differences FROM (
    EXCEPT SELECT * FROM m_agg)) x;
 
 -- Statistics per view and partition.
-SELECT view, sum(events_in) AS events_in, sum(events_selected) AS selected, sum(backlog_rows) AS backlog
+SELECT view, sum(events_in) AS events_in, sum(events_selected) AS selected, sum(backlog) AS backlog
   FROM velostream.stats GROUP BY view ORDER BY view::text;
 
 -- Nothing pending: wait returns at once; a timeout returns false instead of hanging.

@@ -1,0 +1,38 @@
+// Text-to-value parsing of message fields (CSV fields, JSON strings and
+// numbers) into batch columns, with PostgreSQL's input rules where it matters.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "engine/batch.h"
+
+namespace velostream::engine {
+
+/// The SQL type a field is parsed as (the stream column's type).
+enum class FieldKind : uint8_t {
+  kInt16, kInt32, kInt64, kFloat32, kFloat64, kNumeric, kText, kBool, kDate, kTimestamp, kTimestampTz
+};
+
+/// How values of `kind` are stored in a batch column.
+Type storage_type(FieldKind kind);
+
+/// Parses `text` as a value of `kind` into row `row` of `col` (marking it
+/// non-NULL). Text is copied into `arena` and must be valid UTF-8 without NUL. Returns false with a reason in
+/// `*error` when the text is not a valid value (out of range, malformed).
+///  - integers: optional sign and spaces, range-checked like int2/int4/int8.
+///  - floats: decimal or exponent form, NaN, Infinity, -Infinity.
+///  - numeric: see Decimal::parse (at most 38 significant digits).
+///  - bool: t/f, true/false, yes/no, on/off, 1/0 (any case).
+///  - date: YYYY-MM-DD. timestamp / timestamptz: ISO 8601 / RFC 3339,
+///    "YYYY-MM-DD[T ]HH:MM[:SS[.ffffff]]" with an optional "Z" or ±HH[:MM]
+///    offset; a timestamptz without an offset is taken as UTC. Stored as
+///    days / microseconds since 2000-01-01, PostgreSQL's epoch.
+bool parse_field(FieldKind kind, std::string_view text, Column* col, size_t row, Arena* arena, std::string* error);
+
+/// Days from 1970-01-01 to the civil date y-m-d (proleptic Gregorian), after
+/// Howard Hinnant's days_from_civil (http://howardhinnant.github.io/date_algorithms.html).
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
+
+}  // namespace velostream::engine

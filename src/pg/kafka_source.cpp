@@ -1,0 +1,404 @@
+// Engine and librdkafka headers first: PostgreSQL's Min/Max macros would
+// break abseil's templates.
+#include <string>
+#include <vector>
+
+#include "engine/decoder.h"
+#include "kafka/consumer.h"
+#include "pg/kafka_source.h"
+#include "pg/velostream.h"
+
+namespace eng = velostream::engine;
+
+struct KafkaSource {
+  Oid stream;
+  int worker, nworkers;
+  std::string name, start_offset;
+  velostream::kafka::Consumer consumer;
+  eng::MessageDecoder* decoder = nullptr;
+  eng::RecordBatch* batch = nullptr;
+  int meta_col[4] = {-1, -1, -1, -1};  // batch column of _partition, _offset, _timestamp, _key
+  int npartitions = 0;                  // topic partitions assigned so far
+  TimestampTz last_metadata = 0;
+  TimestampTz last_idle_save = 0;
+  bool paused = false;
+  // Per topic partition (index = partition id).
+  std::vector<int64_t> next;      // next offset to consume; -1: none yet
+  std::vector<int64_t> consumed;  // messages this cycle
+  std::vector<int64_t> dead;      // dead letters this cycle
+  // Dead letters of this cycle.
+  std::vector<int32_t> dl_partition;
+  std::vector<int64_t> dl_offset;
+  std::vector<std::string> dl_payload, dl_reason;
+  std::string last_error;
+  TimestampTz cycle_start = 0;
+  std::string error_buf;
+};
+
+namespace {
+
+constexpr int kMetadataEveryMs = 5000;
+constexpr int kIdleSaveEveryMs = 1000;
+constexpr size_t kConsumeBatch = 1024;
+constexpr size_t kExcerpt = 256;
+
+bool owns(const KafkaSource* s, int32_t p) { return p % s->nworkers == s->worker; }
+
+eng::FieldKind kind_of(Oid type) {
+  switch (type) {
+    case INT2OID: return eng::FieldKind::kInt16;
+    case INT4OID: return eng::FieldKind::kInt32;
+    case INT8OID: return eng::FieldKind::kInt64;
+    case FLOAT4OID: return eng::FieldKind::kFloat32;
+    case FLOAT8OID: return eng::FieldKind::kFloat64;
+    case NUMERICOID: return eng::FieldKind::kNumeric;
+    case BOOLOID: return eng::FieldKind::kBool;
+    case DATEOID: return eng::FieldKind::kDate;
+    case TIMESTAMPOID: return eng::FieldKind::kTimestamp;
+    case TIMESTAMPTZOID: return eng::FieldKind::kTimestampTz;
+    default: return eng::FieldKind::kText;
+  }
+}
+
+void add_options(List* options, std::vector<std::pair<std::string, std::string>>* conf) {
+  ListCell* lc;
+  foreach (lc, options) {
+    DefElem* def = (DefElem*)lfirst(lc);
+    const char* name = strcmp(def->defname, "brokers") == 0 ? "bootstrap.servers" : def->defname;
+    conf->emplace_back(name, defGetString(def));
+  }
+}
+
+// Text safe to store: valid in the database encoding, no NUL; other bytes
+// are written as \xNN.
+char* printable(const std::string& s) {
+  size_t len = std::min(s.size(), kExcerpt);
+  if (memchr(s.data(), 0, len) == nullptr && pg_verifymbstr(s.data(), (int)len, true)) return pnstrdup(s.data(), len);
+  StringInfoData out;
+  initStringInfo(&out);
+  for (size_t i = 0; i < len; ++i) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c < 0x7f) appendStringInfoChar(&out, (char)c);
+    else appendStringInfo(&out, "\\x%02x", c);
+  }
+  return out.data;
+}
+
+void grow(KafkaSource* s, int n) {
+  if ((int)s->next.size() >= n) return;
+  s->next.resize(n, -1);
+  s->consumed.resize(n, 0);
+  s->dead.resize(n, 0);
+}
+
+// Assigns the owned partitions, at the stored offsets, when the topic's
+// partition count is first known or has grown.
+void ensure_assignment(KafkaSource* s) {
+  TimestampTz now = GetCurrentTimestamp();
+  if (s->npartitions > 0 && !TimestampDifferenceExceeds(s->last_metadata, now, kMetadataEveryMs)) return;
+  s->last_metadata = now;
+  std::string err;
+  int n = s->consumer.partition_count(s->npartitions > 0 ? 1000 : 2000, &err);
+  if (n <= 0) {
+    if (!err.empty() && err != s->last_error)
+      ereport(LOG, (errmsg("velostream: stream %s: cannot read topic metadata: %s", s->name.c_str(), err.c_str())));
+    if (!err.empty()) s->last_error = "metadata: " + err;
+    return;
+  }
+  if (n <= s->npartitions) return;
+  grow(s, n);
+  Oid argtypes[1] = {OIDOID};
+  Datum args[1] = {ObjectIdGetDatum(s->stream)};
+  if (SPI_execute_with_args("SELECT kafka_partition, next_offset FROM velostream.kafka_offsets WHERE stream = $1", 1,
+                            argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+    elog(ERROR, "velostream: reading velostream.kafka_offsets failed");
+  std::vector<int64_t> stored(n, -1);
+  for (uint64 r = 0; r < SPI_processed; ++r) {
+    bool null1, null2;
+    int32 p = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &null1));
+    Datum off = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &null2);
+    if (p >= 0 && p < n && !null2) stored[p] = DatumGetInt64(off);
+  }
+  std::vector<std::pair<int32_t, int64_t>> assignment;
+  int64_t policy = s->start_offset == "earliest" ? velostream::kafka::kOffsetEarliest : velostream::kafka::kOffsetLatest;
+  for (int32_t p = 0; p < n; ++p) {
+    if (!owns(s, p)) continue;
+    if (s->next[p] < 0) s->next[p] = stored[p];
+    assignment.emplace_back(p, s->next[p] >= 0 ? s->next[p] : policy);
+  }
+  if (!s->consumer.assign(assignment, &err))
+    ereport(ERROR, (errcode(ERRCODE_FDW_ERROR), errmsg("velostream: stream %s: assigning partitions failed: %s",
+                                                      s->name.c_str(), err.c_str())));
+  if (s->paused) s->consumer.set_paused(true);
+  ereport(LOG, (errmsg("velostream: stream %s worker %d consumes %zu of %d partitions of its topic", s->name.c_str(),
+                       s->worker, assignment.size(), n)));
+  s->npartitions = n;
+}
+
+// Decodes one message into row `row`; false if it became a dead letter.
+bool decode_message(KafkaSource* s, const rd_kafka_message_t* m, size_t row) {
+  std::string_view payload(static_cast<const char*>(m->payload), m->payload ? m->len : 0);
+  std::string& err = s->error_buf;
+  bool ok = s->decoder->decode(payload, s->batch, row, &err);
+  if (ok && s->meta_col[3] >= 0) {
+    eng::Column& key = s->batch->columns[s->meta_col[3]];
+    if (m->key == nullptr) {
+      key.null[row] = 1;
+    } else {
+      ok = eng::parse_field(eng::FieldKind::kText, std::string_view(static_cast<const char*>(m->key), m->key_len),
+                            &key, row, &s->batch->arena, &err);
+      if (!ok) err = "message key: " + err;
+    }
+  }
+  if (!ok) {
+    s->dl_partition.push_back(m->partition);
+    s->dl_offset.push_back(m->offset);
+    s->dl_payload.emplace_back(payload.substr(0, kExcerpt));
+    s->dl_reason.push_back(err);
+    s->dead[m->partition]++;
+    return false;
+  }
+  if (s->meta_col[0] >= 0) {
+    s->batch->columns[s->meta_col[0]].i64[row] = m->partition;
+    s->batch->columns[s->meta_col[0]].null[row] = 0;
+  }
+  if (s->meta_col[1] >= 0) {
+    s->batch->columns[s->meta_col[1]].i64[row] = m->offset;
+    s->batch->columns[s->meta_col[1]].null[row] = 0;
+  }
+  if (s->meta_col[2] >= 0) {
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ms = rd_kafka_message_timestamp(m, &tstype);
+    eng::Column& c = s->batch->columns[s->meta_col[2]];
+    c.null[row] = ms < 0;
+    c.i64[row] = ms * 1000 - 946684800LL * 1000000;  // Unix ms -> PostgreSQL microseconds
+  }
+  s->batch->xid[row] = 0;  // Kafka rows are never hidden by a view's start snapshot
+  return true;
+}
+
+}  // namespace
+
+KafkaSource* velostream_kafka_open(Oid stream, int worker, int nworkers, eng::RecordBatch* batch) {
+  Relation rel = table_open(stream, AccessShareLock);
+  TupleDesc desc = RelationGetDescr(rel);
+  ForeignTable* ft = GetForeignTable(stream);
+  ForeignServer* server = GetForeignServer(ft->serverid);
+  Oid owner = rel->rd_rel->relowner;
+
+  std::string topic, format = "csv", start = "latest";
+  ListCell* lc;
+  foreach (lc, ft->options) {
+    DefElem* def = (DefElem*)lfirst(lc);
+    if (strcmp(def->defname, "topic") == 0) topic = defGetString(def);
+    else if (strcmp(def->defname, "format") == 0) format = defGetString(def);
+    else if (strcmp(def->defname, "start_offset") == 0) start = defGetString(def);
+  }
+  std::vector<std::pair<std::string, std::string>> conf;
+  conf.emplace_back("group.id", std::string("velostream-") + get_database_name(MyDatabaseId) + "-" +
+                                    std::to_string(stream));
+  conf.emplace_back("client.id", std::string("velostream-") + RelationGetRelationName(rel) + "-" + std::to_string(worker));
+  add_options(server->options, &conf);
+  // Secrets: the user mapping of the stream's owner, else the PUBLIC one.
+  Oid users[2] = {owner, InvalidOid};
+  for (Oid user : users) {
+    HeapTuple tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(user), ObjectIdGetDatum(server->serverid));
+    if (!HeapTupleIsValid(tp)) continue;
+    ReleaseSysCache(tp);
+    add_options(GetUserMapping(user, server->serverid)->options, &conf);
+    break;
+  }
+
+  KafkaSource* s = new KafkaSource();
+  s->stream = stream;
+  s->worker = worker;
+  s->nworkers = nworkers;
+  s->name = RelationGetRelationName(rel);
+  s->start_offset = start;
+  s->batch = batch;
+  std::vector<eng::FieldSpec> fields;
+  batch->columns.resize(desc->natts);
+  for (int i = 0; i < desc->natts; ++i) {
+    Form_pg_attribute att = TupleDescAttr(desc, i);
+    int meta = -1;
+    for (int m = 0; m < 4; ++m)
+      if (strcmp(NameStr(att->attname), velostream_kafka_metadata_columns[m]) == 0) meta = m;
+    eng::FieldKind kind = kind_of(att->atttypid);
+    batch->columns[i].used = true;
+    batch->columns[i].type = eng::storage_type(kind);
+    if (meta >= 0) s->meta_col[meta] = i;
+    else fields.push_back({NameStr(att->attname), kind, i});
+  }
+  table_close(rel, AccessShareLock);
+  s->decoder = new eng::MessageDecoder(format == "json" ? eng::MessageFormat::kJson : eng::MessageFormat::kCsv,
+                                       std::move(fields));
+  std::string err;
+  if (!s->consumer.open(conf, topic, &err))
+    ereport(ERROR, (errcode(ERRCODE_FDW_ERROR),
+                    errmsg("velostream: stream %s: cannot create the Kafka consumer: %s", s->name.c_str(), err.c_str())));
+  return s;
+}
+
+bool velostream_kafka_waits(const KafkaSource* s) { return s->npartitions > 0 && !s->paused; }
+
+void velostream_kafka_set_paused(KafkaSource* s, bool paused) {
+  if (paused == s->paused) return;
+  s->paused = paused;
+  if (s->npartitions > 0) s->consumer.set_paused(paused);
+}
+
+uint64 velostream_kafka_read(KafkaSource* s, size_t capacity, uint64 max_rows, void (*feed)(size_t rows)) {
+  s->cycle_start = GetCurrentTimestamp();
+  ensure_assignment(s);
+  std::fill(s->consumed.begin(), s->consumed.end(), 0);
+  std::fill(s->dead.begin(), s->dead.end(), 0);
+  s->dl_partition.clear();
+  s->dl_offset.clear();
+  s->dl_payload.clear();
+  s->dl_reason.clear();
+  if (s->npartitions == 0 || s->paused) return 0;
+
+  rd_kafka_message_t* msgs[kConsumeBatch];
+  uint64 total = 0;
+  size_t row = 0;
+  s->batch->reset(capacity);
+  int timeout = velostream_flush_interval_ms;
+  for (;;) {
+    size_t want = std::min(kConsumeBatch, capacity - row);
+    size_t n = s->consumer.consume(msgs, want, timeout);
+    std::string client_error = s->consumer.take_error();
+    if (!client_error.empty()) {
+      if (client_error != s->last_error)
+        ereport(LOG, (errmsg("velostream: stream %s: %s", s->name.c_str(), client_error.c_str())));
+      s->last_error = client_error;
+    }
+    if (n == 0) break;
+    for (size_t i = 0; i < n; ++i) {
+      rd_kafka_message_t* m = msgs[i];
+      if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+          s->last_error = rd_kafka_message_errstr(m);
+          ereport(LOG, (errmsg("velostream: stream %s: %s", s->name.c_str(), s->last_error.c_str())));
+        }
+      } else if (m->partition >= 0 && m->partition < (int32_t)s->next.size() &&
+                 (s->next[m->partition] < 0 || m->offset >= s->next[m->partition])) {
+        if (decode_message(s, m, row)) ++row;
+        s->next[m->partition] = m->offset + 1;
+        s->consumed[m->partition]++;
+        ++total;
+        s->last_error.clear();
+      }
+      rd_kafka_message_destroy(m);
+    }
+    if (row == capacity) {
+      feed(row);
+      s->batch->reset(capacity);
+      row = 0;
+    }
+    if (total >= max_rows ||
+        TimestampDifferenceExceeds(s->cycle_start, GetCurrentTimestamp(), velostream_flush_interval_ms))
+      break;
+    timeout = 0;  // take what is already fetched, then flush
+  }
+  feed(row);
+  return total;
+}
+
+void velostream_kafka_save(KafkaSource* s, bool force) {
+  uint64 consumed = 0;
+  for (int64_t c : s->consumed) consumed += (uint64)c;
+  TimestampTz now = GetCurrentTimestamp();
+  bool idle_due = TimestampDifferenceExceeds(s->last_idle_save, now, kIdleSaveEveryMs);
+  if (consumed == 0 && s->dl_partition.empty() && !(force && idle_due)) return;
+
+  // Dead letters, in the transaction that moves the offsets past them.
+  if (!s->dl_partition.empty()) {
+    int n = (int)s->dl_partition.size();
+    Datum* parts = (Datum*)palloc(sizeof(Datum) * n);
+    Datum* offs = (Datum*)palloc(sizeof(Datum) * n);
+    Datum* payloads = (Datum*)palloc(sizeof(Datum) * n);
+    Datum* reasons = (Datum*)palloc(sizeof(Datum) * n);
+    for (int i = 0; i < n; ++i) {
+      parts[i] = Int32GetDatum(s->dl_partition[i]);
+      offs[i] = Int64GetDatum(s->dl_offset[i]);
+      payloads[i] = CStringGetTextDatum(printable(s->dl_payload[i]));
+      reasons[i] = CStringGetTextDatum(printable(s->dl_reason[i]));
+    }
+    Oid types[5] = {OIDOID, INT4ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+    Datum args[5] = {ObjectIdGetDatum(s->stream),
+                     PointerGetDatum(construct_array(parts, n, INT4OID, 4, true, TYPALIGN_INT)),
+                     PointerGetDatum(construct_array(offs, n, INT8OID, 8, true, TYPALIGN_DOUBLE)),
+                     PointerGetDatum(construct_array(payloads, n, TEXTOID, -1, false, TYPALIGN_INT)),
+                     PointerGetDatum(construct_array(reasons, n, TEXTOID, -1, false, TYPALIGN_INT))};
+    if (SPI_execute_with_args("INSERT INTO velostream.errors (stream, partition, \"offset\", payload, reason) "
+                              "SELECT $1, * FROM unnest($2, $3, $4, $5)",
+                              5, types, args, NULL, false, 0) != SPI_OK_INSERT)
+      elog(ERROR, "velostream: writing dead letters failed");
+  }
+
+  // Positions and statistics of every owned partition. When idle, ask the
+  // brokers for the high watermarks (wait() trusts only those); while busy
+  // the ones cached from fetch responses are enough for the lag.
+  bool query = consumed == 0;
+  if (query) s->last_idle_save = now;
+  std::vector<int32_t> owned;
+  for (int32_t p = 0; p < s->npartitions; ++p)
+    if (owns(s, p)) owned.push_back(p);
+  int n = (int)owned.size();
+  if (n == 0) return;
+  double seconds = std::max(1e-3, (double)(now - s->cycle_start) / 1e6);
+  Datum* parts = (Datum*)palloc(sizeof(Datum) * n);
+  Datum* next = (Datum*)palloc(sizeof(Datum) * n);
+  bool* next_null = (bool*)palloc(sizeof(bool) * n);
+  Datum* hwm = (Datum*)palloc(sizeof(Datum) * n);
+  bool* hwm_null = (bool*)palloc(sizeof(bool) * n);
+  Datum* msgs = (Datum*)palloc(sizeof(Datum) * n);
+  Datum* dead = (Datum*)palloc(sizeof(Datum) * n);
+  Datum* rate = (Datum*)palloc(sizeof(Datum) * n);
+  bool queried_ok = query;
+  for (int i = 0; i < n; ++i) {
+    int32_t p = owned[i];
+    parts[i] = Int32GetDatum(p);
+    next_null[i] = s->next[p] < 0;
+    next[i] = Int64GetDatum(s->next[p]);
+    int64_t h = -1;
+    if (query) {
+      h = s->consumer.query_high_watermark(p, 500);
+      if (h < 0) queried_ok = query = false;  // broker unavailable: do not wait on the others
+    } else {
+      h = s->consumer.high_watermark(p);
+    }
+    hwm_null[i] = h < 0;
+    hwm[i] = Int64GetDatum(h);
+    msgs[i] = Int64GetDatum(s->consumed[p]);
+    dead[i] = Int64GetDatum(s->dead[p]);
+    rate[i] = Float8GetDatum(s->consumed[p] / seconds);
+  }
+  int dims[1] = {n}, lbs[1] = {1};
+  Oid types[10] = {OIDOID, INT4OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+                   FLOAT8ARRAYOID, TEXTOID, BOOLOID};
+  Datum args[10] = {
+      ObjectIdGetDatum(s->stream), Int32GetDatum(s->worker),
+      PointerGetDatum(construct_array(parts, n, INT4OID, 4, true, TYPALIGN_INT)),
+      PointerGetDatum(construct_md_array(next, next_null, 1, dims, lbs, INT8OID, 8, true, TYPALIGN_DOUBLE)),
+      PointerGetDatum(construct_md_array(hwm, hwm_null, 1, dims, lbs, INT8OID, 8, true, TYPALIGN_DOUBLE)),
+      PointerGetDatum(construct_array(msgs, n, INT8OID, 8, true, TYPALIGN_DOUBLE)),
+      PointerGetDatum(construct_array(dead, n, INT8OID, 8, true, TYPALIGN_DOUBLE)),
+      PointerGetDatum(construct_array(rate, n, FLOAT8OID, 8, true, TYPALIGN_DOUBLE)),
+      s->last_error.empty() ? (Datum)0 : CStringGetTextDatum(printable(s->last_error)),
+      BoolGetDatum(queried_ok)};
+  char nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', s->last_error.empty() ? 'n' : ' ', ' '};
+  int rc = SPI_execute_with_args(
+      "INSERT INTO velostream.kafka_offsets AS k (stream, kafka_partition, worker, next_offset, high_watermark, "
+      "  messages, dead_letters, rate, last_error, updated_at, watermark_checked_at) "
+      "SELECT $1, u.p, $2, u.o, u.h, u.m, u.d, u.r, $9, now(), CASE WHEN $10 THEN now() END "
+      "FROM unnest($3, $4, $5, $6, $7, $8) AS u(p, o, h, m, d, r) "
+      "ON CONFLICT (stream, kafka_partition) DO UPDATE SET worker = excluded.worker, "
+      "  next_offset = coalesce(excluded.next_offset, k.next_offset), "
+      "  high_watermark = coalesce(excluded.high_watermark, k.high_watermark), "
+      "  messages = k.messages + excluded.messages, dead_letters = k.dead_letters + excluded.dead_letters, "
+      "  rate = excluded.rate, last_error = excluded.last_error, updated_at = excluded.updated_at, "
+      "  watermark_checked_at = coalesce(excluded.watermark_checked_at, k.watermark_checked_at)",
+      10, types, args, nulls, false, 0);
+  if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: saving Kafka offsets failed: %s", SPI_result_code_string(rc));
+}
