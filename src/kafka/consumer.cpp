@@ -38,6 +38,9 @@ bool Consumer::open(const std::vector<std::pair<std::string, std::string>>& conf
   rd_kafka_conf_set(c, "enable.auto.commit", "false", errstr, sizeof(errstr));
   rd_kafka_conf_set(c, "enable.auto.offset.store", "false", errstr, sizeof(errstr));
   rd_kafka_conf_set(c, "enable.partition.eof", "false", errstr, sizeof(errstr));
+  // Caught-up consumers get a fetch response (and a fresh high watermark) at
+  // least this often; velostream.wait() relies on it.
+  rd_kafka_conf_set(c, "fetch.wait.max.ms", "200", errstr, sizeof(errstr));
   rd_kafka_conf_set_opaque(c, this);
   rd_kafka_conf_set_error_cb(c, on_error);
   rd_kafka_conf_set_log_cb(c, on_log);
@@ -89,14 +92,6 @@ size_t Consumer::consume(rd_kafka_message_t** out, size_t max, int timeout_ms) {
 int64_t Consumer::high_watermark(int32_t partition) {
   int64_t low = -1, high = -1;
   if (rd_kafka_get_watermark_offsets(rk_, topic_.c_str(), partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR)
-    return -1;
-  return high;
-}
-
-int64_t Consumer::query_high_watermark(int32_t partition, int timeout_ms) {
-  int64_t low = -1, high = -1;
-  if (rd_kafka_query_watermark_offsets(rk_, topic_.c_str(), partition, &low, &high, timeout_ms) !=
-      RD_KAFKA_RESP_ERR_NO_ERROR)
     return -1;
   return high;
 }

@@ -47,10 +47,6 @@ class Consumer {
   /// message), from fetch responses; -1 when not known yet.
   int64_t high_watermark(int32_t partition);
 
-  /// High watermark of a partition asked from its leader (a round trip of at
-  /// most timeout_ms); -1 when the broker does not answer.
-  int64_t query_high_watermark(int32_t partition, int timeout_ms);
-
   /// Pauses or resumes fetching of every assigned partition.
   void set_paused(bool paused);
 

@@ -336,11 +336,15 @@ void velostream_kafka_save(KafkaSource* s, bool force) {
       elog(ERROR, "velostream: writing dead letters failed");
   }
 
-  // Positions and statistics of every owned partition. When idle, ask the
-  // brokers for the high watermarks (wait() trusts only those); while busy
-  // the ones cached from fetch responses are enough for the lag.
-  bool query = consumed == 0;
-  if (query) s->last_idle_save = now;
+  // Positions and statistics of every owned partition. High watermarks come
+  // from fetch responses, which a caught-up consumer gets at least every
+  // fetch.wait.max.ms (200 ms); so an idle save without client errors vouches
+  // for every message produced a second before its transaction began, which
+  // is what watermark_checked_at records for wait(). (Asking the broker with
+  // rd_kafka_query_watermark_offsets instead blocks past its timeout in
+  // librdkafka 2.0.2 when the broker is down, and with it shutdown.)
+  bool idle = consumed == 0;
+  if (idle) s->last_idle_save = now;
   std::vector<int32_t> owned;
   for (int32_t p = 0; p < s->npartitions; ++p)
     if (owns(s, p)) owned.push_back(p);
@@ -355,19 +359,14 @@ void velostream_kafka_save(KafkaSource* s, bool force) {
   Datum* msgs = (Datum*)palloc(sizeof(Datum) * n);
   Datum* dead = (Datum*)palloc(sizeof(Datum) * n);
   Datum* rate = (Datum*)palloc(sizeof(Datum) * n);
-  bool queried_ok = query;
+  bool vouch = idle && s->last_error.empty();
   for (int i = 0; i < n; ++i) {
     int32_t p = owned[i];
     parts[i] = Int32GetDatum(p);
     next_null[i] = s->next[p] < 0;
     next[i] = Int64GetDatum(s->next[p]);
-    int64_t h = -1;
-    if (query) {
-      h = s->consumer.query_high_watermark(p, 500);
-      if (h < 0) queried_ok = query = false;  // broker unavailable: do not wait on the others
-    } else {
-      h = s->consumer.high_watermark(p);
-    }
+    int64_t h = s->consumer.high_watermark(p);
+    if (h < 0) vouch = false;
     hwm_null[i] = h < 0;
     hwm[i] = Int64GetDatum(h);
     msgs[i] = Int64GetDatum(s->consumed[p]);
@@ -386,12 +385,12 @@ void velostream_kafka_save(KafkaSource* s, bool force) {
       PointerGetDatum(construct_array(dead, n, INT8OID, 8, true, TYPALIGN_DOUBLE)),
       PointerGetDatum(construct_array(rate, n, FLOAT8OID, 8, true, TYPALIGN_DOUBLE)),
       s->last_error.empty() ? (Datum)0 : CStringGetTextDatum(printable(s->last_error)),
-      BoolGetDatum(queried_ok)};
+      BoolGetDatum(vouch)};
   char nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', s->last_error.empty() ? 'n' : ' ', ' '};
   int rc = SPI_execute_with_args(
       "INSERT INTO velostream.kafka_offsets AS k (stream, kafka_partition, worker, next_offset, high_watermark, "
       "  messages, dead_letters, rate, last_error, updated_at, watermark_checked_at) "
-      "SELECT $1, u.p, $2, u.o, u.h, u.m, u.d, u.r, $9, now(), CASE WHEN $10 THEN now() END "
+      "SELECT $1, u.p, $2, u.o, u.h, u.m, u.d, u.r, $9, now(), CASE WHEN $10 THEN now() - interval '1 second' END "
       "FROM unnest($3, $4, $5, $6, $7, $8) AS u(p, o, h, m, d, r) "
       "ON CONFLICT (stream, kafka_partition) DO UPDATE SET worker = excluded.worker, "
       "  next_offset = coalesce(excluded.next_offset, k.next_offset), "
