@@ -44,6 +44,8 @@ CREATE TABLE velostream.stream_partitions (
   stream      regclass NOT NULL REFERENCES velostream.streams ON DELETE CASCADE,
   partition   int NOT NULL,
   log_table   regclass,                       -- local streams only
+  last_error  text,                           -- Kafka: broker / topic problem seen by this worker, NULL when healthy
+  error_at    timestamptz,
   PRIMARY KEY (stream, partition)
 );
 
@@ -119,12 +121,13 @@ CREATE VIEW velostream.stats AS
          CASE WHEN p.log_table IS NOT NULL THEN velostream.partition_backlog(p.log_table)
               ELSE (SELECT coalesce(sum(greatest(k.high_watermark - coalesce(k.next_offset, 0), 0)), 0)
                       FROM velostream.kafka_offsets k WHERE k.stream = p.stream AND k.worker = p.partition)
-         END AS backlog
+         END AS backlog,
+         p.last_error
     FROM velostream.views v
     JOIN velostream.stream_partitions p ON p.stream = v.stream
     LEFT JOIN velostream.view_partition_stats s ON s.view = v.view AND s.partition = p.partition;
 COMMENT ON VIEW velostream.stats IS
-  'per continuous view and partition: rows read, rows selected, groups upserted, flushes, last flush, and backlog (rows of a local stream not consumed yet, or Kafka consumer lag)';
+  'per continuous view and partition: rows read, rows selected, groups upserted, flushes, last flush, backlog (rows of a local stream not consumed yet, or Kafka consumer lag) and the last broker error';
 
 -- Per Kafka topic partition: consumer lag (high watermark - committed next
 -- offset), rate, dead letters and the last broker error.

@@ -31,6 +31,7 @@ struct KafkaSource {
   std::vector<int64_t> dl_offset;
   std::vector<std::string> dl_payload, dl_reason;
   std::string last_error;
+  std::string reported_error;  // last_error as stored in velostream.stream_partitions
   TimestampTz cycle_start = 0;
   std::string error_buf;
 };
@@ -105,6 +106,7 @@ void ensure_assignment(KafkaSource* s) {
     if (!err.empty()) s->last_error = "metadata: " + err;
     return;
   }
+  s->last_error.clear();  // brokers answered
   if (n <= s->npartitions) return;
   grow(s, n);
   Oid argtypes[1] = {OIDOID};
@@ -345,6 +347,18 @@ void velostream_kafka_save(KafkaSource* s, bool force) {
   // librdkafka 2.0.2 when the broker is down, and with it shutdown.)
   bool idle = consumed == 0;
   if (idle) s->last_idle_save = now;
+  // The worker's broker / topic error, for velostream.stats and operators.
+  if (s->last_error != s->reported_error) {
+    Oid etypes[3] = {OIDOID, INT4OID, TEXTOID};
+    Datum eargs[3] = {ObjectIdGetDatum(s->stream), Int32GetDatum(s->worker),
+                      s->last_error.empty() ? (Datum)0 : CStringGetTextDatum(printable(s->last_error))};
+    char enulls[3] = {' ', ' ', s->last_error.empty() ? 'n' : ' '};
+    SPI_execute_with_args("UPDATE velostream.stream_partitions SET last_error = $3, error_at = now() "
+                          "WHERE stream = $1 AND partition = $2",
+                          3, etypes, eargs, enulls, false, 0);
+    s->reported_error = s->last_error;
+  }
+
   std::vector<int32_t> owned;
   for (int32_t p = 0; p < s->npartitions; ++p)
     if (owns(s, p)) owned.push_back(p);

@@ -127,9 +127,30 @@ make_stream k_late late
 sleep 2
 err=$(psql_c "SELECT count(*) FROM velostream.kafka_stats WHERE stream = 'k_late'::regclass")
 echo "brokers down: $(grep -c "k_late" "$VS_DIR/server.log") log lines about k_late, $err partitions known"
+sleep 2
+down_err=$(psql_c "SELECT max(last_error) FROM velostream.stats WHERE view = 'k_late_by_route'::regclass")
+[ -n "$down_err" ] && pass "broker down is reported in velostream.stats: $down_err" || failed "no error in velostream.stats while brokers are down"
+grep -q "stream k_late: cannot read topic metadata" "$VS_DIR/server.log" && pass "broker down is reported in the log" \
+  || failed "no log line about k_late's brokers"
 echo up >&9
 produce late || failed "producing to late"
 check k_late "broker up after CREATE"
+sleep 1.5
+up_err=$(psql_c "SELECT count(last_error) FROM velostream.stats WHERE view = 'k_late_by_route'::regclass")
+[ "$up_err" = 0 ] && pass "the error clears once brokers answer" || failed "errors left after recovery: $up_err"
+
+# Pause: messages wait in Kafka; resume: they are counted.
+psql_c "SELECT velostream.pause('k_late')" >/dev/null
+sleep 0.5
+head -n 1000 "$work/flights.csv" | "$root/build/velostream-kafka-produce" --brokers "$BS" --topic late || failed "producing while paused"
+sleep 2
+n=$(psql_c "SELECT sum(n) FROM k_late_by_route")
+paused=$(psql_c "SELECT bool_and(paused) FROM velostream.kafka_stats WHERE stream = 'k_late'::regclass")
+[ "$n" = "$rows" ] && [ "$paused" = t ] && pass "paused: nothing consumed" || failed "paused: n=$n paused=$paused"
+psql_c "SELECT velostream.resume('k_late')" >/dev/null
+[ "$(psql_c "SELECT velostream.wait('k_late_by_route', '60 s')")" = t ] || failed "resume: did not catch up"
+n=$(psql_c "SELECT sum(n) FROM k_late_by_route")
+[ "$n" = $((rows + 1000)) ] && pass "resumed: the 1000 waiting messages counted" || failed "resumed: n=$n"
 
 # 6. JSON messages and metadata columns (produced with kcat, keyed).
 psql_c "CREATE FOREIGN TABLE events (kind text, amount numeric, at timestamptz, _partition int, _offset bigint, _timestamp timestamptz, _key text)
