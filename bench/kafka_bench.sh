@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Kafka-to-visible throughput: messages per second from creating a Kafka
+# stream (start_offset 'earliest', 2 partition workers) over a topic that
+# already holds the flights until its continuous view (issue 4's k_by_route)
+# has counted every message; beside a bare librdkafka consumer that reads the
+# same messages and does nothing (build/velostream-kafka-drain), in the same
+# run. The broker is the embedded mock cluster; the full 3M-row file is split
+# over 40 partitions (a mock partition keeps only ~100k messages).
+#   bash bench/kafka_bench.sh [RUNS]      (as root; prints a markdown table)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+runs=${1:-3}
+data="$root/../shared/data/flights-3m.csv.gz"
+[ -f "$data" ] || data="$root/data/flights-2001-01.csv.gz"
+source "$root/test/cluster.sh"
+make -C "$root" -s -j2 >/dev/null && make -C "$root" -s install >/dev/null
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$root/build" -j2 --target velostream-kafka-mock velostream-kafka-produce velostream-kafka-drain >/dev/null
+work=$(mktemp -d /tmp/velostream-kbench.XXXXXX)
+"$root/build/velostream-kafka-mock" --topic flights:40 --bootstrap-file "$work/bootstrap" </dev/null >/dev/null 2>&1 &
+mock=$!
+trap 'kill $mock 2>/dev/null; cluster_stop; rm -rf "$work"' EXIT
+for _ in $(seq 1 50); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
+BS=$(cat "$work/bootstrap")
+zcat "$data" | tail -n +2 > "$work/flights.csv"
+rows=$(wc -l < "$work/flights.csv")
+"$root/build/velostream-kafka-produce" --brokers "$BS" --topic flights < "$work/flights.csv"
+cluster_start /tmp/velostream-kbench-pg 55453 "shared_buffers = '1GB'" "max_wal_size = '4GB'"
+psql_c "CREATE EXTENSION velostream; CREATE SERVER kafka FOREIGN DATA WRAPPER velostream OPTIONS (brokers '$BS')"
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+base=(); vis=()
+for r in $(seq 1 "$runs"); do
+  out=$("$root/build/velostream-kafka-drain" --brokers "$BS" --topic flights --count "$rows")
+  base+=($(echo "$out" | sed -E 's/.*: ([0-9]+) msg\/s/\1/'))
+  psql_c "SET client_min_messages = warning; DROP FOREIGN TABLE IF EXISTS flights_k CASCADE"
+  t0=$(now_ms)
+  psql_c "CREATE FOREIGN TABLE flights_k (ts timestamptz, delay int, distance int, origin text, destination text)
+      SERVER kafka OPTIONS (topic 'flights', format 'csv', start_offset 'earliest');
+    CREATE MATERIALIZED VIEW k_by_route WITH (velostream.continuous) AS
+      SELECT origin, destination, tumble(ts, interval '1 day') AS day, count(*) AS n, sum(delay) AS total_delay
+      FROM flights_k GROUP BY origin, destination, tumble(ts, interval '1 day');"
+  until [ "$(psql_c "SELECT coalesce(sum(n), 0) FROM k_by_route")" = "$rows" ]; do sleep 0.1; done
+  t1=$(now_ms)
+  vis+=($(( rows * 1000 / (t1 - t0) )))
+  echo "run $r: bare consumer ${base[-1]} msg/s; Kafka-to-visible ${vis[-1]} msg/s" >&2
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+b=$(median "${base[@]}"); v=$(median "${vis[@]}")
+echo "| measure ($rows messages, 40 partitions, median of $runs) | msg/s | vs bare consumer |"
+echo "|---|---:|---:|"
+echo "| bare librdkafka consumer, no processing (baseline) | $b | 1.00x |"
+echo "| Kafka-to-visible: 2 workers, view k_by_route complete | $v | $(awk -v a="$v" -v b="$b" 'BEGIN {printf "%.2f", a / b}')x |"
