@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "engine/decoder.h"
+#include "kafka/assignment.h"
 #include "kafka/consumer.h"
 #include "pg/kafka_source.h"
 #include "pg/velostream.h"
@@ -121,13 +122,11 @@ void ensure_assignment(KafkaSource* s) {
     Datum off = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &null2);
     if (p >= 0 && p < n && !null2) stored[p] = DatumGetInt64(off);
   }
-  std::vector<std::pair<int32_t, int64_t>> assignment;
   int64_t policy = s->start_offset == "earliest" ? velostream::kafka::kOffsetEarliest : velostream::kafka::kOffsetLatest;
-  for (int32_t p = 0; p < n; ++p) {
-    if (!owns(s, p)) continue;
-    if (s->next[p] < 0) s->next[p] = stored[p];
-    assignment.emplace_back(p, s->next[p] >= 0 ? s->next[p] : policy);
-  }
+  std::vector<std::pair<int32_t, int64_t>> assignment =
+      velostream::kafka::plan_assignment(s->worker, s->nworkers, n, s->next, stored, policy);
+  for (const auto& a : assignment)
+    if (a.second >= 0) s->next[a.first] = a.second;
   if (!s->consumer.assign(assignment, &err))
     ereport(ERROR, (errcode(ERRCODE_FDW_ERROR), errmsg("velostream: stream %s: assigning partitions failed: %s",
                                                       s->name.c_str(), err.c_str())));
