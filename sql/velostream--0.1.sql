@@ -102,11 +102,16 @@ CREATE TABLE velostream.errors (
   reason      text NOT NULL
 );
 
--- Rows committed to a partition's log and not consumed yet.
+-- Rows committed to a partition's log and not consumed yet. Runs as the
+-- extension's owner (logs belong to velostream), for log tables only.
 CREATE FUNCTION velostream.partition_backlog(log_table regclass) RETURNS bigint
-  LANGUAGE plpgsql STABLE STRICT AS $$
+  LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE n bigint;
 BEGIN
+  IF NOT EXISTS (SELECT 1 FROM velostream.stream_partitions p WHERE p.log_table = partition_backlog.log_table) THEN
+    RAISE EXCEPTION '"%" is not a stream partition log', log_table
+      USING ERRCODE = 'wrong_object_type', HINT = 'Logs are listed in velostream.stream_partitions.';
+  END IF;
   EXECUTE format('SELECT count(*) FROM %s', log_table) INTO n;
   RETURN n;
 END $$;
@@ -151,7 +156,7 @@ CREATE FUNCTION velostream.resume(stream regclass) RETURNS void LANGUAGE sql AS
 -- below the topic's high watermark (Kafka streams). True when it does, false
 -- when `timeout` passed first. Call it outside the inserting transaction.
 CREATE FUNCTION velostream.wait(view regclass, timeout interval DEFAULT '60 seconds')
-  RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+  RETURNS boolean LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   snap      pg_snapshot := pg_current_snapshot();
   t0        timestamptz := clock_timestamp();
@@ -193,7 +198,7 @@ END $$;
 -- Keeps the catalog in step when streams or continuous views are dropped
 -- (DROP FOREIGN TABLE, DROP MATERIALIZED VIEW, DROP ... CASCADE).
 CREATE FUNCTION velostream._on_sql_drop() RETURNS event_trigger
-  LANGUAGE plpgsql AS $$
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF to_regclass('velostream.views') IS NULL THEN RETURN; END IF;
   DELETE FROM velostream.views

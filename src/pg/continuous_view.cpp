@@ -127,6 +127,12 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
   velostream_spi_exec(sql.data, SPI_OK_UTILITY);
   add_dependency(view_oid, d->stream, DEPENDENCY_NORMAL);
 
+  // The state table and the catalog row belong to velostream (the workers
+  // write them); the result table above belongs to the view's creator.
+  Oid save_userid;
+  int save_sec;
+  velostream_begin_as_superuser(&save_userid, &save_sec);
+
   // 2. The partial-state table, when an aggregate's result is not mergeable by
   //    itself (avg = sum / count): keys k0.., then a0.. (avg: a<i>_sum, a<i>_n).
   Oid state_oid = InvalidOid;
@@ -185,4 +191,5 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
       6, argtypes, args, nulls, false, 0);
   if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: could not register continuous view: %s", SPI_result_code_string(rc));
   SPI_finish();
+  velostream_end_as_superuser(save_userid, save_sec);
 }

@@ -66,3 +66,12 @@ void velostream_spi_exec(const char* sql, int expected) {
   int rc = SPI_execute(sql, false, 0);
   if (rc != expected) elog(ERROR, "velostream: SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
 }
+
+void velostream_begin_as_superuser(Oid* save_userid, int* save_sec_context) {
+  GetUserIdAndSecContext(save_userid, save_sec_context);
+  SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, *save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+void velostream_end_as_superuser(Oid save_userid, int save_sec_context) {
+  SetUserIdAndSecContext(save_userid, save_sec_context);
+}

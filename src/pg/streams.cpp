@@ -77,6 +77,11 @@ void velostream_create_stream(Oid relid) {
 
   int nparts = stream_partitions(relid);
   char* stream_name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
+  // The catalog rows and the logs belong to velostream, not to the stream's
+  // owner (who needs no rights on schema velostream).
+  Oid save_userid;
+  int save_sec;
+  velostream_begin_as_superuser(&save_userid, &save_sec);
   SPI_connect();
   StringInfoData sql;
   initStringInfo(&sql);
@@ -113,4 +118,5 @@ void velostream_create_stream(Oid relid) {
     velostream_spi_exec(sql.data, SPI_OK_INSERT);
   }
   SPI_finish();
+  velostream_end_as_superuser(save_userid, save_sec);
 }

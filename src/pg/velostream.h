@@ -51,5 +51,13 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
 /// True if `relid` is a continuous view's result table.
 bool velostream_is_continuous_view(Oid relid);
 
+/// Switches the current user to the bootstrap superuser, so that a
+/// non-superuser's CREATE of a stream or view can write velostream's catalog
+/// and create its internal tables; restores the saved user with
+/// velostream_end_as_superuser. An ERROR in between is safe: aborting the
+/// transaction restores the user.
+void velostream_begin_as_superuser(Oid* save_userid, int* save_sec_context);
+void velostream_end_as_superuser(Oid save_userid, int save_sec_context);
+
 /// Runs an SQL command through SPI (caller is connected); raises on error.
 void velostream_spi_exec(const char* sql, int expected);
