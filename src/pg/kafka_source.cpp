@@ -15,6 +15,7 @@ struct KafkaSource {
   Oid stream;
   int worker, nworkers;
   std::string name, start_offset;
+  std::vector<std::pair<std::string, std::string>> config;  // as opened; see velostream_kafka_config_changed
   velostream::kafka::Consumer consumer;
   eng::MessageDecoder* decoder = nullptr;
   eng::RecordBatch* batch = nullptr;
@@ -180,21 +181,14 @@ bool decode_message(KafkaSource* s, const rd_kafka_message_t* m, size_t row) {
 
 }  // namespace
 
-KafkaSource* velostream_kafka_open(Oid stream, int worker, int nworkers, eng::RecordBatch* batch) {
+// The consumer's configuration (librdkafka properties, then topic, format
+// and start_offset) from the server, user mapping and stream options.
+// Call inside a transaction.
+std::vector<std::pair<std::string, std::string>> stream_config(Oid stream, int worker) {
   Relation rel = table_open(stream, AccessShareLock);
-  TupleDesc desc = RelationGetDescr(rel);
   ForeignTable* ft = GetForeignTable(stream);
   ForeignServer* server = GetForeignServer(ft->serverid);
   Oid owner = rel->rd_rel->relowner;
-
-  std::string topic, format = "csv", start = "latest";
-  ListCell* lc;
-  foreach (lc, ft->options) {
-    DefElem* def = (DefElem*)lfirst(lc);
-    if (strcmp(def->defname, "topic") == 0) topic = defGetString(def);
-    else if (strcmp(def->defname, "format") == 0) format = defGetString(def);
-    else if (strcmp(def->defname, "start_offset") == 0) start = defGetString(def);
-  }
   std::vector<std::pair<std::string, std::string>> conf;
   conf.emplace_back("group.id", std::string("velostream-") + get_database_name(MyDatabaseId) + "-" +
                                     std::to_string(stream));
@@ -209,6 +203,28 @@ KafkaSource* velostream_kafka_open(Oid stream, int worker, int nworkers, eng::Re
     add_options(GetUserMapping(user, server->serverid)->options, &conf);
     break;
   }
+  std::string topic, format = "csv", start = "latest";
+  ListCell* lc;
+  foreach (lc, ft->options) {
+    DefElem* def = (DefElem*)lfirst(lc);
+    if (strcmp(def->defname, "topic") == 0) topic = defGetString(def);
+    else if (strcmp(def->defname, "format") == 0) format = defGetString(def);
+    else if (strcmp(def->defname, "start_offset") == 0) start = defGetString(def);
+  }
+  conf.emplace_back("velostream.topic", topic);
+  conf.emplace_back("velostream.format", format);
+  conf.emplace_back("velostream.start_offset", start);
+  table_close(rel, AccessShareLock);
+  return conf;
+}
+
+KafkaSource* velostream_kafka_open(Oid stream, int worker, int nworkers, eng::RecordBatch* batch) {
+  std::vector<std::pair<std::string, std::string>> conf = stream_config(stream, worker);
+  std::vector<std::pair<std::string, std::string>> client_conf(conf.begin(), conf.end() - 3);
+  std::string topic = conf[conf.size() - 3].second, format = conf[conf.size() - 2].second,
+              start = conf[conf.size() - 1].second;
+  Relation rel = table_open(stream, AccessShareLock);
+  TupleDesc desc = RelationGetDescr(rel);
 
   KafkaSource* s = new KafkaSource();
   s->stream = stream;
@@ -216,6 +232,7 @@ KafkaSource* velostream_kafka_open(Oid stream, int worker, int nworkers, eng::Re
   s->nworkers = nworkers;
   s->name = RelationGetRelationName(rel);
   s->start_offset = start;
+  s->config = conf;
   s->batch = batch;
   std::vector<eng::FieldSpec> fields;
   batch->columns.resize(desc->natts);
@@ -234,10 +251,17 @@ KafkaSource* velostream_kafka_open(Oid stream, int worker, int nworkers, eng::Re
   s->decoder = new eng::MessageDecoder(format == "json" ? eng::MessageFormat::kJson : eng::MessageFormat::kCsv,
                                        std::move(fields));
   std::string err;
-  if (!s->consumer.open(conf, topic, &err))
+  if (!s->consumer.open(client_conf, topic, &err))
     ereport(ERROR, (errcode(ERRCODE_FDW_ERROR),
                     errmsg("velostream: stream %s: cannot create the Kafka consumer: %s", s->name.c_str(), err.c_str())));
   return s;
+}
+
+bool velostream_kafka_config_changed(KafkaSource* s) {
+  if (stream_config(s->stream, s->worker) == s->config) return false;
+  ereport(LOG, (errmsg("velostream: stream %s: server, user mapping or stream options changed; worker %d restarts",
+                       s->name.c_str(), s->worker)));
+  return true;
 }
 
 bool velostream_kafka_waits(const KafkaSource* s) { return s->npartitions > 0 && !s->paused; }

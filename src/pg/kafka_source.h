@@ -34,3 +34,9 @@ void velostream_kafka_set_paused(KafkaSource* src, bool paused);
 /// True when velostream_kafka_read blocks for new messages (partitions are
 /// assigned and the stream is not paused), so the caller need not sleep.
 bool velostream_kafka_waits(const KafkaSource* src);
+
+/// True when the server, user mapping or stream options differ from those
+/// the consumer was opened with (ALTER SERVER / USER MAPPING / FOREIGN
+/// TABLE): the worker then exits and the launcher starts it afresh.
+/// Inside a transaction.
+bool velostream_kafka_config_changed(KafkaSource* src);

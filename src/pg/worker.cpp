@@ -317,6 +317,12 @@ uint64 run_cycle() {
   const uint64 max_rows = 64 * (uint64)capacity;  // bounds one transaction
   TimestampTz start = GetCurrentTimestamp();
   uint64 consumed = 0;
+  if (kafka != nullptr && velostream_kafka_config_changed(kafka)) {
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    proc_exit(0);  // the launcher restarts the worker with the new options
+  }
   if (kafka != nullptr) {
     velostream_kafka_set_paused(kafka, paused);
     pgstat_report_activity(STATE_RUNNING, "velostream: consuming Kafka");

@@ -14,7 +14,7 @@ chmod 755 "$work"
 mock_in="$work/mock.in"
 mkfifo "$mock_in"
 "$root/build/velostream-kafka-mock" --topic plain:8 --topic kill:8 --topic crash:8 --topic bad:4 --topic late:4 \
-  --topic events:2 --bootstrap-file "$work/bootstrap" < "$mock_in" > /dev/null 2> "$work/mock.log" &
+  --topic events:2 --topic altered:2 --bootstrap-file "$work/bootstrap" < "$mock_in" > /dev/null 2> "$work/mock.log" &
 mock=$!
 exec 9> "$mock_in"  # keeps the mock's stdin open for "down" / "up"
 trap 'exec 9>&-; kill $mock 2>/dev/null; cluster_stop; rm -rf "$work"' EXIT
@@ -170,5 +170,18 @@ want=$(psql_c "SELECT string_agg(k || '/' || kind || '=' || n || ':' || total, '
 [ "$got" = "$want" ] && pass "JSON with keys: $got" || failed "JSON: got '$got', want '$want'"
 jdl=$(psql_c "SELECT reason FROM velostream.errors WHERE stream = 'events'::regclass")
 echo "$jdl" | grep -q 'column "amount"' && pass "JSON dead letter: $jdl" || failed "JSON dead letter: '$jdl'"
+# 7. A server created with the wrong brokers, fixed with ALTER SERVER: the
+#    workers restart with the new options and consume.
+psql_c "CREATE SERVER wrong FOREIGN DATA WRAPPER velostream OPTIONS (brokers '127.0.0.1:1');
+  CREATE FOREIGN TABLE altered (ts timestamptz, delay int, distance int, origin text, destination text)
+    SERVER wrong OPTIONS (topic 'altered', start_offset 'earliest');
+  CREATE MATERIALIZED VIEW altered_n WITH (velostream.continuous) AS SELECT count(*) AS n FROM altered;"
+head -n 5000 "$work/flights.csv" | "$root/build/velostream-kafka-produce" --brokers "$BS" --topic altered || failed "producing to altered"
+sleep 1
+psql_c "ALTER SERVER wrong OPTIONS (SET brokers '$BS')"
+[ "$(psql_c "SELECT velostream.wait('altered_n', '60 s')")" = t ] && [ "$(psql_c "SELECT n FROM altered_n")" = 5000 ] \
+  && pass "ALTER SERVER: workers restart with the new brokers and count all 5000 messages" \
+  || failed "ALTER SERVER: altered_n = $(psql_c "SELECT n FROM altered_n")"
+
 echo "(all checks done after ${SECONDS}s)"
 exit $fail
