@@ -167,6 +167,11 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
     if (d->nkeys == 0) appendStringInfoString(&sql, "(true)");
     appendStringInfoString(&sql, ") NULLS NOT DISTINCT");
     velostream_spi_exec(sql.data, SPI_OK_UTILITY);
+    // Owned like the view: workers write both as the view's owner.
+    resetStringInfo(&sql);
+    appendStringInfo(&sql, "ALTER TABLE velostream.%s OWNER TO %s", state_name,
+                     quote_identifier(GetUserNameFromId(save_userid, false)));
+    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
     add_dependency(state_oid, view_oid, DEPENDENCY_INTERNAL);
   }
 

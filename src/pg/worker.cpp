@@ -26,6 +26,15 @@ struct WorkerArgs {
 
 namespace {
 
+// Owner of relation `relid` (InvalidOid if it is gone).
+Oid get_rel_owner(Oid relid) {
+  HeapTuple tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+  if (!HeapTupleIsValid(tp)) return InvalidOid;
+  Oid owner = ((Form_pg_class)GETSTRUCT(tp))->relowner;
+  ReleaseSysCache(tp);
+  return owner;
+}
+
 // One continuous view as this worker runs it. Lives in its own memory
 // context; the C++ plan and aggregator are deleted with it.
 struct WorkerView {
@@ -338,7 +347,23 @@ uint64 run_cycle() {
     foreach (lc, views) {
       WorkerView* v = (WorkerView*)lfirst(lc);
       if (v->agg->rows_in() == 0) continue;
+      // The upsert runs as the view's owner, in a restricted security
+      // context: triggers, defaults or constraints the owner put on the
+      // table never run with the worker's superuser rights.
+      Oid owner = get_rel_owner(v->view);
+      if (OidIsValid(v->state) && get_rel_owner(v->state) != owner) {
+        // the view changed hands (ALTER TABLE ... OWNER TO): its state follows
+        char* sql = psprintf("ALTER TABLE %s OWNER TO %s",
+                             quote_qualified_identifier("velostream", get_rel_name(v->state)),
+                             quote_identifier(GetUserNameFromId(owner, false)));
+        velostream_spi_exec(sql, SPI_OK_UTILITY);
+      }
+      Oid save_userid;
+      int save_sec;
+      GetUserIdAndSecContext(&save_userid, &save_sec);
+      SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
       uint64 groups = velostream_upsert_delta(v->desc, v->upsert, *v->agg);
+      SetUserIdAndSecContext(save_userid, save_sec);
       record_stats(v, groups);
       v->agg->clear();
     }
