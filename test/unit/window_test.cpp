@@ -25,3 +25,11 @@ TEST(Tumble, InfinityPassesThrough) {
   EXPECT_EQ(tumble_start(INT64_MAX, kHour, 0), INT64_MAX);
   EXPECT_EQ(tumble_start(INT64_MIN, kHour, 0), INT64_MIN);
 }
+
+TEST(Tumble, BeforeTheOriginRoundsDownExceptOnBoundaries) {
+  // 1969-12-31 23:30 and 23:00 UTC with hourly windows from 1970-01-01.
+  const int64_t origin = kUnixEpochInPgMicros;
+  EXPECT_EQ(tumble_start(origin - 30 * 60000000LL, kHour, origin), origin - kHour);
+  EXPECT_EQ(tumble_start(origin - kHour, kHour, origin), origin - kHour);
+  EXPECT_EQ(tumble_start(origin - kHour - 1, kHour, origin), origin - 2 * kHour);
+}

@@ -93,6 +93,22 @@ SELECT count(*) AS differences FROM (
    FROM m_plain GROUP BY k
    EXCEPT SELECT * FROM m_agg)) x;
 
+-- tumble() windows before 1970 and at odd sizes round as date_bin does.
+CREATE FOREIGN TABLE times (ts timestamptz) SERVER velostream;
+CREATE MATERIALIZED VIEW windows WITH (velostream.continuous) AS
+  SELECT tumble(ts, interval '1 hour') AS h, tumble(ts, interval '7 minutes 13 seconds') AS odd, count(*) AS n
+  FROM times GROUP BY 1, 2;
+CREATE TABLE times_plain (ts timestamptz);
+INSERT INTO times_plain VALUES ('1969-12-31 23:30:00+00'), ('1969-12-31 23:00:00+00'), ('1900-01-01 00:10:00+00'),
+  ('1970-01-01 00:00:00+00'), ('2001-01-01 00:00:01+00'), ('2038-01-19 03:14:08+00'), ('infinity'), (NULL);
+INSERT INTO times SELECT * FROM times_plain;
+SELECT velostream.wait('windows');
+SELECT * FROM windows ORDER BY h NULLS FIRST, odd;
+SELECT count(*) AS differences FROM (
+  (TABLE windows EXCEPT SELECT tumble(ts, interval '1 hour'), tumble(ts, interval '7 minutes 13 seconds'), count(*) FROM times_plain GROUP BY 1, 2)
+  UNION ALL
+  (SELECT tumble(ts, interval '1 hour'), tumble(ts, interval '7 minutes 13 seconds'), count(*) FROM times_plain GROUP BY 1, 2 EXCEPT TABLE windows)) d;
+
 -- Statistics per view and partition.
 SELECT view, sum(events_in) AS events_in, sum(events_selected) AS selected, sum(backlog) AS backlog
   FROM velostream.stats GROUP BY view ORDER BY view::text;
