@@ -362,8 +362,11 @@ uint64 run_cycle() {
       int save_sec;
       GetUserIdAndSecContext(&save_userid, &save_sec);
       SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+      TimestampTz flush_start = GetCurrentTimestamp();
       uint64 groups = velostream_upsert_delta(v->desc, v->upsert, *v->agg);
       SetUserIdAndSecContext(save_userid, save_sec);
+      elog(DEBUG2, "velostream: %s/%d flushed " UINT64_FORMAT " groups of %s in %ld us", stream_name, partition_no,
+           groups, get_rel_name(v->view), (long)(GetCurrentTimestamp() - flush_start));
       record_stats(v, groups);
       v->agg->clear();
     }
