@@ -152,6 +152,21 @@ psql_c "SELECT velostream.resume('k_late')" >/dev/null
 n=$(psql_c "SELECT sum(n) FROM k_late_by_route")
 [ "$n" = $((rows + 1000)) ] && pass "resumed: the 1000 waiting messages counted" || failed "resumed: n=$n"
 
+# Brokers that go away while the stream runs, and come back.
+echo down >&9
+for _ in $(seq 1 40); do
+  gone=$(psql_c "SELECT count(last_error) FROM velostream.stats WHERE view = 'k_late_by_route'::regclass")
+  [ "$gone" -gt 0 ] && break
+  sleep 0.5
+done
+[ "$gone" -gt 0 ] && pass "brokers gone later: reported in velostream.stats ($(psql_c "SELECT max(last_error) FROM velostream.stats WHERE view = 'k_late_by_route'::regclass"))" \
+  || failed "brokers gone later: no error in velostream.stats"
+echo up >&9
+head -n 500 "$work/flights.csv" | "$root/build/velostream-kafka-produce" --brokers "$BS" --topic late || failed "producing after brokers came back"
+[ "$(psql_c "SELECT velostream.wait('k_late_by_route', '60 s')")" = t ] || failed "after brokers came back: did not catch up"
+n=$(psql_c "SELECT sum(n) FROM k_late_by_route")
+[ "$n" = $((rows + 1500)) ] && pass "brokers back: consumption resumed (500 more counted)" || failed "brokers back: n=$n"
+
 # 6. JSON messages and metadata columns (produced with kcat, keyed).
 psql_c "CREATE FOREIGN TABLE events (kind text, amount numeric, at timestamptz, _partition int, _offset bigint, _timestamp timestamptz, _key text)
     SERVER kafka OPTIONS (topic 'events', format 'json', start_offset 'earliest');
