@@ -39,6 +39,7 @@ Datum numeric_from_text(const std::string& s) {
 }
 
 Datum int128_numeric(__int128 v) {
+  if (v >= INT64_MIN && v <= INT64_MAX) return NumericGetDatum(int64_to_numeric((int64)v));  // no text round trip
   eng::Decimal d;
   d.coef = v;
   return numeric_from_text(d.to_string());
