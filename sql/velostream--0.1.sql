@@ -4,8 +4,9 @@
 CREATE SCHEMA velostream;
 COMMENT ON SCHEMA velostream IS 'velostream catalog, stream logs and statistics';
 
--- Fails with a hint unless the library was loaded by shared_preload_libraries
--- (the launcher and the partition workers are started by the postmaster).
+-- Loading the library fails with a hint unless it is in shared_preload_libraries
+-- (the launcher and the partition workers are started by the postmaster);
+-- this also checks that this is the database named by velostream.database.
 CREATE FUNCTION velostream._assert_preloaded() RETURNS void
   AS 'MODULE_PATHNAME', 'velostream_assert_preloaded' LANGUAGE C STRICT;
 SELECT velostream._assert_preloaded();

@@ -57,7 +57,7 @@ const char* kRouteQuery =
     "                        ORDER BY k LIMIT 1) "
     "FROM velostream.stream_partitions WHERE stream = $1 ORDER BY partition";
 
-InsertState* begin_insert(Relation rel, EState* estate) {
+InsertState* begin_insert(Relation rel) {
   Oid relid = RelationGetRelid(rel);
   if (!velostream_is_local_stream(relid))
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -114,7 +114,6 @@ InsertState* begin_insert(Relation rel, EState* estate) {
   st->current = (int)(MyProcPid % st->nparts);
   st->xid = FullTransactionIdGetDatum(GetTopFullTransactionId());
   st->cid = GetCurrentCommandId(true);
-  (void)estate;
   return st;
 }
 
@@ -187,9 +186,9 @@ List* plan_modify(PlannerInfo* root, ModifyTable* plan, Index rti, int) {
   return NIL;
 }
 
-void begin_modify(ModifyTableState* mtstate, ResultRelInfo* rinfo, List*, int, int eflags) {
+void begin_modify(ModifyTableState*, ResultRelInfo* rinfo, List*, int, int eflags) {
   if (eflags & EXEC_FLAG_EXPLAIN_ONLY) return;
-  rinfo->ri_FdwState = begin_insert(rinfo->ri_RelationDesc, mtstate->ps.state);
+  rinfo->ri_FdwState = begin_insert(rinfo->ri_RelationDesc);
 }
 
 TupleTableSlot* exec_insert(EState*, ResultRelInfo* rinfo, TupleTableSlot* slot, TupleTableSlot*) {
@@ -198,13 +197,11 @@ TupleTableSlot* exec_insert(EState*, ResultRelInfo* rinfo, TupleTableSlot* slot,
 
 void end_modify(EState*, ResultRelInfo* rinfo) { end_insert((InsertState*)rinfo->ri_FdwState); }
 
-void begin_foreign_insert(ModifyTableState* mtstate, ResultRelInfo* rinfo) {
-  rinfo->ri_FdwState = begin_insert(rinfo->ri_RelationDesc, mtstate->ps.state);
+void begin_foreign_insert(ModifyTableState*, ResultRelInfo* rinfo) {
+  rinfo->ri_FdwState = begin_insert(rinfo->ri_RelationDesc);
 }
 
 void end_foreign_insert(EState*, ResultRelInfo* rinfo) { end_insert((InsertState*)rinfo->ri_FdwState); }
-
-void explain_modify(ModifyTableState*, ResultRelInfo*, List*, int, ExplainState*) {}
 
 bool option_in(const char* name, const char* const* list) {
   for (; *list; ++list)
@@ -231,10 +228,7 @@ bool velostream_is_stream(Oid relid) {
 }
 
 bool velostream_is_local_stream(Oid relid) {
-  if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE) return false;
-  Oid serverid = GetForeignServerIdByRelId(relid);
-  if (!velostream_is_velostream_server(serverid)) return false;
-  return !server_has_brokers(GetForeignServer(serverid));
+  return velostream_is_stream(relid) && !velostream_is_kafka_server(GetForeignServerIdByRelId(relid));
 }
 
 /// velostream.fdw_handler(): the FdwRoutine of streams.
@@ -248,7 +242,6 @@ Datum velostream_fdw_handler(PG_FUNCTION_ARGS) {
   r->EndForeignModify = end_modify;
   r->BeginForeignInsert = begin_foreign_insert;
   r->EndForeignInsert = end_foreign_insert;
-  r->ExplainForeignModify = explain_modify;
   PG_RETURN_POINTER(r);
 }
 

@@ -12,9 +12,6 @@ int velostream_partitions = 2;
 int velostream_flush_interval_ms = 100;
 int velostream_batch_size = 8192;
 
-// True in every process forked from a postmaster that preloaded the library.
-static bool loaded_at_startup = false;
-
 void _PG_init(void) {
   // The launcher and the workers are started by the postmaster, and
   // velostream.database can only be defined then.
@@ -22,7 +19,6 @@ void _PG_init(void) {
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("velostream must be loaded via shared_preload_libraries"),
                     errhint("Add 'velostream' to shared_preload_libraries in postgresql.conf and restart the server.")));
-  loaded_at_startup = true;
 
   DefineCustomStringVariable("velostream.database",
                              "Database whose streams and continuous views the background workers maintain.",
@@ -45,14 +41,11 @@ void _PG_init(void) {
   velostream_register_launcher();
 }
 
-/// velostream._assert_preloaded(): called by CREATE EXTENSION. Raises
-/// OBJECT_NOT_IN_PREREQUISITE_STATE unless the library was preloaded and this
-/// is the database the workers serve.
+/// velostream._assert_preloaded(): called by CREATE EXTENSION. Loading the
+/// library has already refused a server that did not preload it (_PG_init);
+/// this raises OBJECT_NOT_IN_PREREQUISITE_STATE unless this is the database
+/// the workers serve.
 Datum velostream_assert_preloaded(PG_FUNCTION_ARGS) {
-  if (!loaded_at_startup)
-    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                    errmsg("velostream must be loaded via shared_preload_libraries"),
-                    errhint("Add 'velostream' to shared_preload_libraries in postgresql.conf and restart the server.")));
   const char* db = get_database_name(MyDatabaseId);
   if (db == nullptr || strcmp(db, velostream_database) != 0)
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -11,11 +11,21 @@
 
 namespace eng = velostream::engine;
 
+// What a consumer is opened with, from the server, user mapping and stream
+// options; compared each cycle to notice ALTER ... OPTIONS.
+struct StreamConfig {
+  std::vector<std::pair<std::string, std::string>> client;  // librdkafka properties
+  std::string topic, format, start_offset;
+  bool operator==(const StreamConfig& o) const {
+    return client == o.client && topic == o.topic && format == o.format && start_offset == o.start_offset;
+  }
+};
+
 struct KafkaSource {
   Oid stream;
   int worker, nworkers;
-  std::string name, start_offset;
-  std::vector<std::pair<std::string, std::string>> config;  // as opened; see velostream_kafka_config_changed
+  std::string name;
+  StreamConfig config;  // as opened; see velostream_kafka_config_changed
   velostream::kafka::Consumer consumer;
   eng::MessageDecoder* decoder = nullptr;
   eng::RecordBatch* batch = nullptr;
@@ -123,7 +133,7 @@ void ensure_assignment(KafkaSource* s) {
     Datum off = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &null2);
     if (p >= 0 && p < n && !null2) stored[p] = DatumGetInt64(off);
   }
-  int64_t policy = s->start_offset == "earliest" ? velostream::kafka::kOffsetEarliest : velostream::kafka::kOffsetLatest;
+  int64_t policy = s->config.start_offset == "earliest" ? velostream::kafka::kOffsetEarliest : velostream::kafka::kOffsetLatest;
   std::vector<std::pair<int32_t, int64_t>> assignment =
       velostream::kafka::plan_assignment(s->worker, s->nworkers, n, s->next, stored, policy);
   for (const auto& a : assignment)
@@ -181,48 +191,36 @@ bool decode_message(KafkaSource* s, const rd_kafka_message_t* m, size_t row) {
 
 }  // namespace
 
-// The consumer's configuration (librdkafka properties, then topic, format
-// and start_offset) from the server, user mapping and stream options.
 // Call inside a transaction.
-std::vector<std::pair<std::string, std::string>> stream_config(Oid stream, int worker) {
+StreamConfig stream_config(Oid stream, int worker) {
   Relation rel = table_open(stream, AccessShareLock);
-  ForeignTable* ft = GetForeignTable(stream);
-  ForeignServer* server = GetForeignServer(ft->serverid);
+  ForeignServer* server = GetForeignServer(GetForeignServerIdByRelId(stream));
   Oid owner = rel->rd_rel->relowner;
-  std::vector<std::pair<std::string, std::string>> conf;
-  conf.emplace_back("group.id", std::string("velostream-") + get_database_name(MyDatabaseId) + "-" +
-                                    std::to_string(stream));
-  conf.emplace_back("client.id", std::string("velostream-") + RelationGetRelationName(rel) + "-" + std::to_string(worker));
-  add_options(server->options, &conf);
+  StreamConfig c;
+  c.client.emplace_back("group.id", std::string("velostream-") + get_database_name(MyDatabaseId) + "-" +
+                                        std::to_string(stream));
+  c.client.emplace_back("client.id",
+                        std::string("velostream-") + RelationGetRelationName(rel) + "-" + std::to_string(worker));
+  add_options(server->options, &c.client);
   // Secrets: the user mapping of the stream's owner, else the PUBLIC one.
   Oid users[2] = {owner, InvalidOid};
   for (Oid user : users) {
     HeapTuple tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(user), ObjectIdGetDatum(server->serverid));
     if (!HeapTupleIsValid(tp)) continue;
     ReleaseSysCache(tp);
-    add_options(GetUserMapping(user, server->serverid)->options, &conf);
+    add_options(GetUserMapping(user, server->serverid)->options, &c.client);
     break;
   }
-  std::string topic, format = "csv", start = "latest";
-  ListCell* lc;
-  foreach (lc, ft->options) {
-    DefElem* def = (DefElem*)lfirst(lc);
-    if (strcmp(def->defname, "topic") == 0) topic = defGetString(def);
-    else if (strcmp(def->defname, "format") == 0) format = defGetString(def);
-    else if (strcmp(def->defname, "start_offset") == 0) start = defGetString(def);
-  }
-  conf.emplace_back("velostream.topic", topic);
-  conf.emplace_back("velostream.format", format);
-  conf.emplace_back("velostream.start_offset", start);
+  const char* v;
+  c.topic = (v = velostream_table_option(stream, "topic")) ? v : "";
+  c.format = (v = velostream_table_option(stream, "format")) ? v : "csv";
+  c.start_offset = (v = velostream_table_option(stream, "start_offset")) ? v : "latest";
   table_close(rel, AccessShareLock);
-  return conf;
+  return c;
 }
 
 KafkaSource* velostream_kafka_open(Oid stream, int worker, int nworkers, eng::RecordBatch* batch) {
-  std::vector<std::pair<std::string, std::string>> conf = stream_config(stream, worker);
-  std::vector<std::pair<std::string, std::string>> client_conf(conf.begin(), conf.end() - 3);
-  std::string topic = conf[conf.size() - 3].second, format = conf[conf.size() - 2].second,
-              start = conf[conf.size() - 1].second;
+  StreamConfig conf = stream_config(stream, worker);
   Relation rel = table_open(stream, AccessShareLock);
   TupleDesc desc = RelationGetDescr(rel);
 
@@ -231,7 +229,6 @@ KafkaSource* velostream_kafka_open(Oid stream, int worker, int nworkers, eng::Re
   s->worker = worker;
   s->nworkers = nworkers;
   s->name = RelationGetRelationName(rel);
-  s->start_offset = start;
   s->config = conf;
   s->batch = batch;
   std::vector<eng::FieldSpec> fields;
@@ -248,10 +245,10 @@ KafkaSource* velostream_kafka_open(Oid stream, int worker, int nworkers, eng::Re
     else fields.push_back({NameStr(att->attname), kind, i});
   }
   table_close(rel, AccessShareLock);
-  s->decoder = new eng::MessageDecoder(format == "json" ? eng::MessageFormat::kJson : eng::MessageFormat::kCsv,
+  s->decoder = new eng::MessageDecoder(conf.format == "json" ? eng::MessageFormat::kJson : eng::MessageFormat::kCsv,
                                        std::move(fields));
   std::string err;
-  if (!s->consumer.open(client_conf, topic, &err))
+  if (!s->consumer.open(conf.client, conf.topic, &err))
     ereport(ERROR, (errcode(ERRCODE_FDW_ERROR),
                     errmsg("velostream: stream %s: cannot create the Kafka consumer: %s", s->name.c_str(), err.c_str())));
   return s;

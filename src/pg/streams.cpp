@@ -4,26 +4,16 @@
 
 namespace {
 
-const char* table_option(Oid relid, const char* name) {
-  ForeignTable* ft = GetForeignTable(relid);
-  ListCell* lc;
-  foreach (lc, ft->options) {
-    DefElem* def = (DefElem*)lfirst(lc);
-    if (strcmp(def->defname, name) == 0) return defGetString(def);
-  }
-  return nullptr;
-}
-
 // The stream's partition count: OPTIONS (partitions 'n'), or the GUC.
 int stream_partitions(Oid relid) {
-  const char* v = table_option(relid, "partitions");
+  const char* v = velostream_table_option(relid, "partitions");
   return v ? atoi(v) : velostream_partitions;
 }
 
 // Kafka streams: a topic, metadata columns of the right types, and data
 // columns of types the decoders parse.
 void check_kafka_stream(Oid relid, TupleDesc desc) {
-  if (table_option(relid, "topic") == nullptr)
+  if (velostream_table_option(relid, "topic") == nullptr)
     ereport(ERROR, (errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
                     errmsg("a Kafka stream needs a topic"),
                     errhint("Add OPTIONS (topic 'name'), and optionally format 'csv' | 'json' and start_offset "
@@ -53,6 +43,16 @@ void check_kafka_stream(Oid relid, TupleDesc desc) {
 
 }  // namespace
 
+const char* velostream_table_option(Oid relid, const char* name) {
+  ForeignTable* ft = GetForeignTable(relid);
+  ListCell* lc;
+  foreach (lc, ft->options) {
+    DefElem* def = (DefElem*)lfirst(lc);
+    if (strcmp(def->defname, name) == 0) return defGetString(def);
+  }
+  return nullptr;
+}
+
 void velostream_create_stream(Oid relid) {
   if (!OidIsValid(get_extension_oid("velostream", true))) return;
   Relation rel = table_open(relid, AccessShareLock);
@@ -68,7 +68,7 @@ void velostream_create_stream(Oid relid) {
   } else {
     static const char* const kafka_only[] = {"topic", "format", "start_offset"};
     for (const char* opt : kafka_only)
-      if (table_option(relid, opt))
+      if (velostream_table_option(relid, opt))
         ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
                         errmsg("option \"%s\" is only for Kafka streams", opt),
                         errhint("Kafka streams use a server with a brokers option.")));

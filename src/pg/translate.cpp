@@ -70,7 +70,7 @@ int column_of(Var* var, Query* query) {
   return var->varattno - 1;
 }
 
-void set_const(Const* c, Oid optype, eng::CmpDomain domain, eng::Scalar* out, Query* query) {
+void set_const(Const* c, eng::CmpDomain domain, eng::Scalar* out, Query* query) {
   out->is_null = c->constisnull;
   if (c->constisnull) return;
   Datum v = c->constvalue;
@@ -99,11 +99,10 @@ void set_const(Const* c, Oid optype, eng::CmpDomain domain, eng::Scalar* out, Qu
     out->f = out->d.to_double();
   else if (domain == eng::CmpDomain::kNumeric && is_int_type(c->consttype))
     out->d = eng::Decimal::from_int(out->i);
-  (void)optype;
 }
 
 // Translates one side of a comparison: a column or a constant.
-void set_operand(Node* n, Oid optype, eng::CmpDomain domain, int* col, eng::Scalar* constant, Query* query) {
+void set_operand(Node* n, eng::CmpDomain domain, int* col, eng::Scalar* constant, Query* query) {
   n = strip_implicit_casts(n);
   if (IsA(n, Var)) {
     eng::Type t;
@@ -111,7 +110,7 @@ void set_operand(Node* n, Oid optype, eng::CmpDomain domain, int* col, eng::Scal
       unsupported("a column of this type in WHERE", n, query, nullptr);
     *col = column_of((Var*)n, query);
   } else if (IsA(n, Const)) {
-    set_const((Const*)n, optype, domain, constant, query);
+    set_const((Const*)n, domain, constant, query);
   } else {
     unsupported("this expression in WHERE", n, query,
                 "WHERE may compare columns and constants with =, <>, <, <=, >, >=, IN, IS NULL, AND, OR, NOT.");
@@ -152,8 +151,8 @@ void translate_compare(Oid opno, Oid inputcollid, Node* lhs, Node* rhs, Node* wh
                   "Compare with COLLATE \"C\", or use = or <>.");
   }
   p->domain = dl;
-  set_operand(lhs, left, dl, &p->lhs_col, &p->lhs_const, query);
-  set_operand(rhs, right, dl, &p->rhs_col, &p->rhs_const, query);
+  set_operand(lhs, dl, &p->lhs_col, &p->lhs_const, query);
+  set_operand(rhs, dl, &p->rhs_col, &p->rhs_const, query);
 }
 
 // Translates a WHERE clause into *p, a node owned by the plan.

@@ -39,6 +39,9 @@ bool velostream_is_kafka_server(Oid serverid);
 extern const char* const velostream_kafka_metadata_columns[4];
 extern const Oid velostream_kafka_metadata_types[4];
 
+/// Value of foreign-table option `name` of stream `relid`, or NULL.
+const char* velostream_table_option(Oid relid, const char* name);
+
 /// Creates the log tables and catalog rows of a new local stream
 /// (streams.cpp). Called after CREATE FOREIGN TABLE created `relid`.
 void velostream_create_stream(Oid relid);
