@@ -160,9 +160,17 @@ The cluster$([ -f "$DEMO_DIR/mock.pid" ] && echo " and the embedded broker ($bro
   psql -h $DEMO_DIR -p $PORT -U postgres
 and try:
   SELECT * FROM delay_by_origin ORDER BY avg_delay DESC LIMIT 10;
+$(if [ "$source" = kafka ]; then cat <<KAFKA
   SELECT * FROM velostream.kafka_stats;
 Produce more with kcat (one CSV line per message), then read the views again:
   echo '2001-02-01T08:00:00Z,42,300,SFO,LAX' | kcat -P -b $brokers -t $topic
+KAFKA
+else cat <<COPY
+  SELECT * FROM velostream.stats;
+Insert more rows, then read the views again:
+  INSERT INTO flights VALUES ('2001-02-01 08:00+00', 42, 300, 'SFO', 'LAX');
+COPY
+fi)
 Stop everything with:
   bash $root/scripts/demo.sh stop
 MSG

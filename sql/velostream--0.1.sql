@@ -39,6 +39,10 @@ CREATE TABLE velostream.streams (
   kind        text NOT NULL CHECK (kind IN ('local', 'kafka')),
   partitions  int NOT NULL CHECK (partitions BETWEEN 1 AND 64),
   paused      boolean NOT NULL DEFAULT false,
+  -- local streams: the column (attnum) INSERT/COPY routes rows by, so that a
+  -- view grouping by it has each group in one partition; NULL: round robin.
+  -- Chosen by the first continuous view on the stream, fixed while views exist.
+  route_column int2,
   created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE velostream.stream_partitions (
@@ -72,7 +76,8 @@ CREATE TABLE velostream.kafka_offsets (
 CREATE TABLE velostream.views (
   view            regclass PRIMARY KEY,
   stream          regclass NOT NULL REFERENCES velostream.streams ON DELETE CASCADE,
-  state_table     regclass,                   -- partial states (avg), or NULL
+  state_table     regclass,                   -- partial states (avg) or, for owned views, the state changelog
+  owned           boolean NOT NULL DEFAULT false, -- every group lives in one partition: its worker owns the state
   start_snapshot  pg_snapshot NOT NULL,       -- rows committed before creation are not counted
   key_columns     int2[] NOT NULL,            -- stream columns that are plain GROUP BY columns
   query_tree      text NOT NULL,              -- the analysed query (nodeToString)
@@ -113,7 +118,7 @@ BEGIN
     RAISE EXCEPTION '"%" is not a stream partition log', log_table
       USING ERRCODE = 'wrong_object_type', HINT = 'Logs are listed in velostream.stream_partitions.';
   END IF;
-  EXECUTE format('SELECT count(*) FROM %s', log_table) INTO n;
+  EXECUTE format('SELECT coalesce(sum(rows), 0) FROM %s', log_table) INTO n;
   RETURN n;
 END $$;
 

@@ -259,4 +259,205 @@ bool ViewAggregator::update(const AggSpec& spec, size_t a, const RecordBatch& b)
   return true;
 }
 
+uint32_t ViewAggregator::find_or_add(std::string_view key, bool* added) {
+  auto it = index_.find(key);
+  if (it != index_.end()) {
+    *added = false;
+    return it->second;
+  }
+  uint32_t g = static_cast<uint32_t>(keys_.size());
+  keys_.emplace_back(key);
+  index_.emplace(std::string_view(keys_.back()), g);
+  states_.resize(states_.size() + plan_.aggs.size());
+  *added = true;
+  return g;
+}
+
+bool ViewAggregator::merge(const ViewAggregator& delta, std::vector<uint32_t>* groups,
+                           std::vector<uint8_t>* created) {
+  const size_t naggs = plan_.aggs.size();
+  std::vector<uint32_t> order = delta.groups_in_key_order();
+  groups->resize(order.size());
+  created->resize(order.size());
+  for (size_t j = 0; j < order.size(); ++j) {
+    const uint32_t dg = order[j];
+    bool added;
+    const uint32_t g = find_or_add(delta.keys_[dg], &added);
+    (*groups)[j] = g;
+    (*created)[j] = added ? 1 : 0;
+    for (size_t a = 0; a < naggs; ++a) {
+      const AggSpec& spec = plan_.aggs[a];
+      const AggState& d = delta.states_[dg * naggs + a];
+      AggState& s = states_[g * naggs + a];
+      if (d.n == 0) continue;
+      switch (spec.func) {
+        case AggFunc::kCountStar:
+        case AggFunc::kCount:
+          break;
+        case AggFunc::kSum:
+        case AggFunc::kAvg:
+          switch (spec.input) {
+            case Type::kInt64: s.i += d.i; break;
+            case Type::kFloat64: s.f += d.f; break;
+            case Type::kNumeric:
+              if (s.n == 0) {
+                s.d = d.d;
+              } else if (!decimal_add(s.d, d.d, &s.d)) {
+                error_ = "numeric sum exceeds 38 significant digits";
+                return false;
+              }
+              break;
+            case Type::kText: break;
+          }
+          break;
+        case AggFunc::kMin:
+        case AggFunc::kMax: {
+          const bool is_max = spec.func == AggFunc::kMax;
+          bool take = s.n == 0;
+          switch (spec.input) {
+            case Type::kInt64:
+              take = take || (is_max ? d.i > s.i : d.i < s.i);
+              if (take) s.i = d.i;
+              break;
+            case Type::kFloat64:
+              take = take || (is_max ? float_greater(d.f, s.f) : float_greater(s.f, d.f));
+              if (take) s.f = d.f;
+              break;
+            case Type::kNumeric: {
+              int cmp = take ? 0 : decimal_cmp(d.d, s.d);
+              take = take || (is_max ? cmp > 0 : cmp < 0);
+              if (take) s.d = d.d;
+              break;
+            }
+            case Type::kText: break;
+          }
+          break;
+        }
+      }
+      s.n += d.n;
+    }
+  }
+  return true;
+}
+
+namespace {
+constexpr uint32_t kGroupsMagic = 0x32475356;  // "VSG2"
+
+// Counts and integer sums as zigzag LEB128 varints: most are small, and the
+// changelog is written at every flush.
+void put_varint(std::string* out, __int128 v) {
+  unsigned __int128 z = (static_cast<unsigned __int128>(v) << 1) ^ static_cast<unsigned __int128>(v >> 127);
+  while (z >= 0x80) {
+    out->push_back(static_cast<char>(static_cast<uint8_t>(z) | 0x80));
+    z >>= 7;
+  }
+  out->push_back(static_cast<char>(z));
+}
+
+bool get_varint(const char*& p, const char* end, __int128* v) {
+  unsigned __int128 z = 0;
+  for (int shift = 0; shift < 133; shift += 7) {
+    if (p == end) return false;
+    uint8_t b = static_cast<uint8_t>(*p++);
+    z |= static_cast<unsigned __int128>(b & 0x7F) << shift;
+    if (!(b & 0x80)) {
+      *v = static_cast<__int128>(z >> 1) ^ -static_cast<__int128>(z & 1);
+      return true;
+    }
+  }
+  return false;
+}
+}  // namespace
+
+void ViewAggregator::encode_all(std::string* out) const {
+  std::vector<uint32_t> all(keys_.size());
+  for (uint32_t g = 0; g < all.size(); ++g) all[g] = g;
+  encode_groups(all.data(), all.size(), out);
+}
+
+void ViewAggregator::encode_groups(const uint32_t* groups, size_t n, std::string* out) const {
+  const size_t naggs = plan_.aggs.size();
+  put<uint32_t>(out, kGroupsMagic);
+  put<uint32_t>(out, static_cast<uint32_t>(n));
+  put<uint32_t>(out, static_cast<uint32_t>(naggs));
+  for (size_t j = 0; j < n; ++j) {
+    const uint32_t g = groups[j];
+    const std::string& key = keys_[g];
+    put<uint32_t>(out, static_cast<uint32_t>(key.size()));
+    out->append(key);
+    for (size_t a = 0; a < naggs; ++a) {
+      const AggSpec& spec = plan_.aggs[a];
+      const AggState& s = states_[g * naggs + a];
+      put_varint(out, s.n);
+      if (spec.func == AggFunc::kCountStar || spec.func == AggFunc::kCount) continue;
+      switch (spec.input) {
+        case Type::kInt64: put_varint(out, s.i); break;
+        case Type::kFloat64: put(out, s.f); break;
+        case Type::kNumeric:
+          put(out, s.d.coef);
+          put(out, s.d.scale);
+          out->push_back(static_cast<char>(s.d.kind));
+          break;
+        case Type::kText: break;
+      }
+    }
+  }
+}
+
+bool ViewAggregator::load_groups(const char* data, size_t len, std::string* error) {
+  const size_t naggs = plan_.aggs.size();
+  const char* p = data;
+  const char* end = data + len;
+  auto need = [&](size_t n) { return static_cast<size_t>(end - p) >= n; };
+  if (!need(12) || get<uint32_t>(p) != kGroupsMagic) {
+    *error = "not a velostream state batch";
+    return false;
+  }
+  uint32_t count = get<uint32_t>(p);
+  if (get<uint32_t>(p) != naggs) {
+    *error = "state batch has another number of aggregates";
+    return false;
+  }
+  for (uint32_t i = 0; i < count; ++i) {
+    if (!need(4)) goto corrupt;
+    {
+      uint32_t klen = get<uint32_t>(p);
+      if (!need(klen)) goto corrupt;
+      bool added;
+      uint32_t g = find_or_add(std::string_view(p, klen), &added);
+      p += klen;
+      for (size_t a = 0; a < naggs; ++a) {
+        const AggSpec& spec = plan_.aggs[a];
+        AggState& s = states_[g * naggs + a];
+        s = AggState();
+        __int128 n;
+        if (!get_varint(p, end, &n)) goto corrupt;
+        s.n = static_cast<int64_t>(n);
+        if (spec.func == AggFunc::kCountStar || spec.func == AggFunc::kCount) continue;
+        switch (spec.input) {
+          case Type::kInt64:
+            if (!get_varint(p, end, &s.i)) goto corrupt;
+            break;
+          case Type::kFloat64:
+            if (!need(8)) goto corrupt;
+            s.f = get<double>(p);
+            break;
+          case Type::kNumeric:
+            if (!need(19)) goto corrupt;
+            s.d.coef = get<__int128>(p);
+            s.d.scale = get<int16_t>(p);
+            s.d.kind = static_cast<Decimal::Kind>(*p++);
+            break;
+          case Type::kText: break;
+        }
+      }
+    }
+  }
+  if (p != end) goto corrupt;
+  return true;
+corrupt:
+  *error = "state batch is truncated or corrupt";
+  return false;
+}
+
 }  // namespace velostream::engine

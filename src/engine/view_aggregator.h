@@ -79,6 +79,32 @@ class ViewAggregator {
   /// Forgets the delta (after it was merged into the database).
   void clear();
 
+  // ---- Partition-owned state -------------------------------------------
+  // A worker that owns every group of a view (its rows are routed by a key
+  // column) keeps the view's full state in a second ViewAggregator and
+  // merges each flush's delta into it, so it knows which groups are new and
+  // writes final values without reading the result table.
+
+  /// Merges every group of `delta` (same plan) into this one. On return
+  /// `groups` holds this aggregator's ids of the merged groups in key order
+  /// and `created[i]` is 1 where groups[i] did not exist before. Returns
+  /// false (error() set) if a numeric sum overflows 38 digits; this
+  /// aggregator is then unusable.
+  bool merge(const ViewAggregator& delta, std::vector<uint32_t>* groups, std::vector<uint8_t>* created);
+
+  /// Appends the keys and partial states of groups[0..n) to `out` in a compact
+  /// binary form ("VSG2": u32 magic, u32 count, u32 aggregates, then per
+  /// group u32 key length, key bytes, and per aggregate the count and the
+  /// sum / extreme: integers as zigzag LEB128 varints, float8 and numeric
+  /// raw). Host byte order.
+  void encode_groups(const uint32_t* groups, size_t n, std::string* out) const;
+  /// All groups, for a snapshot.
+  void encode_all(std::string* out) const;
+  /// Reads bytes written by encode_groups: each group's states replace the
+  /// stored ones (later writes win). Returns false with `error` set if the
+  /// bytes are corrupt or of another plan's shape.
+  bool load_groups(const char* data, size_t len, std::string* error);
+
   const ViewPlan& plan() const { return plan_; }
   uint64_t rows_in() const { return rows_in_; }          ///< rows seen since clear()
   uint64_t rows_selected() const { return rows_selected_; }  ///< rows that passed the filter
@@ -87,6 +113,7 @@ class ViewAggregator {
  private:
   void encode_key(const RecordBatch& b, size_t row, std::string* out) const;
   bool update(const AggSpec& spec, size_t a, const RecordBatch& b);
+  uint32_t find_or_add(std::string_view key, bool* added);
 
   ViewPlan plan_;
   absl::flat_hash_map<std::string_view, uint32_t> index_;

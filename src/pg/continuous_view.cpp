@@ -106,6 +106,11 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
                                                d->columns[d->key_column[k]].type));
   if (d->nkeys == 0) appendStringInfoString(&keys, "(true)");  // one row: unique on a constant
 
+  // Writers of the stream wait while the view is created, and the view is
+  // created after every writer in progress has finished: a row the view
+  // counts was therefore routed knowing the view (see route_column below).
+  if (velostream_is_local_stream(d->stream)) LockRelationOid(d->stream, ShareLock);
+
   SPI_connect();
   // 1. The result table: exactly the SELECT's columns and types.
   appendStringInfo(&sql, "CREATE TABLE %s (", qualified);
@@ -133,10 +138,63 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
   int save_sec;
   velostream_begin_as_superuser(&save_userid, &save_sec);
 
-  // 2. The partial-state table, when an aggregate's result is not mergeable by
-  //    itself (avg = sum / count): keys k0.., then a0.. (avg: a<i>_sum, a<i>_n).
+  // 2. Ownership. A local stream routes rows by one column (the first plain
+  //    GROUP BY column of its first view); a view grouping by that column, or
+  //    any view of a one-partition stream, has each group in one partition, so
+  //    that partition's worker owns the group's state and writes its row
+  //    alone. Other views merge partial states in SQL (shared groups).
+  bool owned = false;
+  if (velostream_is_local_stream(d->stream)) {
+    Oid argtypes1[1] = {OIDOID};
+    Datum args1[1] = {ObjectIdGetDatum(d->stream)};
+    if (SPI_execute_with_args("SELECT s.route_column, s.partitions, "
+                              "  EXISTS (SELECT 1 FROM velostream.views v WHERE v.stream = s.stream) "
+                              "FROM velostream.streams s WHERE s.stream = $1",
+                              1, argtypes1, args1, NULL, false, 1) != SPI_OK_SELECT ||
+        SPI_processed != 1)
+      elog(ERROR, "velostream: stream %u is not in velostream.streams", d->stream);
+    bool route_null, isnull;
+    int route = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &route_null));
+    int nparts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+    bool has_views = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+    if (!has_views) {
+      route_null = true;
+      for (int k = 0; k < d->nkeys && route_null; ++k)
+        if (d->plan->keys[k].tumble_size == 0) {
+          route = d->plan->keys[k].column + 1;
+          route_null = false;
+        }
+      resetStringInfo(&sql);
+      if (route_null)
+        appendStringInfo(&sql, "UPDATE velostream.streams SET route_column = NULL WHERE stream = %u", d->stream);
+      else
+        appendStringInfo(&sql, "UPDATE velostream.streams SET route_column = %d WHERE stream = %u", route, d->stream);
+      velostream_spi_exec(sql.data, SPI_OK_UPDATE);
+    }
+    owned = nparts == 1;
+    for (int k = 0; k < d->nkeys && !route_null; ++k)
+      if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column + 1 == route) owned = true;
+  }
+
   Oid state_oid = InvalidOid;
-  if (d->needs_state) {
+  if (owned) {
+    // 3a. The state changelog of an owned view: per partition, the states of
+    //     the groups each flush changed (ViewAggregator::encode_groups), with
+    //     a full snapshot now and then; a restarted worker replays it in id order.
+    char state_name[NAMEDATALEN];
+    snprintf(state_name, sizeof(state_name), "view_%u_state", view_oid);
+    state_oid = velostream_create_blob_table(
+        state_name, "(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, partition int4 NOT NULL, data bytea NOT NULL)",
+        "data");
+    resetStringInfo(&sql);
+    appendStringInfo(&sql, "ALTER TABLE velostream.%s OWNER TO %s", state_name,
+                     quote_identifier(GetUserNameFromId(save_userid, false)));
+    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
+    add_dependency(state_oid, view_oid, DEPENDENCY_INTERNAL);
+  } else if (d->needs_state) {
+    // 3b. The partial-state table of a view with shared groups, when an
+    //     aggregate's result is not mergeable by itself (avg = sum / count):
+    //     keys k0.., then a0.. (avg: a<i>_sum, a<i>_n).
     char state_name[NAMEDATALEN];
     snprintf(state_name, sizeof(state_name), "view_%u_state", view_oid);
     resetStringInfo(&sql);
@@ -175,7 +233,7 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
     add_dependency(state_oid, view_oid, DEPENDENCY_INTERNAL);
   }
 
-  // 3. The catalog row; the workers pick it up on their next flush.
+  // 4. The catalog row; the workers pick it up on their next flush.
   const char* definition = query_string;
   if (stmt_location >= 0 && stmt_len > 0) definition = pnstrdup(query_string + stmt_location, stmt_len);
   else if (stmt_location > 0) definition = pstrdup(query_string + stmt_location);
@@ -185,15 +243,15 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
   for (int k = 0; k < d->nkeys; ++k)
     if (d->plan->keys[k].tumble_size == 0) keycols[nkeycols++] = Int16GetDatum(d->plan->keys[k].column + 1);
   ArrayType* keyarr = construct_array(keycols, nkeycols, INT2OID, 2, true, TYPALIGN_SHORT);
-  Oid argtypes[6] = {OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID, INT2ARRAYOID};
-  Datum args[6] = {ObjectIdGetDatum(view_oid), ObjectIdGetDatum(d->stream), ObjectIdGetDatum(state_oid),
+  Oid argtypes[7] = {OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID, INT2ARRAYOID, BOOLOID};
+  Datum args[7] = {ObjectIdGetDatum(view_oid), ObjectIdGetDatum(d->stream), ObjectIdGetDatum(state_oid),
                    CStringGetTextDatum(nodeToString(query)), CStringGetTextDatum(definition),
-                   PointerGetDatum(keyarr)};
-  char nulls[6] = {' ', ' ', OidIsValid(state_oid) ? ' ' : 'n', ' ', ' ', ' '};
+                   PointerGetDatum(keyarr), BoolGetDatum(owned)};
+  char nulls[7] = {' ', ' ', OidIsValid(state_oid) ? ' ' : 'n', ' ', ' ', ' ', ' '};
   int rc = SPI_execute_with_args(
-      "INSERT INTO velostream.views (view, stream, state_table, start_snapshot, query_tree, definition, key_columns) "
-      "VALUES ($1, $2, $3, pg_current_snapshot(), $4, $5, $6)",
-      6, argtypes, args, nulls, false, 0);
+      "INSERT INTO velostream.views (view, stream, state_table, start_snapshot, query_tree, definition, key_columns, "
+      "owned) VALUES ($1, $2, $3, pg_current_snapshot(), $4, $5, $6, $7)",
+      7, argtypes, args, nulls, false, 0);
   if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: could not register continuous view: %s", SPI_result_code_string(rc));
   SPI_finish();
   velostream_end_as_superuser(save_userid, save_sec);

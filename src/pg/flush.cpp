@@ -67,7 +67,7 @@ Datum to_datum(Oid type, int64_t i, double f, const eng::Decimal& d, std::string
 
 }  // namespace
 
-ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state_oid) {
+ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state_oid, bool owned) {
   ViewUpsert* u = (ViewUpsert*)palloc0(sizeof(ViewUpsert));
   u->elem_types = (Oid*)palloc0(sizeof(Oid) * (d->nkeys + 2 * d->naggs + 1));
   StringInfoData unnest, keycols, sql;
@@ -103,12 +103,61 @@ ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state
   }
   const char* conflict = d->nkeys ? conflict_keys.data : "(true)";
 
+  // Shared by every shape below: the view's columns, the partial-state
+  // columns (k0.., then a0.. or, for avg, a<i>_sum, a<i>_n), the final values
+  // computed from them, and "col = excluded.col" for every aggregate.
+  StringInfoData viewcols, statecols, finals, viewsets;
+  initStringInfo(&viewcols);
+  initStringInfo(&statecols);
+  initStringInfo(&finals);
+  initStringInfo(&viewsets);
+  appendStringInfoString(&viewcols, keycols.data);
+  for (int k = 0; k < d->nkeys; ++k) {
+    appendStringInfo(&statecols, "%sk%d", k ? ", " : "", k);
+    appendStringInfo(&finals, "%sk%d", k ? ", " : "", k);
+  }
+  for (int a = 0; a < d->naggs; ++a) {
+    const ViewColumn& c = d->columns[d->agg_column[a]];
+    const char* sep = (d->nkeys || a) ? ", " : "";
+    const char* vcol = quote_identifier(c.name);
+    appendStringInfo(&viewcols, "%s%s", sep, vcol);
+    if (c.agg == SqlAgg::kAvg) {
+      appendStringInfo(&statecols, "%sa%d_sum, a%d_n", sep, a, a);
+      appendStringInfo(&finals, "%sCASE WHEN a%d_n = 0 THEN NULL ELSE a%d_sum / a%d_n::%s END", sep, a, a, a,
+                       sum_state_type(c) == FLOAT8OID ? "float8" : "numeric");
+    } else {
+      appendStringInfo(&statecols, "%sa%d", sep, a);
+      appendStringInfo(&finals, "%sa%d", sep, a);
+    }
+    appendStringInfo(&viewsets, "%s%s = excluded.%s", a ? ", " : "", vcol, vcol);
+  }
+  Oid* argtypes = (Oid*)palloc(sizeof(Oid) * p);
+  for (int i = 0; i < p; ++i) argtypes[i] = get_array_type(u->elem_types[i]);
+  auto prepare = [&](const char* text) {
+    SPIPlanPtr plan = SPI_prepare(text, p, argtypes);
+    if (plan == NULL)
+      elog(ERROR, "velostream: could not prepare the writes of \"%s\" (%s): %s", view,
+           SPI_result_code_string(SPI_result), text);
+    SPI_keepplan(plan);
+    return plan;
+  };
+
+  if (owned) {
+    // The worker holds the full state: write final values. New groups with a
+    // plain INSERT, known ones with ON CONFLICT ... SET col = excluded.col.
+    appendStringInfo(&sql, "INSERT INTO %s AS t (%s) SELECT %s FROM (%s) AS u(%s)", view, viewcols.data, finals.data,
+                     unnest.data, statecols.data);
+    u->insert_plan = prepare(sql.data);
+    appendStringInfo(&sql, " ON CONFLICT (%s) DO ", conflict);
+    if (d->naggs == 0) appendStringInfoString(&sql, "NOTHING");
+    else appendStringInfo(&sql, "UPDATE SET %s", viewsets.data);
+    u->set_plan = prepare(sql.data);
+    return u;
+  }
   if (!OidIsValid(state_oid)) {
     // Every aggregate is its own partial state: merge straight into the view.
-    appendStringInfo(&sql, "INSERT INTO %s AS t (%s", view, keycols.data);
-    for (int a = 0; a < d->naggs; ++a)
-      appendStringInfo(&sql, "%s%s", (d->nkeys || a) ? ", " : "", quote_identifier(d->columns[d->agg_column[a]].name));
-    appendStringInfo(&sql, ") %s ON CONFLICT (%s) DO ", unnest.data, conflict);
+    appendStringInfo(&sql, "INSERT INTO %s AS t (%s) %s ON CONFLICT (%s) DO ", view, viewcols.data, unnest.data,
+                     conflict);
     if (d->naggs == 0) {
       appendStringInfoString(&sql, "NOTHING");
     } else {
@@ -122,71 +171,41 @@ ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state
     }
   } else {
     // Merge into the partial states, then write the finalised row to the view.
-    StringInfoData statecols, sets, finals, viewsets;
-    initStringInfo(&statecols);
+    StringInfoData sets;
     initStringInfo(&sets);
-    initStringInfo(&finals);
-    initStringInfo(&viewsets);
-    for (int k = 0; k < d->nkeys; ++k) {
-      appendStringInfo(&statecols, "%sk%d", k ? ", " : "", k);
-      appendStringInfo(&finals, "%sk%d", k ? ", " : "", k);
-    }
     for (int a = 0; a < d->naggs; ++a) {
       const ViewColumn& c = d->columns[d->agg_column[a]];
-      const char* sep = (d->nkeys || a) ? ", " : "";
       char col[32], n[32];
       if (c.agg == SqlAgg::kAvg) {
         snprintf(col, sizeof(col), "a%d_sum", a);
         snprintf(n, sizeof(n), "a%d_n", a);
-        appendStringInfo(&statecols, "%s%s, %s", sep, col, n);
         appendStringInfo(&sets, "%s%s = ", a ? ", " : "", col);
         append_sum_merge(&sets, col);
         appendStringInfo(&sets, ", %s = t.%s + excluded.%s", n, n, n);
-        appendStringInfo(&finals, "%sCASE WHEN %s = 0 THEN NULL ELSE %s / %s::%s END", sep, n, col, n,
-                         sum_state_type(c) == FLOAT8OID ? "float8" : "numeric");
       } else {
         snprintf(col, sizeof(col), "a%d", a);
-        appendStringInfo(&statecols, "%s%s", sep, col);
         appendStringInfo(&sets, "%s%s = ", a ? ", " : "", col);
         append_merge(&sets, c.agg, col);
-        appendStringInfo(&finals, "%s%s", sep, col);
       }
-      const char* vcol = quote_identifier(c.name);
-      appendStringInfo(&viewsets, "%s%s = excluded.%s", a ? ", " : "", vcol, vcol);
     }
     const char* state_conflict = d->nkeys ? state_keys.data : "(true)";
     appendStringInfo(&sql, "WITH s AS (INSERT INTO %s AS t (%s) %s ON CONFLICT (%s) DO UPDATE SET %s RETURNING *) ",
                      qname(state_oid), statecols.data, unnest.data, state_conflict, sets.data);
-    appendStringInfo(&sql, "INSERT INTO %s AS t (%s", view, keycols.data);
-    for (int a = 0; a < d->naggs; ++a)
-      appendStringInfo(&sql, "%s%s", (d->nkeys || a) ? ", " : "", quote_identifier(d->columns[d->agg_column[a]].name));
-    appendStringInfo(&sql, ") SELECT %s FROM s ON CONFLICT (%s) DO UPDATE SET %s", finals.data, conflict,
-                     viewsets.data);
+    appendStringInfo(&sql, "INSERT INTO %s AS t (%s) SELECT %s FROM s ON CONFLICT (%s) DO UPDATE SET %s", view,
+                     viewcols.data, finals.data, conflict, viewsets.data);
   }
-
-  Oid* argtypes = (Oid*)palloc(sizeof(Oid) * p);
-  for (int i = 0; i < p; ++i) argtypes[i] = get_array_type(u->elem_types[i]);
-  u->plan = SPI_prepare(sql.data, p, argtypes);
-  if (u->plan == NULL)
-    elog(ERROR, "velostream: could not prepare the upsert of \"%s\" (%s): %s", view,
-         SPI_result_code_string(SPI_result), sql.data);
-  SPI_keepplan(u->plan);
+  u->plan = prepare(sql.data);
   return u;
 }
 
-uint64 velostream_upsert_delta(const ViewDesc* d, const ViewUpsert* u, const eng::ViewAggregator& agg) {
-  const size_t n = agg.group_count();
-  if (n == 0) return 0;
-  // Key order, copied out of the engine before any PostgreSQL call can raise.
-  uint32_t* order = (uint32_t*)palloc(sizeof(uint32_t) * n);
-  {
-    std::vector<uint32_t> sorted = agg.groups_in_key_order();
-    memcpy(order, sorted.data(), sizeof(uint32_t) * n);
-  }
-  Datum* params = (Datum*)palloc(sizeof(Datum) * u->nparams);
-  char* param_nulls = (char*)palloc(u->nparams);
-  Datum* values = (Datum*)palloc(sizeof(Datum) * n);
-  bool* nulls = (bool*)palloc(sizeof(bool) * n);
+namespace {
+
+// Fills the upsert's array parameters with groups[0..n) of `agg`, in that
+// order: one array per key part and per partial state (avg: sum and count).
+void fill_params(const ViewDesc* d, const ViewUpsert* u, const eng::ViewAggregator& agg, const uint32_t* order,
+                 size_t n, Datum* params, char* param_nulls) {
+  Datum* values = (Datum*)palloc(sizeof(Datum) * (n ? n : 1));
+  bool* nulls = (bool*)palloc(sizeof(bool) * (n ? n : 1));
   int dims[1] = {(int)n}, lbs[1] = {1};
 
   int p = 0;
@@ -199,7 +218,6 @@ uint64 velostream_upsert_delta(const ViewDesc* d, const ViewUpsert* u, const eng
     param_nulls[p] = ' ';
     ++p;
   };
-
   for (int k = 0; k < d->nkeys; ++k) {
     Oid type = u->elem_types[p];
     for (size_t j = 0; j < n; ++j) {
@@ -261,8 +279,83 @@ uint64 velostream_upsert_delta(const ViewDesc* d, const ViewUpsert* u, const eng
         break;
     }
   }
+  pfree(values);
+  pfree(nulls);
+}
+
+}  // namespace
+
+uint64 velostream_upsert_delta(const ViewDesc* d, const ViewUpsert* u, const eng::ViewAggregator& agg) {
+  const size_t n = agg.group_count();
+  if (n == 0) return 0;
+  // Key order, copied out of the engine before any PostgreSQL call can raise.
+  uint32_t* order = (uint32_t*)palloc(sizeof(uint32_t) * n);
+  {
+    std::vector<uint32_t> sorted = agg.groups_in_key_order();
+    memcpy(order, sorted.data(), sizeof(uint32_t) * n);
+  }
+  Datum* params = (Datum*)palloc(sizeof(Datum) * u->nparams);
+  char* param_nulls = (char*)palloc(u->nparams);
+  fill_params(d, u, agg, order, n, params, param_nulls);
   int rc = SPI_execute_plan(u->plan, params, param_nulls, false, 0);
   if (rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING)
     elog(ERROR, "velostream: upsert failed: %s", SPI_result_code_string(rc));
+  return n;
+}
+
+uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, const eng::ViewAggregator& store,
+                              const uint32_t* groups, const uint8_t* created, size_t n) {
+  if (n == 0) return 0;
+  uint32_t* fresh = (uint32_t*)palloc(sizeof(uint32_t) * n);
+  uint32_t* known = (uint32_t*)palloc(sizeof(uint32_t) * n);
+  size_t nfresh = 0, nknown = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (created[i]) fresh[nfresh++] = groups[i];
+    else known[nknown++] = groups[i];
+  }
+  Datum* params = (Datum*)palloc(sizeof(Datum) * u->nparams);
+  char* param_nulls = (char*)palloc(u->nparams);
+  if (nknown > 0) {
+    // Rows written before: set their final values (ON CONFLICT also brings
+    // back a row somebody deleted from the table).
+    fill_params(d, u, store, known, nknown, params, param_nulls);
+    int rc = SPI_execute_plan(u->set_plan, params, param_nulls, false, 0);
+    if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: update of owned groups failed: %s", SPI_result_code_string(rc));
+  }
+  if (nfresh > 0) {
+    // New groups: a plain INSERT, no speculative insertion. Only this worker
+    // writes these keys, so a conflict means the row was put there by hand;
+    // then the same rows go through ON CONFLICT instead.
+    fill_params(d, u, store, fresh, nfresh, params, param_nulls);
+    MemoryContext cxt = CurrentMemoryContext;
+    ResourceOwner owner = CurrentResourceOwner;
+    bool conflict = false;
+    BeginInternalSubTransaction(NULL);
+    MemoryContextSwitchTo(cxt);
+    PG_TRY();
+    {
+      int rc = SPI_execute_plan(u->insert_plan, params, param_nulls, false, 0);
+      if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: insert of new groups failed: %s", SPI_result_code_string(rc));
+      ReleaseCurrentSubTransaction();
+      MemoryContextSwitchTo(cxt);
+      CurrentResourceOwner = owner;
+    }
+    PG_CATCH();
+    {
+      MemoryContextSwitchTo(cxt);
+      ErrorData* edata = CopyErrorData();
+      FlushErrorState();
+      RollbackAndReleaseCurrentSubTransaction();
+      MemoryContextSwitchTo(cxt);
+      CurrentResourceOwner = owner;
+      if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION) ReThrowError(edata);
+      conflict = true;
+    }
+    PG_END_TRY();
+    if (conflict) {
+      int rc = SPI_execute_plan(u->set_plan, params, param_nulls, false, 0);
+      if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: upsert of new groups failed: %s", SPI_result_code_string(rc));
+    }
+  }
   return n;
 }

@@ -33,7 +33,7 @@ void _PG_init(void) {
                           "Each flush is one transaction covering the stream rows it consumed.",
                           &velostream_flush_interval_ms, 100, 1, 60000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
   DefineCustomIntVariable("velostream.batch_size",
-                          "Stream rows decoded into one engine batch.",
+                          "Stream rows per engine batch, and per stream log row written by INSERT/COPY.",
                           NULL, &velostream_batch_size, 8192, 64, 1000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
   MarkGUCPrefixReserved("velostream");
 
@@ -58,6 +58,20 @@ Datum velostream_assert_preloaded(PG_FUNCTION_ARGS) {
 void velostream_spi_exec(const char* sql, int expected) {
   int rc = SPI_execute(sql, false, 0);
   if (rc != expected) elog(ERROR, "velostream: SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
+}
+
+void velostream_on_context_reset(MemoryContext cxt, MemoryContextCallbackFunction fn, void* arg) {
+  MemoryContextCallback* cb = (MemoryContextCallback*)MemoryContextAllocZero(cxt, sizeof(MemoryContextCallback));
+  cb->func = fn;
+  cb->arg = arg;
+  MemoryContextRegisterResetCallback(cxt, cb);
+}
+
+Oid velostream_create_blob_table(const char* name, const char* definition, const char* blob_column) {
+  velostream_spi_exec(psprintf("CREATE TABLE velostream.%s %s", name, definition), SPI_OK_UTILITY);
+  velostream_spi_exec(psprintf("ALTER TABLE velostream.%s ALTER COLUMN %s SET STORAGE EXTERNAL", name, blob_column),
+                      SPI_OK_UTILITY);
+  return get_relname_relid(name, get_namespace_oid("velostream", false));
 }
 
 void velostream_begin_as_superuser(Oid* save_userid, int* save_sec_context) {

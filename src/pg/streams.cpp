@@ -76,7 +76,6 @@ void velostream_create_stream(Oid relid) {
   table_close(rel, AccessShareLock);
 
   int nparts = stream_partitions(relid);
-  char* stream_name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
   // The catalog rows and the logs belong to velostream, not to the stream's
   // owner (who needs no rights on schema velostream).
   Oid save_userid;
@@ -94,18 +93,18 @@ void velostream_create_stream(Oid relid) {
     velostream_spi_exec(sql.data, SPI_OK_INSERT);
   }
   for (int p = 0; p < nparts && !kafka; ++p) {
-    // Same columns as the stream, plus the inserting transaction's id. Vacuum
-    // often: every row is deleted once its partition worker consumed it.
+    // One row per batch of inserted rows: the inserting transaction's id,
+    // the row count and the batch in the engine's log format
+    // (engine/batch_codec.h). Vacuum often: every row is deleted once its
+    // partition worker consumed it.
     char log_name[NAMEDATALEN];
     snprintf(log_name, sizeof(log_name), "stream_%u_p%d", relid, p);
-    resetStringInfo(&sql);
-    appendStringInfo(&sql,
-                     "CREATE TABLE velostream.%s (LIKE %s, " VELOSTREAM_XID_COLUMN " xid8 NOT NULL) "
-                     "WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000, "
-                     "autovacuum_vacuum_insert_threshold = -1, autovacuum_vacuum_cost_delay = 0)",
-                     log_name, stream_name);
-    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
-    Oid log_oid = get_relname_relid(log_name, get_namespace_oid("velostream", false));
+    Oid log_oid = velostream_create_blob_table(
+        log_name,
+        "(" VELOSTREAM_XID_COLUMN " xid8 NOT NULL, rows int4 NOT NULL, batch bytea NOT NULL) "
+        "WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000, "
+        "autovacuum_vacuum_insert_threshold = -1, autovacuum_vacuum_cost_delay = 0)",
+        "batch");
     // The log lives and dies with its stream (DROP of the log alone is refused).
     ObjectAddress log_addr, stream_addr;
     ObjectAddressSet(log_addr, RelationRelationId, log_oid);

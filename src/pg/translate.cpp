@@ -409,10 +409,7 @@ ViewDesc* velostream_translate_query(Query* query) {
   ViewDesc* d = (ViewDesc*)palloc0(sizeof(ViewDesc));
   d->stream = rte->relid;
   d->plan = new eng::ViewPlan();
-  MemoryContextCallback* cb = (MemoryContextCallback*)palloc0(sizeof(MemoryContextCallback));
-  cb->func = delete_plan;
-  cb->arg = d->plan;
-  MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+  velostream_on_context_reset(CurrentMemoryContext, delete_plan, d->plan);
 
   int ntle = list_length(query->targetList);
   d->columns = (ViewColumn*)palloc0(sizeof(ViewColumn) * ntle);

@@ -51,6 +51,21 @@ void check_alter(AlterTableStmt* stmt) {
   }
 }
 
+// TRUNCATE of a continuous view's table would not reset the view: its
+// workers keep the groups' state and would write the totals back.
+void check_truncate(TruncateStmt* stmt) {
+  ListCell* lc;
+  foreach (lc, stmt->relations) {
+    RangeVar* rv = (RangeVar*)lfirst(lc);
+    Oid relid = RangeVarGetRelid(rv, NoLock, true);
+    if (OidIsValid(relid) && velostream_is_continuous_view(relid))
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                      errmsg("cannot truncate continuous view \"%s\"", rv->relname),
+                      errdetail("Its partition workers keep the state of every group."),
+                      errhint("Drop the continuous view and create it again to start from zero.")));
+  }
+}
+
 void velostream_process_utility(PlannedStmt* pstmt, const char* query_string, bool read_only_tree,
                                 ProcessUtilityContext context, ParamListInfo params, QueryEnvironment* query_env,
                                 DestReceiver* dest, QueryCompletion* qc) {
@@ -69,6 +84,7 @@ void velostream_process_utility(PlannedStmt* pstmt, const char* query_string, bo
     rewrite_drop((DropStmt*)parsetree);
   }
   if (IsA(parsetree, AlterTableStmt)) check_alter((AlterTableStmt*)parsetree);
+  if (IsA(parsetree, TruncateStmt)) check_truncate((TruncateStmt*)parsetree);
 
   if (prev_hook)
     prev_hook(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc);

@@ -62,5 +62,16 @@ bool velostream_is_continuous_view(Oid relid);
 void velostream_begin_as_superuser(Oid* save_userid, int* save_sec_context);
 void velostream_end_as_superuser(Oid save_userid, int save_sec_context);
 
+/// Runs `fn(arg)` when `cxt` is reset or deleted (also when an ERROR
+/// aborts the transaction that owns it): how C++ objects that outlive a call
+/// are freed without a C++ exception or longjmp crossing frames.
+void velostream_on_context_reset(MemoryContext cxt, MemoryContextCallbackFunction fn, void* arg);
+
 /// Runs an SQL command through SPI (caller is connected); raises on error.
 void velostream_spi_exec(const char* sql, int expected);
+
+/// Creates table velostream.`name` with `definition` (the column list and
+/// any WITH clause) and stores its bytea column `blob_column` out of line
+/// without compression: written once, read once, compression would only cost
+/// CPU. Returns the table's oid. SPI connected.
+Oid velostream_create_blob_table(const char* name, const char* definition, const char* blob_column);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/batch_codec.h"
 #include "pg/flush.h"
 #include "pg/kafka_source.h"
 #include "pg/translate.h"
@@ -42,10 +43,24 @@ struct WorkerView {
   Oid state;
   MemoryContext cxt;
   ViewDesc* desc;
-  eng::ViewAggregator* agg;
+  eng::ViewAggregator* agg;    // the delta since the last flush
   ViewUpsert* upsert;
   bool seen;
+  // Owned views only (store is NULL otherwise): this partition's full
+  // state, and its changelog.
+  eng::ViewAggregator* store;
+  std::string* encoded;        // reused encode buffer
+  SPIPlanPtr log_insert;
+  SPIPlanPtr log_delete;
+  int64 log_bytes;             // changelog bytes written since the last snapshot
+  int64 snapshot_bytes;        // size of the last snapshot
 };
+
+// Changelog compaction: a snapshot of all groups replaces the changelog
+// once the changes written since the last snapshot outgrow it (four times its
+// size plus this slack), so replay stays proportional to the state's size
+// while a growing state is not rewritten at every flush.
+constexpr int64 kSnapshotSlack = 8 << 20;
 
 Oid stream_oid;
 int partition_no;
@@ -60,6 +75,104 @@ SPIPlanPtr stats_plan = nullptr;
 KafkaSource* kafka = nullptr;      // set for Kafka streams
 
 void delete_aggregator(void* arg) { delete static_cast<eng::ViewAggregator*>(arg); }
+void delete_string(void* arg) { delete static_cast<std::string*>(arg); }
+
+// C++ calls on an owned view's state, with exceptions and error strings kept
+// inside: they return false with a message in `error`.
+bool load_state(WorkerView* v, const char* data, size_t len, char* error, size_t error_len) {
+  try {
+    std::string why;
+    if (v->store->load_groups(data, len, &why)) return true;
+    snprintf(error, error_len, "%s", why.c_str());
+  } catch (const std::exception& e) {
+    snprintf(error, error_len, "%s", e.what());
+  }
+  return false;
+}
+
+bool merge_delta(WorkerView* v, uint32_t* groups, uint8_t* created, char* error, size_t error_len) {
+  try {
+    std::vector<uint32_t> g;
+    std::vector<uint8_t> c;
+    if (!v->store->merge(*v->agg, &g, &c)) {
+      snprintf(error, error_len, "%s", v->store->error().c_str());
+      return false;
+    }
+    memcpy(groups, g.data(), sizeof(uint32_t) * g.size());
+    memcpy(created, c.data(), c.size());
+    return true;
+  } catch (const std::exception& e) {
+    snprintf(error, error_len, "%s", e.what());
+    return false;
+  }
+}
+
+// Encodes groups[0..n) (all groups if groups is NULL) into v->encoded.
+bool encode_state(WorkerView* v, const uint32_t* groups, size_t n) {
+  try {
+    v->encoded->clear();
+    if (groups == nullptr) v->store->encode_all(v->encoded);
+    else v->store->encode_groups(groups, n, v->encoded);
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+// Replays an owned view's changelog for this partition into its store.
+void load_changelog(WorkerView* v) {
+  const char* qstate = quote_qualified_identifier("velostream", get_rel_name(v->state));
+  Oid argtypes[1] = {INT4OID};
+  Datum args[1] = {Int32GetDatum(partition_no)};
+  char* sql = psprintf("SELECT data FROM %s WHERE partition = $1 ORDER BY id", qstate);
+  if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+    elog(ERROR, "velostream: reading the state of %s failed", get_rel_name(v->view));
+  for (uint64 i = 0; i < SPI_processed; ++i) {
+    bool isnull;
+    bytea* data = DatumGetByteaP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+    char error[256];
+    if (!load_state(v, VARDATA(data), VARSIZE(data) - VARHDRSZ, error, sizeof(error)))
+      ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+                      errmsg("velostream: state of continuous view \"%s\" is unreadable: %s", get_rel_name(v->view),
+                             error),
+                      errhint("Drop and re-create the continuous view.")));
+    int64 size = VARSIZE(data) - VARHDRSZ;
+    if (i == 0) v->snapshot_bytes = size;
+    else v->log_bytes += size;
+  }
+  Oid types[2] = {INT4OID, BYTEAOID};
+  v->log_insert = SPI_prepare(psprintf("INSERT INTO %s (partition, data) VALUES ($1, $2)", qstate), 2, types);
+  v->log_delete = SPI_prepare(psprintf("DELETE FROM %s WHERE partition = $1", qstate), 1, types);
+  if (v->log_insert == nullptr || v->log_delete == nullptr)
+    elog(ERROR, "velostream: could not prepare the state writes of %s", get_rel_name(v->view));
+  SPI_keepplan(v->log_insert);
+  SPI_keepplan(v->log_delete);
+}
+
+// Appends the changed groups' states to the changelog, or replaces the
+// changelog by a snapshot of every group when it has grown large enough.
+// Runs in the flush's transaction, so state and result rows commit together.
+void write_changelog(WorkerView* v, const uint32_t* groups, size_t n) {
+  bool snapshot = v->log_bytes > 4 * v->snapshot_bytes + kSnapshotSlack;
+  if (!encode_state(v, snapshot ? nullptr : groups, n))
+    ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory encoding the state of a continuous view")));
+  size_t len = v->encoded->size();
+  bytea* data = (bytea*)palloc(VARHDRSZ + len);
+  SET_VARSIZE(data, VARHDRSZ + len);
+  memcpy(VARDATA(data), v->encoded->data(), len);
+  Datum args[2] = {Int32GetDatum(partition_no), PointerGetDatum(data)};
+  if (snapshot && SPI_execute_plan(v->log_delete, args, NULL, false, 0) != SPI_OK_DELETE)
+    elog(ERROR, "velostream: compacting the state of %s failed", get_rel_name(v->view));
+  if (SPI_execute_plan(v->log_insert, args, NULL, false, 0) != SPI_OK_INSERT)
+    elog(ERROR, "velostream: writing the state of %s failed", get_rel_name(v->view));
+  if (snapshot) {
+    v->snapshot_bytes = (int64)len;
+    v->log_bytes = 0;
+  } else {
+    v->log_bytes += (int64)len;
+  }
+  pfree(data);
+}
 
 // pg_snapshot text "xmin:xmax:xip,..." -> StartSnapshot.
 void parse_snapshot(const char* text, eng::StartSnapshot* out) {
@@ -74,12 +187,16 @@ void parse_snapshot(const char* text, eng::StartSnapshot* out) {
 }
 
 void remove_view(WorkerView* v) {
-  if (v->upsert) SPI_freeplan(v->upsert->plan);
+  if (v->upsert && v->upsert->plan) SPI_freeplan(v->upsert->plan);
+  if (v->upsert && v->upsert->insert_plan) SPI_freeplan(v->upsert->insert_plan);
+  if (v->upsert && v->upsert->set_plan) SPI_freeplan(v->upsert->set_plan);
+  if (v->log_insert) SPI_freeplan(v->log_insert);
+  if (v->log_delete) SPI_freeplan(v->log_delete);
   MemoryContextDelete(v->cxt);  // runs delete_aggregator and the plan's deleter
   pfree(v);
 }
 
-WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* query_tree) {
+WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* query_tree, bool owned) {
   WorkerView* v = (WorkerView*)MemoryContextAllocZero(TopMemoryContext, sizeof(WorkerView));
   v->view = view;
   v->state = state;
@@ -91,11 +208,16 @@ WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* quer
   // own. A Kafka view starts at the stream's current offsets instead.
   if (kafka == nullptr) parse_snapshot(snapshot, &v->desc->plan->start);
   v->agg = new eng::ViewAggregator(*v->desc->plan);
-  MemoryContextCallback* cb = (MemoryContextCallback*)palloc0(sizeof(MemoryContextCallback));
-  cb->func = delete_aggregator;
-  cb->arg = v->agg;
-  MemoryContextRegisterResetCallback(v->cxt, cb);
-  v->upsert = velostream_prepare_upsert(v->desc, view, state);
+  velostream_on_context_reset(v->cxt, delete_aggregator, v->agg);
+  if (owned) {
+    v->store = new eng::ViewAggregator(*v->desc->plan);
+    velostream_on_context_reset(v->cxt, delete_aggregator, v->store);
+    v->encoded = new std::string();
+    velostream_on_context_reset(v->cxt, delete_string, v->encoded);
+    load_changelog(v);
+    MemoryContextSwitchTo(v->cxt);  // SPI calls return in SPI's own context
+  }
+  v->upsert = velostream_prepare_upsert(v->desc, view, state, owned);
   MemoryContextSwitchTo(old);
   return v;
 }
@@ -105,7 +227,7 @@ void refresh_views() {
   Oid argtypes[1] = {OIDOID};
   Datum args[1] = {ObjectIdGetDatum(stream_oid)};
   int rc = SPI_execute_with_args(
-      "SELECT view::oid, coalesce(state_table::oid, 0), start_snapshot::text, query_tree "
+      "SELECT view::oid, coalesce(state_table::oid, 0), start_snapshot::text, query_tree, owned "
       "FROM velostream.views WHERE stream = $1 ORDER BY view::oid",
       1, argtypes, args, NULL, false, 0);
   if (rc != SPI_OK_SELECT) elog(ERROR, "velostream: reading velostream.views failed");
@@ -126,7 +248,8 @@ void refresh_views() {
       Oid state = DatumGetObjectId(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
       char* snapshot = SPI_getvalue(tt->vals[i], tt->tupdesc, 3);
       char* tree = SPI_getvalue(tt->vals[i], tt->tupdesc, 4);
-      found = add_view(view, state, snapshot, tree);
+      bool owned = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 5, &isnull));
+      found = add_view(view, state, snapshot, tree, owned);
       MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
       views = lappend(views, found);
       MemoryContextSwitchTo(old);
@@ -184,43 +307,22 @@ void dead_letter(const char* payload, const char* reason) {
                         4, argtypes, args, NULL, false, 0);
 }
 
-// Decodes a log tuple into row `row` of the batch. Returns false (after
-// writing a dead letter) if a value cannot be represented by the engine.
-bool decode_row(size_t row, Datum* values, bool* isnull) {
-  for (int c = 0; c < ncolumns; ++c) {
-    eng::Column& col = batch->columns[c];
-    if (!col.used) continue;
-    col.null[row] = isnull[c];
-    if (isnull[c]) continue;
-    Datum v = values[c];
-    switch (column_types[c]) {
-      case INT2OID: col.i64[row] = DatumGetInt16(v); break;
-      case INT4OID: col.i64[row] = DatumGetInt32(v); break;
-      case INT8OID: case TIMESTAMPOID: case TIMESTAMPTZOID: col.i64[row] = DatumGetInt64(v); break;
-      case BOOLOID: col.i64[row] = DatumGetBool(v); break;
-      case DATEOID: col.i64[row] = DatumGetDateADT(v); break;
-      case FLOAT4OID: col.f64[row] = DatumGetFloat4(v); break;
-      case FLOAT8OID: col.f64[row] = DatumGetFloat8(v); break;
-      case NUMERICOID: {
-        char* text = DatumGetCString(DirectFunctionCall1(numeric_out, v));
-        if (!eng::Decimal::parse(text, &col.dec[row])) {
-          char reason[128];
-          snprintf(reason, sizeof(reason), "column %d: numeric value needs more than 38 significant digits", c + 1);
-          dead_letter(text, reason);
-          return false;
-        }
-        break;
-      }
-      case TEXTOID: case VARCHAROID: {
-        struct varlena* t = pg_detoast_datum_packed((struct varlena*)DatumGetPointer(v));
-        col.str[row] = batch->arena.copy(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-        break;
-      }
-      default: break;
+// Decodes one log batch into `batch` (text values point into `data`).
+// Returns false with the reason in `error` if the bytes are not a batch of
+// this stream. No PostgreSQL calls: C++ objects live in this frame.
+bool decode_log_batch(const char* data, size_t len, int64_t xid, char* error, size_t error_len) {
+  try {
+    std::string why;
+    if (!eng::decode_batch(data, len, batch, &why)) {
+      snprintf(error, error_len, "%s", why.c_str());
+      return false;
     }
+    std::fill(batch->xid.begin(), batch->xid.end(), xid);
+    return true;
+  } catch (const std::exception& e) {
+    snprintf(error, error_len, "%s", e.what());
+    return false;
   }
-  batch->xid[row] = (int64_t)U64FromFullTransactionId(DatumGetFullTransactionId(values[ncolumns]));
-  return true;
 }
 
 void record_stats(WorkerView* v, uint64 groups) {
@@ -242,44 +344,41 @@ void record_stats(WorkerView* v, uint64 groups) {
   SPI_execute_plan(stats_plan, args, NULL, false, 0);
 }
 
-// Consumes the committed rows of a local stream's partition log: decodes
-// them into batches (feeding the views) and deletes them, in the current
-// transaction. Returns the rows consumed.
-uint64 read_log(Oid log_oid, size_t capacity, uint64 max_rows, TimestampTz start) {
+// Consumes the committed batches of a local stream's partition log: decodes
+// each one, feeds the views and deletes it, in the current transaction, until
+// max_rows rows or the flush interval. Returns the rows consumed.
+uint64 read_log(Oid log_oid, uint64 max_rows, TimestampTz start) {
   pgstat_report_activity(STATE_RUNNING, "velostream: consuming");
   Relation log = table_open(log_oid, RowExclusiveLock);
   TupleDesc desc = RelationGetDescr(log);
-  Datum* values = (Datum*)palloc(sizeof(Datum) * desc->natts);
-  bool* nulls = (bool*)palloc(sizeof(bool) * desc->natts);
   Snapshot snap = RegisterSnapshot(GetLatestSnapshot());
   TableScanDesc scan = table_beginscan(log, snap, 0, NULL);
   uint64 consumed = 0;
-  size_t row = 0;
-  batch->reset(capacity);
   HeapTuple tuple;
   while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL) {
+    Datum values[3];
+    bool nulls[3];
     heap_deform_tuple(tuple, desc, values, nulls);
     MemoryContext old = MemoryContextSwitchTo(batch_cxt);
-    if (decode_row(row, values, nulls)) ++row;
+    bytea* data = DatumGetByteaP(values[2]);
     MemoryContextSwitchTo(old);
-    simple_heap_delete(log, &tuple->t_self);
-    ++consumed;
-    if (row == capacity) {
-      feed_views(row);
-      batch->reset(capacity);
-      MemoryContextReset(batch_cxt);
-      row = 0;
-      if (consumed >= max_rows ||
-          TimestampDifferenceExceeds(start, GetCurrentTimestamp(), velostream_flush_interval_ms))
-        break;
+    int64_t xid = (int64_t)U64FromFullTransactionId(DatumGetFullTransactionId(values[0]));
+    char error[256];
+    if (decode_log_batch(VARDATA(data), VARSIZE(data) - VARHDRSZ, xid, error, sizeof(error))) {
+      feed_views(batch->rows);
+    } else {
+      char* reason = psprintf("unreadable log batch of %d rows: %s", DatumGetInt32(values[1]), error);
+      dead_letter("", reason);
     }
+    MemoryContextReset(batch_cxt);
+    simple_heap_delete(log, &tuple->t_self);
+    consumed += (uint64)DatumGetInt32(values[1]);
+    if (consumed >= max_rows || TimestampDifferenceExceeds(start, GetCurrentTimestamp(), velostream_flush_interval_ms))
+      break;
   }
-  feed_views(row);
-  MemoryContextReset(batch_cxt);
   table_endscan(scan);
   UnregisterSnapshot(snap);
   table_close(log, NoLock);
-
   return consumed;
 }
 
@@ -337,7 +436,7 @@ uint64 run_cycle() {
     pgstat_report_activity(STATE_RUNNING, "velostream: consuming Kafka");
     consumed = velostream_kafka_read(kafka, capacity, max_rows, feed_views);
   } else if (!paused) {
-    consumed = read_log(log_oid, capacity, max_rows, start);
+    consumed = read_log(log_oid, max_rows, start);
   }
 
   TimestampTz read_done = GetCurrentTimestamp();
@@ -363,7 +462,20 @@ uint64 run_cycle() {
       GetUserIdAndSecContext(&save_userid, &save_sec);
       SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
       TimestampTz flush_start = GetCurrentTimestamp();
-      uint64 groups = velostream_upsert_delta(v->desc, v->upsert, *v->agg);
+      uint64 groups;
+      if (v->store != nullptr) {
+        size_t n = v->agg->group_count();
+        uint32_t* ids = (uint32_t*)palloc(sizeof(uint32_t) * (n ? n : 1));
+        uint8_t* created = (uint8_t*)palloc(n ? n : 1);
+        char error[256];
+        if (!merge_delta(v, ids, created, error, sizeof(error)))
+          ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                          errmsg("velostream: continuous view \"%s\" failed: %s", get_rel_name(v->view), error)));
+        groups = velostream_write_owned(v->desc, v->upsert, *v->store, ids, created, n);
+        write_changelog(v, ids, n);
+      } else {
+        groups = velostream_upsert_delta(v->desc, v->upsert, *v->agg);
+      }
       SetUserIdAndSecContext(save_userid, save_sec);
       elog(DEBUG2, "velostream: %s/%d flushed " UINT64_FORMAT " groups of %s in %ld us", stream_name, partition_no,
            groups, get_rel_name(v->view), (long)(GetCurrentTimestamp() - flush_start));

@@ -23,7 +23,10 @@ CREATE MATERIALIZED VIEW long_delays WITH (velostream.continuous) AS
 -- Streams have one log per partition (velostream.partitions, default 2).
 SELECT stream, partitions FROM velostream.streams;
 SELECT stream, partition FROM velostream.stream_partitions ORDER BY partition;
-SELECT view, stream, state_table IS NOT NULL AS has_state, key_columns FROM velostream.views ORDER BY view::text;
+-- Both views group by origin, the column rows are routed by: each group lives
+-- in one partition, whose worker owns its state (kept in a changelog table).
+SELECT view, stream, state_table IS NOT NULL AS has_state, owned, key_columns FROM velostream.views ORDER BY view::text;
+SELECT attname AS route_column FROM velostream.streams s JOIN pg_attribute a ON a.attrelid = s.stream AND a.attnum = s.route_column;
 
 -- The result is a table with exactly the columns and types of the SELECT.
 \d delay_by_origin

@@ -48,6 +48,10 @@ CREATE FOREIGN TABLE bad (x int) SERVER velostream OPTIONS (partitions '0');
 CREATE FOREIGN TABLE bad (x int) SERVER velostream OPTIONS (topic 'x');
 -- Streams cannot change shape under their logs.
 ALTER FOREIGN TABLE s ADD COLUMN extra int;
+-- A continuous view's table cannot be truncated (its workers own the state).
+CREATE MATERIALIZED VIEW trunc_v WITH (velostream.continuous) AS SELECT origin, count(*) AS n FROM s GROUP BY origin;
+TRUNCATE trunc_v;
+DROP MATERIALIZED VIEW trunc_v;
 
 -- The internal logs go with their stream only.
 DO $$

@@ -109,6 +109,23 @@ SELECT count(*) AS differences FROM (
   UNION ALL
   (SELECT tumble(ts, interval '1 hour'), tumble(ts, interval '7 minutes 13 seconds'), count(*) FROM times_plain GROUP BY 1, 2 EXCEPT TABLE windows)) d;
 
+-- An owned view's rows are written from its workers' state: a row put into
+-- the table by hand before its group arrives is overwritten with the group's
+-- values (the plain INSERT conflicts and falls back to ON CONFLICT), and a row
+-- deleted by hand comes back, with its full totals, at the group's next change.
+CREATE FOREIGN TABLE owned_s (k text, v int) SERVER velostream;
+CREATE MATERIALIZED VIEW owned_v WITH (velostream.continuous) AS
+  SELECT k, count(*) AS n, sum(v) AS total, avg(v) AS mean FROM owned_s GROUP BY k;
+SELECT owned FROM velostream.views WHERE view = 'owned_v'::regclass;
+INSERT INTO owned_v VALUES ('hand', 100, 100, 100);
+INSERT INTO owned_s VALUES ('hand', 1), ('hand', 2), ('other', 5);
+SELECT velostream.wait('owned_v');
+SELECT * FROM owned_v ORDER BY k;
+DELETE FROM owned_v WHERE k = 'hand';
+INSERT INTO owned_s VALUES ('hand', 6), ('other', 1);
+SELECT velostream.wait('owned_v');
+SELECT * FROM owned_v ORDER BY k;
+
 -- Statistics per view and partition.
 SELECT view, sum(events_in) AS events_in, sum(events_selected) AS selected, sum(backlog) AS backlog
   FROM velostream.stats GROUP BY view ORDER BY view::text;
