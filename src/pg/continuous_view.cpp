@@ -248,9 +248,16 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
                    CStringGetTextDatum(nodeToString(query)), CStringGetTextDatum(definition),
                    PointerGetDatum(keyarr), BoolGetDatum(owned)};
   char nulls[7] = {' ', ' ', OidIsValid(state_oid) ? ' ' : 'n', ' ', ' ', ' ', ' '};
+  // The view counts the rows of every transaction that commits after its
+  // CREATE or with it: the start snapshot is the statement's, with this
+  // transaction's own xid added as still running (PostgreSQL leaves it out,
+  // and whether it falls below xmax depends on unrelated commits).
   int rc = SPI_execute_with_args(
       "INSERT INTO velostream.views (view, stream, state_table, start_snapshot, query_tree, definition, key_columns, "
-      "owned) VALUES ($1, $2, $3, pg_current_snapshot(), $4, $5, $6, $7)",
+      "owned) SELECT $1, $2, $3, CASE WHEN x >= pg_snapshot_xmax(s) THEN s "
+      "ELSE (least(pg_snapshot_xmin(s), x) || ':' || pg_snapshot_xmax(s) || ':' || (SELECT string_agg(v::text, ',' "
+      "ORDER BY v) FROM (SELECT pg_snapshot_xip(s) UNION SELECT x) u(v)))::pg_snapshot END, $4, $5, $6, $7 "
+      "FROM (SELECT pg_current_snapshot(), pg_current_xact_id()) c(s, x)",
       7, argtypes, args, nulls, false, 0);
   if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: could not register continuous view: %s", SPI_result_code_string(rc));
   SPI_finish();

@@ -222,14 +222,16 @@ WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* quer
   return v;
 }
 
-// Brings the view list in line with the catalog. SPI connected.
+// Brings the view list in line with the catalog as the active snapshot sees
+// it; the log is then read with that same snapshot, so no committed row is
+// fed to an older view list than the one its transaction saw. SPI connected.
 void refresh_views() {
   Oid argtypes[1] = {OIDOID};
   Datum args[1] = {ObjectIdGetDatum(stream_oid)};
   int rc = SPI_execute_with_args(
       "SELECT view::oid, coalesce(state_table::oid, 0), start_snapshot::text, query_tree, owned "
       "FROM velostream.views WHERE stream = $1 ORDER BY view::oid",
-      1, argtypes, args, NULL, false, 0);
+      1, argtypes, args, NULL, true, 0);
   if (rc != SPI_OK_SELECT) elog(ERROR, "velostream: reading velostream.views failed");
   ListCell* lc;
   foreach (lc, views) ((WorkerView*)lfirst(lc))->seen = false;
@@ -347,11 +349,10 @@ void record_stats(WorkerView* v, uint64 groups) {
 // Consumes the committed batches of a local stream's partition log: decodes
 // each one, feeds the views and deletes it, in the current transaction, until
 // max_rows rows or the flush interval. Returns the rows consumed.
-uint64 read_log(Oid log_oid, uint64 max_rows, TimestampTz start) {
+uint64 read_log(Oid log_oid, Snapshot snap, uint64 max_rows, TimestampTz start) {
   pgstat_report_activity(STATE_RUNNING, "velostream: consuming");
   Relation log = table_open(log_oid, RowExclusiveLock);
   TupleDesc desc = RelationGetDescr(log);
-  Snapshot snap = RegisterSnapshot(GetLatestSnapshot());
   TableScanDesc scan = table_beginscan(log, snap, 0, NULL);
   uint64 consumed = 0;
   HeapTuple tuple;
@@ -377,7 +378,6 @@ uint64 read_log(Oid log_oid, uint64 max_rows, TimestampTz start) {
       break;
   }
   table_endscan(scan);
-  UnregisterSnapshot(snap);
   table_close(log, NoLock);
   return consumed;
 }
@@ -420,12 +420,18 @@ uint64 run_cycle() {
   bool isnull;
   Oid log_oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
   bool paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+  // One snapshot for the view list and the log: a row whose transaction
+  // committed after a view's CREATE is only read together with that view.
+  Snapshot snap = RegisterSnapshot(GetLatestSnapshot());
+  PushActiveSnapshot(snap);
   refresh_views();
+  PopActiveSnapshot();
   const size_t capacity = (size_t)velostream_batch_size;
   const uint64 max_rows = 64 * (uint64)capacity;  // bounds one transaction
   TimestampTz start = GetCurrentTimestamp();
   uint64 consumed = 0;
   if (kafka != nullptr && velostream_kafka_config_changed(kafka)) {
+    UnregisterSnapshot(snap);
     SPI_finish();
     PopActiveSnapshot();
     CommitTransactionCommand();
@@ -436,7 +442,7 @@ uint64 run_cycle() {
     pgstat_report_activity(STATE_RUNNING, "velostream: consuming Kafka");
     consumed = velostream_kafka_read(kafka, capacity, max_rows, feed_views);
   } else if (!paused) {
-    consumed = read_log(log_oid, max_rows, start);
+    consumed = read_log(log_oid, snap, max_rows, start);
   }
 
   TimestampTz read_done = GetCurrentTimestamp();
@@ -484,6 +490,7 @@ uint64 run_cycle() {
     }
   }
   if (kafka != nullptr) velostream_kafka_save(kafka, true);
+  UnregisterSnapshot(snap);
   SPI_finish();
   PopActiveSnapshot();
   CommitTransactionCommand();
