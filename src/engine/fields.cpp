@@ -97,6 +97,77 @@ bool parse_timestamp(std::string_view s, bool date_only, int64_t* out) {
   return true;
 }
 
+}  // namespace
+
+bool parse_pg_integer(std::string_view s, int64_t min, int64_t max, int64_t* out) {
+  size_t p = 0;
+  bool neg = false;
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) neg = s[p++] == '-';
+  if (p == s.size() || s.size() - p > 18) return false;  // 18 digits cannot overflow int64
+  int64_t v = 0;
+  for (; p < s.size(); ++p) {
+    if (s[p] < '0' || s[p] > '9') return false;
+    v = v * 10 + (s[p] - '0');
+  }
+  if (neg) v = -v;
+  if (v < min || v > max) return false;
+  *out = v;
+  return true;
+}
+
+bool parse_pg_timestamp(std::string_view s, bool with_zone, int64_t* usec) {
+  size_t p = 0;
+  int y, mo, d, h, mi, sec = 0;
+  if (!digits(s, &p, 4, &y) || p >= s.size() || s[p++] != '-' || !digits(s, &p, 2, &mo) || p >= s.size() ||
+      s[p++] != '-' || !digits(s, &p, 2, &d) || p >= s.size() || (s[p] != 'T' && s[p] != ' '))
+    return false;
+  ++p;
+  if (!digits(s, &p, 2, &h) || p >= s.size() || s[p++] != ':' || !digits(s, &p, 2, &mi)) return false;
+  int64_t frac = 0;
+  if (p < s.size() && s[p] == ':') {
+    ++p;
+    if (!digits(s, &p, 2, &sec)) return false;
+    if (p < s.size() && s[p] == '.') {
+      ++p;
+      int n = 0;
+      for (; p < s.size() && s[p] >= '0' && s[p] <= '9'; ++n, ++p) frac = frac * 10 + (s[p] - '0');
+      if (n == 0 || n > 6) return false;  // PostgreSQL rounds beyond microseconds
+      for (; n < 6; ++n) frac *= 10;
+    }
+  }
+  static const int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (y < 1000 || mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1] || (mo == 2 && d == 29 && !leap) || h > 23 ||
+      mi > 59 || sec > 59)
+    return false;
+  int64_t offset_sec = 0;
+  if (with_zone) {
+    if (p >= s.size()) return false;
+    if (s[p] == 'Z') {
+      ++p;
+    } else if (s[p] == '+' || s[p] == '-') {
+      int sign = s[p++] == '-' ? -1 : 1, oh, om = 0;
+      if (!digits(s, &p, 2, &oh)) return false;
+      if (p < s.size() && s[p] == ':') {
+        ++p;
+        if (!digits(s, &p, 2, &om)) return false;
+      } else if (p < s.size() && !digits(s, &p, 2, &om)) {
+        return false;
+      }
+      if (oh > 15 || om > 59) return false;
+      offset_sec = sign * (oh * 3600 + om * 60);
+    } else {
+      return false;
+    }
+  }
+  if (p != s.size()) return false;
+  int64_t days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) - kPgEpochDays;
+  *usec = days * kUsecPerDay + (h * 3600LL + mi * 60 + sec - offset_sec) * 1000000 + frac;
+  return true;
+}
+
+namespace {
+
 template <typename T>
 bool parse_int(std::string_view s, int64_t* out) {
   if (!s.empty() && s.front() == '+') s.remove_prefix(1);

@@ -31,6 +31,19 @@ Type storage_type(FieldKind kind);
 ///    days / microseconds since 2000-01-01, PostgreSQL's epoch.
 bool parse_field(FieldKind kind, std::string_view text, Column* col, size_t row, Arena* arena, std::string* error);
 
+/// Fast paths for COPY into a stream: accept only the unambiguous forms for
+/// which the result is exactly what PostgreSQL's input function returns, so
+/// that a caller can use it and hand anything else to PostgreSQL.
+///  - parse_pg_integer: [+|-]digits, no spaces, within [min, max].
+///  - parse_pg_timestamp: "YYYY-MM-DD[T ]HH:MM[:SS[.f]]" with 1-6 fraction
+///    digits, hour <= 23, second <= 59, years 1000-9999; with_zone: a "Z" or
+///    ±HH[[:]MM] offset (up to 15:59) must follow, without_zone: must not
+///    (PostgreSQL reads a zoneless timestamptz in the session's TimeZone,
+///    and ignores the zone of a timestamp). Microseconds since 2000-01-01.
+/// Return false when the text is outside these forms (valid or not).
+bool parse_pg_integer(std::string_view s, int64_t min, int64_t max, int64_t* out);
+bool parse_pg_timestamp(std::string_view s, bool with_zone, int64_t* usec);
+
 /// Days from 1970-01-01 to the civil date y-m-d (proleptic Gregorian), after
 /// Howard Hinnant's days_from_civil (http://howardhinnant.github.io/date_algorithms.html).
 int64_t days_from_civil(int64_t y, unsigned m, unsigned d);

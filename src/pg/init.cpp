@@ -35,6 +35,11 @@ void _PG_init(void) {
   DefineCustomIntVariable("velostream.batch_size",
                           "Stream rows per engine batch, and per stream log row written by INSERT/COPY.",
                           NULL, &velostream_batch_size, 8192, 64, 1000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+  DefineCustomBoolVariable("velostream.fast_copy",
+                           "COPY FROM STDIN into a stream converts common fields without PostgreSQL's executor.",
+                           "Integers, ISO 8601 timestamps with a zone and text are read directly; any other field "
+                           "uses the column's input function. Off: every COPY runs PostgreSQL's own COPY.",
+                           &velostream_fast_copy, true, PGC_USERSET, 0, NULL, NULL, NULL);
   MarkGUCPrefixReserved("velostream");
 
   velostream_install_utility_hook();

@@ -3,6 +3,7 @@
 //  - CREATE MATERIALIZED VIEW ... WITH (velostream.continuous): a continuous view.
 //  - DROP MATERIALIZED VIEW on a continuous view: drop its table.
 //  - ALTER FOREIGN TABLE on a stream: refused (its logs would no longer match).
+//  - COPY ... FROM STDIN into a stream: the fast path of copy_from.cpp.
 #include "pg/velostream.h"
 
 namespace {
@@ -75,6 +76,7 @@ void velostream_process_utility(PlannedStmt* pstmt, const char* query_string, bo
                                       pstmt->stmt_len);
     return;
   }
+  if (IsA(parsetree, CopyStmt) && velostream_copy_from((CopyStmt*)parsetree, query_string, qc)) return;
   if (IsA(parsetree, DropStmt) && ((DropStmt*)parsetree)->removeType == OBJECT_MATVIEW) {
     if (read_only_tree) {
       pstmt = (PlannedStmt*)copyObjectImpl(pstmt);

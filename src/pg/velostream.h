@@ -8,6 +8,7 @@ extern char* velostream_database;
 extern int velostream_partitions;
 extern int velostream_flush_interval_ms;
 extern int velostream_batch_size;
+extern bool velostream_fast_copy;
 
 /// Name of the column appended to every stream log table: the full id of the
 /// transaction that inserted the row (xid8).
@@ -50,6 +51,12 @@ void velostream_create_stream(Oid relid);
 /// (continuous_view.cpp).
 void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* query_string, int stmt_location,
                                        int stmt_len);
+
+/// Runs COPY ... FROM STDIN into a local stream on the fast path
+/// (copy_from.cpp) and sets `qc`; returns false, having done nothing the
+/// client sees, when the statement is not one it takes (PostgreSQL's COPY
+/// then runs). Raises COPY's own errors (permissions, bad data).
+bool velostream_copy_from(CopyStmt* stmt, const char* query_string, QueryCompletion* qc);
 
 /// True if `relid` is a continuous view's result table.
 bool velostream_is_continuous_view(Oid relid);

@@ -1,0 +1,325 @@
+// Appending rows to a local stream's partition logs (see stream_writer.h).
+#include <string>
+
+#include "engine/batch_codec.h"
+#include "pg/translate.h"
+#include "pg/stream_writer.h"
+#include "pg/velostream.h"
+
+extern "C" {
+#include "common/hashfn.h"
+}
+
+namespace eng = velostream::engine;
+
+namespace {
+
+// One partition's batch under construction. A C++ object: created with new,
+// deleted by the memory-context callback of the statement (also on abort).
+struct PartitionBatch {
+  eng::RecordBatch batch;
+  size_t rows = 0;
+  std::string bytes;  // encode buffer, reused
+};
+
+// The stream's partition logs and the column rows are routed by
+// (velostream.streams.route_column: the first plain GROUP BY column of the
+// stream's first view), so that every group of a view grouping by it lives in
+// one partition and its worker owns the group. NULL: round robin.
+const char* kRouteQuery =
+    "SELECT p.log_table::oid, s.route_column FROM velostream.stream_partitions p "
+    "JOIN velostream.streams s USING (stream) WHERE p.stream = $1 ORDER BY p.partition";
+
+}  // namespace
+
+struct StreamWriter {
+  int nparts;
+  Relation* logs;             // partition log tables
+  BulkInsertState* bistate;   // one per partition
+  PartitionBatch** batches;   // per partition, created on first row
+  size_t capacity;            // rows per log batch (velostream.batch_size)
+  int current;                // round robin: partition receiving rows
+  int route;                  // routing column (0-based), -1: round robin
+  bool route_text_hash;       // route by hash_any of the text, as hashtext does
+  FmgrInfo route_hash;        // else: hash function of the routing column's type
+  Oid route_collation;
+  int natts;                  // stream columns
+  TupleDesc desc;             // the stream's (open for the statement)
+  Oid* types;                 // SQL type of each stream column
+  eng::Type* engine_types;    // engine type of each column (kInt64 if unsupported)
+  bool* stored;               // column has an engine type (else not stored)
+  StagedValue* staged;        // the row being appended
+  Pointer* to_free;           // detoasted copies of the staged row's text
+  Datum xid;
+  CommandId cid;
+  TupleDesc log_desc;
+};
+
+namespace {
+
+void delete_batches(void* arg) {
+  StreamWriter* w = (StreamWriter*)arg;
+  for (int p = 0; p < w->nparts; ++p) {
+    delete w->batches[p];
+    w->batches[p] = nullptr;
+  }
+}
+
+// Appends partition p's batch to its log as one row (xid, rows, batch).
+void flush_partition(StreamWriter* w, int p) {
+  PartitionBatch* pb = w->batches[p];
+  if (pb == nullptr || pb->rows == 0) return;
+  pb->batch.rows = pb->rows;
+  bool failed = false;
+  try {
+    pb->bytes.clear();
+    eng::encode_batch(pb->batch, &pb->bytes);
+  } catch (const std::exception&) {
+    failed = true;
+  }
+  if (failed) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory encoding a stream batch")));
+  bytea* data = (bytea*)palloc(VARHDRSZ + pb->bytes.size());
+  SET_VARSIZE(data, VARHDRSZ + pb->bytes.size());
+  memcpy(VARDATA(data), pb->bytes.data(), pb->bytes.size());
+  Datum values[3] = {w->xid, Int32GetDatum((int32)pb->rows), PointerGetDatum(data)};
+  bool nulls[3] = {false, false, false};
+  HeapTuple tuple = heap_form_tuple(w->log_desc, values, nulls);
+  heap_insert(w->logs[p], tuple, w->cid, 0, w->bistate[p]);
+  heap_freetuple(tuple);
+  pfree(data);
+  pb->rows = 0;
+  pb->batch.arena.reset();
+}
+
+PartitionBatch* new_partition_batch(StreamWriter* w) {
+  PartitionBatch* pb = nullptr;
+  try {
+    pb = new PartitionBatch();
+    pb->batch.columns.resize(w->natts);
+    for (int c = 0; c < w->natts; ++c) {
+      pb->batch.columns[c].type = w->engine_types[c];
+      pb->batch.columns[c].used = w->stored[c];
+      if (w->stored[c]) pb->batch.columns[c].resize(w->capacity);
+    }
+  } catch (const std::exception&) {
+    delete pb;
+    pb = nullptr;
+  }
+  if (pb == nullptr) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory for a stream batch")));
+  return pb;
+}
+
+// hashtext() hashes the bytes of a text under a deterministic collation;
+// the COPY path routes by those bytes without building a text datum.
+bool hashes_text_bytes(Oid type, Oid collation) {
+  if (type != TEXTOID && type != VARCHAROID) return false;
+  if (!OidIsValid(collation)) return false;
+  if (lc_collate_is_c(collation)) return true;
+  pg_locale_t locale = pg_newlocale_from_collation(collation);
+  return locale == 0 || locale->deterministic;
+}
+
+// The PostgreSQL value of a staged routing column, for its hash function.
+Datum route_datum(StreamWriter* w, const StagedValue& v) {
+  if (v.has_datum) return v.datum;
+  switch (w->types[w->route]) {
+    case INT2OID: return Int16GetDatum((int16)v.i);
+    case INT4OID: return Int32GetDatum((int32)v.i);
+    case INT8OID: case TIMESTAMPOID: case TIMESTAMPTZOID: return Int64GetDatum(v.i);
+    case BOOLOID: return BoolGetDatum(v.i != 0);
+    case DATEOID: return DateADTGetDatum((DateADT)v.i);
+    case FLOAT4OID: return Float4GetDatum((float4)v.f);
+    case FLOAT8OID: return Float8GetDatum(v.f);
+    case TEXTOID: case VARCHAROID: return PointerGetDatum(cstring_to_text_with_len(v.s, (int)v.len));
+    default: elog(ERROR, "velostream: cannot route a staged value of type %u", w->types[w->route]);
+  }
+  return (Datum)0;
+}
+
+int partition_of(StreamWriter* w) {
+  if (w->route < 0) return w->current;
+  const StagedValue& v = w->staged[w->route];
+  if (v.isnull) return 0;
+  uint32 h;
+  if (w->route_text_hash)
+    h = DatumGetUInt32(hash_any((const unsigned char*)v.s, (int)v.len));
+  else
+    h = DatumGetUInt32(FunctionCall1Coll(&w->route_hash, w->route_collation, route_datum(w, v)));
+  return (int)(h % (uint32)w->nparts);
+}
+
+}  // namespace
+
+StreamWriter* velostream_writer_begin(Relation rel) {
+  Oid relid = RelationGetRelid(rel);
+  if (!velostream_is_local_stream(relid))
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("cannot insert into Kafka stream \"%s\"", RelationGetRelationName(rel)),
+                    errdetail("A Kafka stream is fed by its topic."),
+                    errhint("Produce the rows to the topic, or use a stream on server velostream.")));
+  StreamWriter* w = (StreamWriter*)palloc0(sizeof(StreamWriter));
+  // The stream's partition logs and routing column, from the catalog.
+  SPI_connect();
+  Oid argtypes[1] = {OIDOID};
+  Datum args[1] = {ObjectIdGetDatum(relid)};
+  // Read with the latest snapshot, not the statement's: a continuous view
+  // created while this statement waited for its lock already routes it.
+  PushActiveSnapshot(GetLatestSnapshot());
+  int rc = SPI_execute_with_args(kRouteQuery, 1, argtypes, args, NULL, true, 0);
+  PopActiveSnapshot();
+  if (rc != SPI_OK_SELECT || SPI_processed == 0)
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("stream \"%s\" has no partition logs", RelationGetRelationName(rel)),
+                    errhint("Drop and re-create the stream.")));
+  w->nparts = (int)SPI_processed;
+  Oid* log_oids = (Oid*)palloc(sizeof(Oid) * w->nparts);
+  AttrNumber route_attno = 0;
+  for (int i = 0; i < w->nparts; ++i) {
+    bool isnull;
+    log_oids[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+    Datum route = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+    if (i == 0 && !isnull) route_attno = DatumGetInt16(route);
+  }
+  SPI_finish();
+
+  TupleDesc desc = RelationGetDescr(rel);
+  w->natts = desc->natts;
+  w->desc = desc;
+  w->route = -1;
+  if (route_attno > 0 && route_attno <= w->natts && w->nparts > 1) {
+    Form_pg_attribute att = TupleDescAttr(desc, route_attno - 1);
+    TypeCacheEntry* tce = lookup_type_cache(att->atttypid, TYPECACHE_HASH_PROC_FINFO);
+    if (OidIsValid(tce->hash_proc)) {
+      w->route = route_attno - 1;
+      fmgr_info_copy(&w->route_hash, &tce->hash_proc_finfo, CurrentMemoryContext);
+      w->route_collation = att->attcollation;
+      w->route_text_hash = hashes_text_bytes(att->atttypid, att->attcollation);
+    }
+  }
+  w->types = (Oid*)palloc(sizeof(Oid) * w->natts);
+  w->engine_types = (eng::Type*)palloc(sizeof(eng::Type) * w->natts);
+  w->stored = (bool*)palloc(sizeof(bool) * w->natts);
+  w->staged = (StagedValue*)palloc0(sizeof(StagedValue) * w->natts);
+  w->to_free = (Pointer*)palloc0(sizeof(Pointer) * w->natts);
+  for (int c = 0; c < w->natts; ++c) {
+    Form_pg_attribute att = TupleDescAttr(desc, c);
+    w->types[c] = att->atttypid;
+    w->engine_types[c] = eng::Type::kInt64;
+    w->stored[c] = !att->attisdropped && velostream_engine_type(att->atttypid, &w->engine_types[c]);
+  }
+
+  w->logs = (Relation*)palloc(sizeof(Relation) * w->nparts);
+  w->bistate = (BulkInsertState*)palloc(sizeof(BulkInsertState) * w->nparts);
+  w->batches = (PartitionBatch**)palloc0(sizeof(PartitionBatch*) * w->nparts);
+  velostream_on_context_reset(CurrentMemoryContext, delete_batches, w);
+  for (int i = 0; i < w->nparts; ++i) {
+    w->logs[i] = table_open(log_oids[i], RowExclusiveLock);
+    w->bistate[i] = GetBulkInsertState();
+  }
+  w->log_desc = RelationGetDescr(w->logs[0]);
+  if (w->log_desc->natts != 3)
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("stream \"%s\" does not match its partition logs", RelationGetRelationName(rel)),
+                    errhint("Drop and re-create the stream.")));
+  w->capacity = (size_t)velostream_batch_size;
+  // Spread concurrent round-robin writers over the partitions.
+  w->current = (int)(MyProcPid % w->nparts);
+  w->xid = FullTransactionIdGetDatum(GetTopFullTransactionId());
+  w->cid = GetCurrentCommandId(true);
+  return w;
+}
+
+void velostream_writer_end(StreamWriter* w) {
+  if (w == nullptr) return;
+  for (int p = 0; p < w->nparts; ++p) {
+    flush_partition(w, p);
+    FreeBulkInsertState(w->bistate[p]);
+    table_close(w->logs[p], NoLock);
+  }
+  delete_batches(w);
+}
+
+StagedValue* velostream_writer_row(StreamWriter* w) { return w->staged; }
+
+void velostream_writer_stage_datum(StreamWriter* w, int c, Datum v, bool isnull) {
+  StagedValue& s = w->staged[c];
+  s.isnull = isnull;
+  s.has_datum = !isnull;
+  s.datum = v;
+  if (isnull) return;
+  switch (w->types[c]) {
+    case INT2OID: s.i = DatumGetInt16(v); break;
+    case INT4OID: s.i = DatumGetInt32(v); break;
+    case INT8OID: case TIMESTAMPOID: case TIMESTAMPTZOID: s.i = DatumGetInt64(v); break;
+    case BOOLOID: s.i = DatumGetBool(v); break;
+    case DATEOID: s.i = DatumGetDateADT(v); break;
+    case FLOAT4OID: s.f = DatumGetFloat4(v); break;
+    case FLOAT8OID: s.f = DatumGetFloat8(v); break;
+    case NUMERICOID: {
+      if (!w->stored[c]) break;
+      char* text = DatumGetCString(DirectFunctionCall1(numeric_out, v));
+      if (!eng::Decimal::parse(text, &s.d))
+        ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                        errmsg("numeric value %s in column \"%s\" has more than 38 significant digits", text,
+                               NameStr(TupleDescAttr(w->desc, c)->attname)),
+                        errdetail("Continuous views compute numeric aggregates exactly with 38 digits."),
+                        errhint("Round the value, or declare the stream column as float8.")));
+      pfree(text);
+      break;
+    }
+    case TEXTOID: case VARCHAROID: {
+      struct varlena* t = pg_detoast_datum_packed((struct varlena*)DatumGetPointer(v));
+      s.s = VARDATA_ANY(t);
+      s.len = VARSIZE_ANY_EXHDR(t);
+      if ((Pointer)t != DatumGetPointer(v)) w->to_free[c] = (Pointer)t;
+      break;
+    }
+    default: break;
+  }
+}
+
+void velostream_writer_append(StreamWriter* w) {
+  int p = partition_of(w);
+  if (w->batches[p] == nullptr) w->batches[p] = new_partition_batch(w);
+  PartitionBatch* pb = w->batches[p];
+  eng::RecordBatch& b = pb->batch;
+  size_t row = pb->rows;
+  bool failed = false;
+  for (int c = 0; c < w->natts; ++c) {
+    if (!w->stored[c]) continue;
+    const StagedValue& v = w->staged[c];
+    eng::Column& col = b.columns[c];
+    col.null[row] = v.isnull;
+    if (v.isnull) continue;
+    switch (w->engine_types[c]) {
+      case eng::Type::kInt64: col.i64[row] = v.i; break;
+      case eng::Type::kFloat64: col.f64[row] = v.f; break;
+      case eng::Type::kNumeric: col.dec[row] = v.d; break;
+      case eng::Type::kText:
+        try {
+          col.str[row] = b.arena.copy(v.s, v.len);
+        } catch (const std::exception&) {
+          failed = true;
+        }
+        break;
+    }
+  }
+  if (failed) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory for a stream batch")));
+  for (int c = 0; c < w->natts; ++c) {
+    if (w->to_free[c] != nullptr) {
+      pfree(w->to_free[c]);
+      w->to_free[c] = nullptr;
+    }
+  }
+  if (++pb->rows == w->capacity) {
+    flush_partition(w, p);
+    if (w->route < 0) w->current = (w->current + 1) % w->nparts;
+  }
+}
+
+void velostream_writer_insert_slot(StreamWriter* w, TupleTableSlot* slot) {
+  slot_getallattrs(slot);
+  for (int c = 0; c < w->natts; ++c)
+    if (w->stored[c] || c == w->route) velostream_writer_stage_datum(w, c, slot->tts_values[c], slot->tts_isnull[c]);
+  velostream_writer_append(w);
+}

@@ -1,0 +1,51 @@
+// Appending rows to a local stream: rows are staged in the engine's
+// representation, routed to a partition and gathered into columnar batches,
+// one log row (xid, rows, batch) per velostream.batch_size rows. Used by the
+// FDW's INSERT path and by the COPY fast path (copy_from.cpp).
+#pragma once
+
+#include "engine/batch.h"
+#include "pg/pg.h"
+
+/// One column value of the row being appended, in the engine's form:
+/// integers, booleans, dates and timestamps in `i`, floats in `f`, numerics
+/// in `d`, text as `s`/`len` (valid until the row is appended). `datum` is
+/// the PostgreSQL value when there is one (`has_datum`), used to route a row
+/// whose routing column cannot be hashed from the engine form.
+struct StagedValue {
+  bool isnull;
+  bool has_datum;
+  int64_t i;
+  double f;
+  velostream::engine::Decimal d;
+  const char* s;
+  size_t len;
+  Datum datum;
+};
+
+struct StreamWriter;
+
+/// Opens the partition logs of local stream `stream` for appending in the
+/// current transaction (RowExclusiveLock) and reads its routing column with
+/// the latest snapshot. ERROR for a Kafka stream (FEATURE_NOT_SUPPORTED) or a
+/// stream without logs. State lives in CurrentMemoryContext.
+StreamWriter* velostream_writer_begin(Relation stream);
+
+/// Writes the partial batches and closes the logs. NULL is a no-op.
+void velostream_writer_end(StreamWriter* w);
+
+/// The staging array of the next row: one StagedValue per stream column
+/// (dropped and unsupported columns are ignored).
+StagedValue* velostream_writer_row(StreamWriter* w);
+
+/// Stores PostgreSQL value `v` of column `c` (0-based) in the staging array:
+/// numeric is converted exactly (ERROR NUMERIC_VALUE_OUT_OF_RANGE beyond 38
+/// significant digits), text detoasted.
+void velostream_writer_stage_datum(StreamWriter* w, int c, Datum v, bool isnull);
+
+/// Routes the staged row to its partition and appends it; a full batch is
+/// written to the log.
+void velostream_writer_append(StreamWriter* w);
+
+/// Stages and appends the values of `slot` (INSERT, and COPY's slow path).
+void velostream_writer_insert_slot(StreamWriter* w, TupleTableSlot* slot);
