@@ -65,10 +65,23 @@ Datum to_datum(Oid type, int64_t i, double f, const eng::Decimal& d, std::string
   return (Datum)0;
 }
 
+// A sum's value as SQL type `type` (int8, numeric or float8).
+Datum sum_datum(const eng::AggSpec& spec, Oid type, const eng::AggState& s) {
+  if (spec.input == eng::Type::kInt64 && type == INT8OID) {
+    if (s.i > INT64_MAX || s.i < INT64_MIN)
+      ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("bigint out of range")));
+    return Int64GetDatum((int64)s.i);
+  }
+  if (spec.input == eng::Type::kInt64) return int128_numeric(s.i);
+  if (spec.input == eng::Type::kFloat64) return Float8GetDatum(s.f);
+  return numeric_from_text(s.d.to_string());
+}
+
 }  // namespace
 
 ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state_oid, bool owned) {
   ViewUpsert* u = (ViewUpsert*)palloc0(sizeof(ViewUpsert));
+  u->view = view_oid;
   u->elem_types = (Oid*)palloc0(sizeof(Oid) * (d->nkeys + 2 * d->naggs + 1));
   StringInfoData unnest, keycols, sql;
   initStringInfo(&unnest);
@@ -245,18 +258,7 @@ void fill_params(const ViewDesc* d, const ViewUpsert* u, const eng::ViewAggregat
         for (size_t j = 0; j < n; ++j) {
           const eng::AggState& s = agg.state(order[j], a);
           nulls[j] = s.n == 0;
-          if (nulls[j]) { values[j] = (Datum)0; continue; }
-          if (spec.input == eng::Type::kInt64 && type == INT8OID) {
-            if (s.i > INT64_MAX || s.i < INT64_MIN)
-              ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("bigint out of range")));
-            values[j] = Int64GetDatum((int64)s.i);
-          } else if (spec.input == eng::Type::kInt64) {
-            values[j] = int128_numeric(s.i);
-          } else if (spec.input == eng::Type::kFloat64) {
-            values[j] = Float8GetDatum(s.f);
-          } else {
-            values[j] = numeric_from_text(s.d.to_string());
-          }
+          values[j] = nulls[j] ? (Datum)0 : sum_datum(spec, type, s);
         }
         add_param(type);
         if (c.agg == SqlAgg::kAvg) {
@@ -303,6 +305,102 @@ uint64 velostream_upsert_delta(const ViewDesc* d, const ViewUpsert* u, const eng
   return n;
 }
 
+namespace {
+
+// The final values of group `g` of `store`, one per view column.
+void final_row(const ViewDesc* d, const eng::ViewAggregator& store, uint32_t g, Datum* values, bool* nulls) {
+  for (int i = 0; i < d->ncolumns; ++i) {
+    const ViewColumn& c = d->columns[i];
+    if (c.is_key) {
+      eng::KeyValue v = store.key(g, c.index);
+      nulls[i] = v.is_null;
+      values[i] = v.is_null ? (Datum)0 : to_datum(c.type, v.i, v.f, v.d, v.s);
+      continue;
+    }
+    const eng::AggState& s = store.state(g, c.index);
+    const eng::AggSpec& spec = store.plan().aggs[c.index];
+    nulls[i] = s.n == 0 && c.agg != SqlAgg::kCount && c.agg != SqlAgg::kCountStar;
+    if (nulls[i]) {
+      values[i] = (Datum)0;
+      continue;
+    }
+    switch (c.agg) {
+      case SqlAgg::kCountStar:
+      case SqlAgg::kCount: values[i] = Int64GetDatum(s.n); break;
+      case SqlAgg::kSum: values[i] = sum_datum(spec, c.type, s); break;
+      case SqlAgg::kAvg:
+        // as the SQL path's a_sum / a_n::float8 or ::numeric
+        if (sum_state_type(c) == FLOAT8OID)
+          values[i] = Float8GetDatum(s.f / (double)s.n);
+        else
+          values[i] = DirectFunctionCall2(numeric_div, sum_datum(spec, NUMERICOID, s),
+                                          NumericGetDatum(int64_to_numeric(s.n)));
+        break;
+      case SqlAgg::kMin:
+      case SqlAgg::kMax: values[i] = to_datum(c.type, (int64_t)s.i, s.f, s.d, std::string_view()); break;
+    }
+  }
+}
+
+// Writes new groups straight into the view's heap and indexes, as COPY does
+// (table_multi_insert, then ExecInsertIndexTuples per row): no SQL executor
+// per row. Returns false, having written nothing, when the table needs the
+// executor: triggers, row-level security, constraints, columns that no longer
+// match the view's, or no INSERT right for the current (owner) role. A key
+// that exists raises unique_violation, as the INSERT would.
+bool insert_direct(const ViewDesc* d, Oid view_oid, const eng::ViewAggregator& store, const uint32_t* groups,
+                   size_t n) {
+  Relation rel = table_open(view_oid, RowExclusiveLock);
+  TupleDesc td = RelationGetDescr(rel);
+  TupleConstr* constr = td->constr;
+  bool ok = rel->rd_rel->relkind == RELKIND_RELATION && rel->trigdesc == nullptr && !rel->rd_rel->relrowsecurity &&
+            td->natts == d->ncolumns &&
+            (constr == nullptr || (constr->num_check == 0 && !constr->has_not_null && !constr->has_generated_stored)) &&
+            pg_class_aclcheck(view_oid, GetUserId(), ACL_INSERT) == ACLCHECK_OK;
+  for (int i = 0; ok && i < td->natts; ++i) {
+    Form_pg_attribute att = TupleDescAttr(td, i);
+    ok = !att->attisdropped && att->atttypid == d->columns[i].type;
+  }
+  if (!ok) {
+    table_close(rel, NoLock);
+    return false;
+  }
+  EState* estate = CreateExecutorState();
+  ResultRelInfo* rri = makeNode(ResultRelInfo);
+  InitResultRelInfo(rri, rel, 1, nullptr, 0);
+  ExecOpenIndices(rri, false);
+  const size_t kBatch = 1000;
+  int nslots = (int)(n < kBatch ? n : kBatch);
+  TupleTableSlot** slots = (TupleTableSlot**)palloc(sizeof(TupleTableSlot*) * nslots);
+  for (int j = 0; j < nslots; ++j) slots[j] = MakeSingleTupleTableSlot(td, table_slot_callbacks(rel));
+  BulkInsertState bistate = GetBulkInsertState();
+  CommandId cid = GetCurrentCommandId(true);
+  MemoryContext rows_cxt = AllocSetContextCreate(CurrentMemoryContext, "velostream new groups", ALLOCSET_DEFAULT_SIZES);
+  for (size_t start = 0; start < n; start += kBatch) {
+    int m = (int)(n - start < kBatch ? n - start : kBatch);
+    MemoryContext old = MemoryContextSwitchTo(rows_cxt);
+    for (int j = 0; j < m; ++j) {
+      ExecClearTuple(slots[j]);
+      final_row(d, store, groups[start + j], slots[j]->tts_values, slots[j]->tts_isnull);
+      ExecStoreVirtualTuple(slots[j]);
+    }
+    table_multi_insert(rel, slots, m, cid, 0, bistate);
+    for (int j = 0; j < m; ++j) list_free(ExecInsertIndexTuples(rri, slots[j], estate, false, false, nullptr, NIL));
+    MemoryContextSwitchTo(old);
+    ResetPerTupleExprContext(estate);
+    MemoryContextReset(rows_cxt);
+  }
+  FreeBulkInsertState(bistate);
+  for (int j = 0; j < nslots; ++j) ExecDropSingleTupleTableSlot(slots[j]);
+  ExecCloseIndices(rri);
+  FreeExecutorState(estate);
+  MemoryContextDelete(rows_cxt);
+  table_close(rel, NoLock);
+  return true;
+}
+
+}  // namespace
+
 uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, const eng::ViewAggregator& store,
                               const uint32_t* groups, const uint8_t* created, size_t n) {
   if (n == 0) return 0;
@@ -326,7 +424,6 @@ uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, const eng:
     // New groups: a plain INSERT, no speculative insertion. Only this worker
     // writes these keys, so a conflict means the row was put there by hand;
     // then the same rows go through ON CONFLICT instead.
-    fill_params(d, u, store, fresh, nfresh, params, param_nulls);
     MemoryContext cxt = CurrentMemoryContext;
     ResourceOwner owner = CurrentResourceOwner;
     bool conflict = false;
@@ -334,8 +431,11 @@ uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, const eng:
     MemoryContextSwitchTo(cxt);
     PG_TRY();
     {
-      int rc = SPI_execute_plan(u->insert_plan, params, param_nulls, false, 0);
-      if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: insert of new groups failed: %s", SPI_result_code_string(rc));
+      if (!insert_direct(d, u->view, store, fresh, nfresh)) {
+        fill_params(d, u, store, fresh, nfresh, params, param_nulls);
+        int rc = SPI_execute_plan(u->insert_plan, params, param_nulls, false, 0);
+        if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: insert of new groups failed: %s", SPI_result_code_string(rc));
+      }
       ReleaseCurrentSubTransaction();
       MemoryContextSwitchTo(cxt);
       CurrentResourceOwner = owner;
@@ -353,6 +453,7 @@ uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, const eng:
     }
     PG_END_TRY();
     if (conflict) {
+      fill_params(d, u, store, fresh, nfresh, params, param_nulls);
       int rc = SPI_execute_plan(u->set_plan, params, param_nulls, false, 0);
       if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: upsert of new groups failed: %s", SPI_result_code_string(rc));
     }

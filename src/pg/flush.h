@@ -8,6 +8,7 @@
 
 /// The prepared upsert of one continuous view.
 struct ViewUpsert {
+  Oid view;          ///< the result table
   SPIPlanPtr plan;   ///< shared groups: the merging upsert; kept with SPI_keepplan
   SPIPlanPtr insert_plan;  ///< owned groups: plain INSERT of new groups' final values
   SPIPlanPtr set_plan;     ///< owned groups: INSERT ... ON CONFLICT DO UPDATE SET col = excluded.col
@@ -30,8 +31,10 @@ uint64 velostream_upsert_delta(const ViewDesc* desc, const ViewUpsert* upsert,
 
 /// Writes the final values of an owned view's groups `groups[0..n)` (ids in
 /// `store`, the worker's full state, in key order); `created[i]` marks groups
-/// that are new to the table, written with a plain INSERT (falling back to
-/// ON CONFLICT if the row exists after all). SPI connected. Returns n.
+/// that are new to the table, written straight into the table's heap and
+/// indexes like COPY (or a plain INSERT when the table has triggers, RLS,
+/// constraints or changed columns), falling back to ON CONFLICT if a row
+/// exists after all. SPI connected. Returns n.
 uint64 velostream_write_owned(const ViewDesc* desc, const ViewUpsert* upsert,
                               const velostream::engine::ViewAggregator& store, const uint32_t* groups,
                               const uint8_t* created, size_t n);

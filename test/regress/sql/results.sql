@@ -126,6 +126,23 @@ INSERT INTO owned_s VALUES ('hand', 6), ('other', 1);
 SELECT velostream.wait('owned_v');
 SELECT * FROM owned_v ORDER BY k;
 
+-- New groups go straight into the table's heap and every index on it, as
+-- COPY writes them: an index the user adds finds them. A column the user adds
+-- (with its default) or a CHECK constraint sends the writes through SQL.
+CREATE INDEX owned_v_mean ON owned_v (mean);
+CREATE INDEX owned_v_upper ON owned_v (upper(k)) WHERE n > 0;
+INSERT INTO owned_s SELECT 'g' || g, g FROM generate_series(1, 500) g;
+SELECT velostream.wait('owned_v');
+SET enable_seqscan = off;
+SELECT count(*) AS found_by_index FROM owned_v WHERE mean BETWEEN 1 AND 500;
+SELECT k, n FROM owned_v WHERE upper(k) = 'G250' AND n > 0;
+RESET enable_seqscan;
+ALTER TABLE owned_v ADD COLUMN note text DEFAULT 'user column';
+ALTER TABLE owned_v ADD CONSTRAINT small_totals CHECK (total < 1000000);
+INSERT INTO owned_s VALUES ('late', 7), ('g1', 1);
+SELECT velostream.wait('owned_v');
+SELECT * FROM owned_v WHERE k IN ('late', 'g1') ORDER BY k;
+
 -- Statistics per view and partition.
 SELECT view, sum(events_in) AS events_in, sum(events_selected) AS selected, sum(backlog) AS backlog
   FROM velostream.stats GROUP BY view ORDER BY view::text;
