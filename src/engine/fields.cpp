@@ -42,6 +42,34 @@ bool digits(std::string_view s, size_t* p, int n, int* out) {
   return true;
 }
 
+// Reads a zone at p: "Z", or ±HH[[:]MM] with HH <= max_hours; advances p.
+bool zone_offset(std::string_view s, size_t* p, int max_hours, int64_t* offset_sec) {
+  if (*p >= s.size()) return false;
+  if (s[*p] == 'Z' || s[*p] == 'z') {
+    ++*p;
+    *offset_sec = 0;
+    return true;
+  }
+  if (s[*p] != '+' && s[*p] != '-') return false;
+  int sign = s[(*p)++] == '-' ? -1 : 1, oh, om = 0;
+  if (!digits(s, p, 2, &oh)) return false;
+  if (*p < s.size() && s[*p] == ':') {
+    ++*p;
+    if (!digits(s, p, 2, &om)) return false;
+  } else if (*p < s.size() && !digits(s, p, 2, &om)) {
+    return false;
+  }
+  if (oh > max_hours || om > 59) return false;
+  *offset_sec = sign * (oh * 3600 + om * 60);
+  return true;
+}
+
+// Microseconds since 2000-01-01 00:00 UTC of a civil date and time at a UTC offset.
+int64_t pg_usec(int y, int mo, int d, int h, int mi, int sec, int64_t frac_usec, int64_t offset_sec) {
+  int64_t days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) - kPgEpochDays;
+  return days * kUsecPerDay + (h * 3600LL + mi * 60 + sec - offset_sec) * 1000000 + frac_usec;
+}
+
 // ISO 8601 date [+ time [+ offset]] -> microseconds since 2000-01-01 UTC.
 bool parse_timestamp(std::string_view s, bool date_only, int64_t* out) {
   size_t p = 0;
@@ -77,23 +105,10 @@ bool parse_timestamp(std::string_view s, bool date_only, int64_t* out) {
       }
     }
     if (h > 24 || mi > 59 || sec > 60 || (h == 24 && (mi || sec || usec))) return false;
-    if (p < s.size()) {
-      if (s[p] == 'Z' || s[p] == 'z') {
-        ++p;
-      } else if (s[p] == '+' || s[p] == '-') {
-        int sign = s[p++] == '-' ? -1 : 1, oh, om = 0;
-        if (!digits(s, &p, 2, &oh)) return false;
-        if (p < s.size() && s[p] == ':') ++p;
-        if (p < s.size() && !digits(s, &p, 2, &om)) return false;
-        offset_sec = sign * (oh * 3600 + om * 60);
-      } else {
-        return false;
-      }
-    }
+    if (p < s.size() && !zone_offset(s, &p, 23, &offset_sec)) return false;
     if (p != s.size()) return false;
   }
-  int64_t days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) - kPgEpochDays;
-  *out = days * kUsecPerDay + ((h * 3600LL + mi * 60 + sec - offset_sec) * 1000000) + usec;
+  *out = pg_usec(y, mo, d, h, mi, sec, usec, offset_sec);
   return true;
 }
 
@@ -141,28 +156,9 @@ bool parse_pg_timestamp(std::string_view s, bool with_zone, int64_t* usec) {
       mi > 59 || sec > 59)
     return false;
   int64_t offset_sec = 0;
-  if (with_zone) {
-    if (p >= s.size()) return false;
-    if (s[p] == 'Z') {
-      ++p;
-    } else if (s[p] == '+' || s[p] == '-') {
-      int sign = s[p++] == '-' ? -1 : 1, oh, om = 0;
-      if (!digits(s, &p, 2, &oh)) return false;
-      if (p < s.size() && s[p] == ':') {
-        ++p;
-        if (!digits(s, &p, 2, &om)) return false;
-      } else if (p < s.size() && !digits(s, &p, 2, &om)) {
-        return false;
-      }
-      if (oh > 15 || om > 59) return false;
-      offset_sec = sign * (oh * 3600 + om * 60);
-    } else {
-      return false;
-    }
-  }
+  if (with_zone && !zone_offset(s, &p, 15, &offset_sec)) return false;
   if (p != s.size()) return false;
-  int64_t days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) - kPgEpochDays;
-  *usec = days * kUsecPerDay + (h * 3600LL + mi * 60 + sec - offset_sec) * 1000000 + frac;
+  *usec = pg_usec(y, mo, d, h, mi, sec, frac, offset_sec);
   return true;
 }
 
