@@ -67,6 +67,30 @@ void check_truncate(TruncateStmt* stmt) {
   }
 }
 
+// A DROP that can remove streams or continuous views first takes the
+// extension in SHARE mode, which waits for running worker cycles and holds off
+// new ones (they take it in ROW EXCLUSIVE mode before anything else, see
+// worker.cpp): otherwise the DROP could lock a view's table a worker holds
+// while the worker waits for a table the DROP already locked, a deadlock.
+void lock_out_workers(Node* parsetree) {
+  bool affects = IsA(parsetree, DropOwnedStmt);
+  if (IsA(parsetree, DropStmt)) {
+    DropStmt* stmt = (DropStmt*)parsetree;
+    if (stmt->removeType == OBJECT_SCHEMA) affects = true;
+    if (stmt->removeType == OBJECT_FOREIGN_TABLE || stmt->removeType == OBJECT_MATVIEW ||
+        stmt->removeType == OBJECT_TABLE) {
+      ListCell* lc;
+      foreach (lc, stmt->objects) {
+        Oid relid = RangeVarGetRelid(makeRangeVarFromNameList((List*)lfirst(lc)), NoLock, true);
+        if (OidIsValid(relid) && (velostream_is_stream(relid) || velostream_is_continuous_view(relid))) affects = true;
+      }
+    }
+  }
+  if (!affects) return;
+  Oid extension = get_extension_oid("velostream", true);
+  if (OidIsValid(extension)) LockDatabaseObject(ExtensionRelationId, extension, 0, ShareLock);
+}
+
 void velostream_process_utility(PlannedStmt* pstmt, const char* query_string, bool read_only_tree,
                                 ProcessUtilityContext context, ParamListInfo params, QueryEnvironment* query_env,
                                 DestReceiver* dest, QueryCompletion* qc) {
@@ -85,6 +109,7 @@ void velostream_process_utility(PlannedStmt* pstmt, const char* query_string, bo
     }
     rewrite_drop((DropStmt*)parsetree);
   }
+  if (IsA(parsetree, DropStmt) || IsA(parsetree, DropOwnedStmt)) lock_out_workers(parsetree);
   if (IsA(parsetree, AlterTableStmt)) check_alter((AlterTableStmt*)parsetree);
   if (IsA(parsetree, TruncateStmt)) check_truncate((TruncateStmt*)parsetree);
 

@@ -389,7 +389,16 @@ uint64 run_cycle() {
   SPI_connect();
   PushActiveSnapshot(GetTransactionSnapshot());
 
-  if (!OidIsValid(get_extension_oid("velostream", true))) {
+  // A cycle holds the extension in ROW EXCLUSIVE mode before any other lock:
+  // DROP EXTENSION (ACCESS EXCLUSIVE) and the DROPs of streams and views
+  // (SHARE, utility_hook.cpp) take it first too, so they wait for the cycle,
+  // or the cycle for them, instead of each holding a table the other needs.
+  Oid extension = get_extension_oid("velostream", true);
+  if (OidIsValid(extension)) {
+    LockDatabaseObject(ExtensionRelationId, extension, 0, RowExclusiveLock);
+    extension = get_extension_oid("velostream", true);  // dropped while we waited?
+  }
+  if (!OidIsValid(extension)) {
     SPI_finish();
     PopActiveSnapshot();
     CommitTransactionCommand();
