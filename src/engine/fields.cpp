@@ -42,6 +42,17 @@ bool digits(std::string_view s, size_t* p, int n, int* out) {
   return true;
 }
 
+// Reads a valid proleptic Gregorian date "YYYY-MM-DD" at p; advances p.
+bool civil_date(std::string_view s, size_t* p, int* y, int* mo, int* d) {
+  if (!digits(s, p, 4, y) || *p >= s.size() || s[(*p)++] != '-' || !digits(s, p, 2, mo) || *p >= s.size() ||
+      s[(*p)++] != '-' || !digits(s, p, 2, d))
+    return false;
+  if (*mo < 1 || *mo > 12 || *d < 1) return false;
+  static const int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (*y % 4 == 0 && *y % 100 != 0) || *y % 400 == 0;
+  return *d <= kDays[*mo - 1] && !(*mo == 2 && *d == 29 && !leap);
+}
+
 // Reads a zone at p: "Z", or ±HH[[:]MM] with HH <= max_hours; advances p.
 bool zone_offset(std::string_view s, size_t* p, int max_hours, int64_t* offset_sec) {
   if (*p >= s.size()) return false;
@@ -74,13 +85,7 @@ int64_t pg_usec(int y, int mo, int d, int h, int mi, int sec, int64_t frac_usec,
 bool parse_timestamp(std::string_view s, bool date_only, int64_t* out) {
   size_t p = 0;
   int y, mo, d, h = 0, mi = 0, sec = 0;
-  if (!digits(s, &p, 4, &y) || p >= s.size() || s[p++] != '-' || !digits(s, &p, 2, &mo) || p >= s.size() ||
-      s[p++] != '-' || !digits(s, &p, 2, &d))
-    return false;
-  if (mo < 1 || mo > 12 || d < 1 || d > 31) return false;
-  static const int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  if (d > kDays[mo - 1] || (mo == 2 && d == 29 && !leap)) return false;
+  if (!civil_date(s, &p, &y, &mo, &d)) return false;
   int64_t usec = 0;
   int64_t offset_sec = 0;
   if (p < s.size()) {
@@ -133,9 +138,7 @@ bool parse_pg_integer(std::string_view s, int64_t min, int64_t max, int64_t* out
 bool parse_pg_timestamp(std::string_view s, bool with_zone, int64_t* usec) {
   size_t p = 0;
   int y, mo, d, h, mi, sec = 0;
-  if (!digits(s, &p, 4, &y) || p >= s.size() || s[p++] != '-' || !digits(s, &p, 2, &mo) || p >= s.size() ||
-      s[p++] != '-' || !digits(s, &p, 2, &d) || p >= s.size() || (s[p] != 'T' && s[p] != ' '))
-    return false;
+  if (!civil_date(s, &p, &y, &mo, &d) || y < 1000 || p >= s.size() || (s[p] != 'T' && s[p] != ' ')) return false;
   ++p;
   if (!digits(s, &p, 2, &h) || p >= s.size() || s[p++] != ':' || !digits(s, &p, 2, &mi)) return false;
   int64_t frac = 0;
@@ -150,11 +153,7 @@ bool parse_pg_timestamp(std::string_view s, bool with_zone, int64_t* usec) {
       for (; n < 6; ++n) frac *= 10;
     }
   }
-  static const int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  if (y < 1000 || mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1] || (mo == 2 && d == 29 && !leap) || h > 23 ||
-      mi > 59 || sec > 59)
-    return false;
+  if (h > 23 || mi > 59 || sec > 59) return false;
   int64_t offset_sec = 0;
   if (with_zone && !zone_offset(s, &p, 15, &offset_sec)) return false;
   if (p != s.size()) return false;
