@@ -3,7 +3,6 @@
 // inside the user's transaction (stream_writer.cpp).
 #include <librdkafka/rdkafka.h>
 
-
 #include "pg/stream_writer.h"
 #include "pg/velostream.h"
 
