@@ -3,7 +3,7 @@
 #   make unit                     engine unit tests (CMake + GoogleTest, no database)
 EXTENSION = velostream
 MODULE_big = velostream
-DATA = sql/velostream--0.1.sql
+DATA = sql/velostream--0.1.sql sql/velostream--0.1--0.2.sql
 PG_CONFIG ?= pg_config
 
 ENGINE_SRCS = $(wildcard src/engine/*.cpp)

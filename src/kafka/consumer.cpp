@@ -38,6 +38,7 @@ bool Consumer::open(const std::vector<std::pair<std::string, std::string>>& conf
   rd_kafka_conf_set(c, "enable.auto.commit", "false", errstr, sizeof(errstr));
   rd_kafka_conf_set(c, "enable.auto.offset.store", "false", errstr, sizeof(errstr));
   rd_kafka_conf_set(c, "enable.partition.eof", "false", errstr, sizeof(errstr));
+  rd_kafka_conf_set(c, "auto.offset.reset", "error", errstr, sizeof(errstr));
   // Caught-up consumers get a fetch response (and a fresh high watermark) at
   // least this often; velostream.wait() relies on it.
   rd_kafka_conf_set(c, "fetch.wait.max.ms", "200", errstr, sizeof(errstr));
@@ -94,6 +95,15 @@ int64_t Consumer::high_watermark(int32_t partition) {
   if (rd_kafka_get_watermark_offsets(rk_, topic_.c_str(), partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR)
     return -1;
   return high;
+}
+
+bool Consumer::watermarks(int32_t partition, int timeout_ms, int64_t* low, int64_t* high, std::string* error) {
+  rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(rk_, topic_.c_str(), partition, low, high, timeout_ms);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    *error = rd_kafka_err2str(err);
+    return false;
+  }
+  return true;
 }
 
 void Consumer::set_paused(bool paused) {

@@ -28,6 +28,11 @@ class Consumer {
   /// Creates the client with librdkafka properties `conf` (bootstrap.servers
   /// and anything else, e.g. security.protocol) for `topic`. Returns false
   /// with librdkafka's message in *error for an unknown property or value.
+  /// auto.offset.reset is always "error": a position outside the partition's
+  /// log (retention deleted it, the topic was recreated) is reported as a
+  /// RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET message for the caller to handle,
+  /// never skipped silently; fetching of that partition stops until it is
+  /// assigned again.
   bool open(const std::vector<std::pair<std::string, std::string>>& conf, const std::string& topic,
             std::string* error);
 
@@ -46,6 +51,13 @@ class Consumer {
   /// Last known high watermark of a partition (the offset after the last
   /// message), from fetch responses; -1 when not known yet.
   int64_t high_watermark(int32_t partition);
+
+  /// Asks the partition's leader for its log start (`*low`, the first offset
+  /// still kept) and end (`*high`) offsets, waiting up to timeout_ms. Returns
+  /// false with librdkafka's message in *error when it does not answer. (It
+  /// can block past its timeout while every broker is down: call it only
+  /// right after a broker answered, e.g. on an out-of-range error.)
+  bool watermarks(int32_t partition, int timeout_ms, int64_t* low, int64_t* high, std::string* error);
 
   /// Pauses or resumes fetching of every assigned partition.
   void set_paused(bool paused);

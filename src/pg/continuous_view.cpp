@@ -52,6 +52,10 @@ Oid state_sum_type(const ViewColumn& c) {
 bool velostream_is_continuous_view(Oid relid) {
   if (!OidIsValid(get_extension_oid("velostream", true))) return false;
   if (get_rel_relkind(relid) != RELKIND_RELATION) return false;
+  // Not yet during CREATE EXTENSION, whose tables' foreign keys are ALTER
+  // TABLE subcommands run through the utility hook.
+  Oid nsp = get_namespace_oid("velostream", true);
+  if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("views", nsp))) return false;
   SPI_connect();
   Oid argtypes[1] = {OIDOID};
   Datum args[1] = {ObjectIdGetDatum(relid)};
@@ -59,6 +63,51 @@ bool velostream_is_continuous_view(Oid relid) {
   bool found = rc == SPI_OK_SELECT && SPI_processed > 0;
   SPI_finish();
   return found;
+}
+
+int velostream_view_column_count(Oid relid) {
+  SPI_connect();
+  Oid argtypes[1] = {OIDOID};
+  Datum args[1] = {ObjectIdGetDatum(relid)};
+  int n = 0;
+  if (SPI_execute_with_args("SELECT query_tree FROM velostream.views WHERE view = $1", 1, argtypes, args, NULL, true,
+                            1) == SPI_OK_SELECT &&
+      SPI_processed == 1) {
+    Query* q = (Query*)stringToNode(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+    ListCell* lc;
+    foreach (lc, q->targetList)
+      if (!((TargetEntry*)lfirst(lc))->resjunk) ++n;
+  }
+  SPI_finish();
+  return n;
+}
+
+// True if the current transaction has written rows to local stream
+// `stream`'s partition logs (they are visible to it). SPI connected.
+bool wrote_to_stream(Oid stream) {
+  Oid argtypes[1] = {OIDOID};
+  Datum args[1] = {ObjectIdGetDatum(stream)};
+  if (SPI_execute_with_args("SELECT log_table::oid FROM velostream.stream_partitions WHERE stream = $1", 1, argtypes,
+                            args, NULL, false, 0) != SPI_OK_SELECT)
+    elog(ERROR, "velostream: reading velostream.stream_partitions failed");
+  uint64 nlogs = SPI_processed;
+  Oid* logs = (Oid*)palloc(sizeof(Oid) * (nlogs + 1));
+  for (uint64 i = 0; i < nlogs; ++i) {
+    bool isnull;
+    logs[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+  }
+  FullTransactionId xid = GetTopFullTransactionIdIfAny();
+  if (!FullTransactionIdIsValid(xid)) return false;
+  for (uint64 i = 0; i < nlogs; ++i) {
+    char* sql = psprintf("SELECT 1 FROM velostream.%s WHERE " VELOSTREAM_XID_COLUMN " = $1 LIMIT 1",
+                         quote_identifier(get_rel_name(logs[i])));
+    Oid xtypes[1] = {XID8OID};
+    Datum xargs[1] = {FullTransactionIdGetDatum(xid)};
+    if (SPI_execute_with_args(sql, 1, xtypes, xargs, NULL, false, 1) != SPI_OK_SELECT)
+      elog(ERROR, "velostream: reading a stream log failed");
+    if (SPI_processed > 0) return true;
+  }
+  return false;
 }
 
 void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* query_string, int stmt_location,
@@ -164,6 +213,18 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
           route = d->plan->keys[k].column + 1;
           route_null = false;
         }
+      // Rows this transaction wrote before the stream had a routing column
+      // went to the partitions in turn; a view owning its groups by that
+      // column would find them in the wrong partitions.
+      if (!route_null && nparts > 1 && wrote_to_stream(d->stream))
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("cannot create the first continuous view of stream \"%s\" in a transaction that "
+                               "has written to it",
+                               get_rel_name(d->stream)),
+                        errdetail("The first view chooses the column the stream routes rows by (\"%s\"); the rows "
+                                  "this transaction wrote before were routed without it.",
+                                  get_attname(d->stream, (AttrNumber)route, false)),
+                        errhint("Commit the rows first, or create the view before writing to the stream.")));
       resetStringInfo(&sql);
       if (route_null)
         appendStringInfo(&sql, "UPDATE velostream.streams SET route_column = NULL WHERE stream = %u", d->stream);

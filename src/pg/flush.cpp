@@ -422,8 +422,10 @@ uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, const eng:
   }
   if (nfresh > 0) {
     // New groups: a plain INSERT, no speculative insertion. Only this worker
-    // writes these keys, so a conflict means the row was put there by hand;
-    // then the same rows go through ON CONFLICT instead.
+    // writes these keys, so a row that is already there means the routing
+    // invariant broke (the key reached two partitions) or the row was put
+    // there by hand: an error that sets the view aside (worker.cpp), never
+    // an overwrite of what the other writer counted.
     MemoryContext cxt = CurrentMemoryContext;
     ResourceOwner owner = CurrentResourceOwner;
     bool conflict = false;
@@ -452,11 +454,14 @@ uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, const eng:
       conflict = true;
     }
     PG_END_TRY();
-    if (conflict) {
-      fill_params(d, u, store, fresh, nfresh, params, param_nulls);
-      int rc = SPI_execute_plan(u->set_plan, params, param_nulls, false, 0);
-      if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: upsert of new groups failed: %s", SPI_result_code_string(rc));
-    }
+    if (conflict)
+      ereport(ERROR, (errcode(ERRCODE_UNIQUE_VIOLATION),
+                      errmsg("a new group of continuous view \"%s\" is already in its table", get_rel_name(u->view)),
+                      errdetail("Each group of this view is written by one stream partition: either rows of one group "
+                                "reached two partitions, or a row was inserted into the table by hand."),
+                      errhint("Delete the row and call velostream.retry('%s'); if it recurs, drop and re-create the "
+                              "view.",
+                              get_rel_name(u->view))));
   }
   return n;
 }

@@ -87,3 +87,26 @@ void velostream_begin_as_superuser(Oid* save_userid, int* save_sec_context) {
 void velostream_end_as_superuser(Oid save_userid, int save_sec_context) {
   SetUserIdAndSecContext(save_userid, save_sec_context);
 }
+
+bool velostream_catalog_current(void) {
+  Oid ext = get_extension_oid("velostream", true);
+  if (!OidIsValid(ext)) return false;
+  Relation rel = table_open(ExtensionRelationId, AccessShareLock);
+  ScanKeyData key;
+  ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(ext));
+  SysScanDesc scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+  HeapTuple tup = systable_getnext(scan);
+  bool current = false;
+  if (HeapTupleIsValid(tup)) {
+    bool isnull;
+    Datum v = heap_getattr(tup, Anum_pg_extension_extversion, RelationGetDescr(rel), &isnull);
+    current = !isnull && strcmp(text_to_cstring(DatumGetTextPP(v)), VELOSTREAM_CATALOG_VERSION) == 0;
+  }
+  systable_endscan(scan);
+  table_close(rel, AccessShareLock);
+  return current;
+}
+
+void velostream_fence_locktag(LOCKTAG* tag, Oid stream, int partition) {
+  SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, stream, (uint32)partition, VELOSTREAM_FENCE_LOCK_SPACE);
+}

@@ -1,5 +1,6 @@
 // Engine and librdkafka headers first: PostgreSQL's Min/Max macros would
 // break abseil's templates.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,16 @@ struct KafkaSource {
   std::vector<int64_t> next;      // next offset to consume; -1: none yet
   std::vector<int64_t> consumed;  // messages this cycle
   std::vector<int64_t> dead;      // dead letters this cycle
+  std::vector<int64_t> lost;      // messages lost to retention, found this cycle
+  // The next offset as committed in velostream.kafka_offsets (-1: NULL): the
+  // save is a compare-and-set against it, so a worker whose partition was
+  // consumed by another since can never commit.
+  std::vector<int64_t> committed;
+  std::vector<int32_t> resets;    // partitions whose position fell outside the log
+  // Gaps of this cycle: messages lost outside velostream's control.
+  std::vector<int32_t> gap_partition;
+  std::vector<int64_t> gap_first, gap_last;  // gap_last -1: unknown
+  std::vector<std::string> gap_reason;
   // Dead letters of this cycle.
   std::vector<int32_t> dl_partition;
   std::vector<int64_t> dl_offset;
@@ -102,6 +113,16 @@ void grow(KafkaSource* s, int n) {
   s->next.resize(n, -1);
   s->consumed.resize(n, 0);
   s->dead.resize(n, 0);
+  s->lost.resize(n, 0);
+  s->committed.resize(n, -1);
+}
+
+// The assignment of every owned partition at its current position.
+std::vector<std::pair<int32_t, int64_t>> current_assignment(const KafkaSource* s) {
+  int64_t policy =
+      s->config.start_offset == "earliest" ? velostream::kafka::kOffsetEarliest : velostream::kafka::kOffsetLatest;
+  std::vector<int64_t> none;
+  return velostream::kafka::plan_assignment(s->worker, s->nworkers, s->npartitions, s->next, none, policy);
 }
 
 // Assigns the owned partitions, at the stored offsets, when the topic's
@@ -136,8 +157,22 @@ void ensure_assignment(KafkaSource* s) {
   int64_t policy = s->config.start_offset == "earliest" ? velostream::kafka::kOffsetEarliest : velostream::kafka::kOffsetLatest;
   std::vector<std::pair<int32_t, int64_t>> assignment =
       velostream::kafka::plan_assignment(s->worker, s->nworkers, n, s->next, stored, policy);
-  for (const auto& a : assignment)
+  for (const auto& a : assignment) {
     if (a.second >= 0) s->next[a.first] = a.second;
+    if (a.first >= s->npartitions) s->committed[a.first] = stored[a.first];  // newly assigned to us
+  }
+  // Every owned partition has its row, so that saves are compare-and-set updates.
+  if (!assignment.empty()) {
+    Datum* parts = (Datum*)palloc(sizeof(Datum) * assignment.size());
+    for (size_t i = 0; i < assignment.size(); ++i) parts[i] = Int32GetDatum(assignment[i].first);
+    Oid types[3] = {OIDOID, INT4OID, INT4ARRAYOID};
+    Datum args3[3] = {ObjectIdGetDatum(s->stream), Int32GetDatum(s->worker),
+                      PointerGetDatum(construct_array(parts, (int)assignment.size(), INT4OID, 4, true, TYPALIGN_INT))};
+    if (SPI_execute_with_args("INSERT INTO velostream.kafka_offsets (stream, kafka_partition, worker) "
+                              "SELECT $1, p, $2 FROM unnest($3) p ON CONFLICT (stream, kafka_partition) DO NOTHING",
+                              3, types, args3, NULL, false, 0) != SPI_OK_INSERT)
+      elog(ERROR, "velostream: registering Kafka partitions failed");
+  }
   if (!s->consumer.assign(assignment, &err))
     ereport(ERROR, (errcode(ERRCODE_FDW_ERROR), errmsg("velostream: stream %s: assigning partitions failed: %s",
                                                       s->name.c_str(), err.c_str())));
@@ -187,6 +222,62 @@ bool decode_message(KafkaSource* s, const rd_kafka_message_t* m, size_t row) {
   }
   s->batch->xid[row] = 0;  // Kafka rows are never hidden by a view's start snapshot
   return true;
+}
+
+// Partitions whose position fell outside the partition's log (the broker
+// answered OFFSET_OUT_OF_RANGE and auto.offset.reset is "error"): the
+// messages between the position and the log start are gone (retention, or
+// the topic was recreated). Records the gap for velostream.errors and
+// kafka_stats, and goes on from the log start. A partition whose log start
+// cannot be read stays in `resets` and is tried again next cycle, with the
+// reason in last_error (shown in velostream.stats).
+void handle_resets(KafkaSource* s) {
+  if (s->resets.empty()) return;
+  std::vector<int32_t> retry;
+  std::string err;
+  for (int32_t p : s->resets) {
+    int64_t low = -1, high = -1;
+    if (!s->consumer.watermarks(p, 2000, &low, &high, &err)) {
+      s->last_error = "partition " + std::to_string(p) + " is outside the topic's log and its log start is unknown: " + err;
+      retry.push_back(p);
+      continue;
+    }
+    int64_t from = s->next[p] >= 0 ? s->next[p] : low;
+    char reason[512];
+    if (from < low) {
+      snprintf(reason, sizeof(reason),
+               "messages lost: offsets %lld to %lld of partition %d were deleted from topic %s (retention) before "
+               "they were consumed; consuming goes on at the log start %lld",
+               (long long)from, (long long)(low - 1), p, s->config.topic.c_str(), (long long)low);
+      s->gap_partition.push_back(p);
+      s->gap_first.push_back(from);
+      s->gap_last.push_back(low - 1);
+      s->gap_reason.push_back(reason);
+      s->lost[p] += low - from;
+    } else if (from > high) {
+      snprintf(reason, sizeof(reason),
+               "stored offset %lld of partition %d is beyond the end of topic %s's log (%lld): the topic was deleted "
+               "and recreated or truncated; consuming goes on at its log start %lld",
+               (long long)from, p, s->config.topic.c_str(), (long long)high, (long long)low);
+      s->gap_partition.push_back(p);
+      s->gap_first.push_back(from);
+      s->gap_last.push_back(-1);
+      s->gap_reason.push_back(reason);
+    } else {
+      snprintf(reason, sizeof(reason), "offset %lld of partition %d was out of range and is valid again",
+               (long long)from, p);
+      low = from;
+    }
+    ereport(WARNING, (errcode(ERRCODE_FDW_ERROR), errmsg("velostream: stream %s: %s", s->name.c_str(), reason)));
+    s->next[p] = low;
+  }
+  s->resets.swap(retry);
+  // Fetching of a reset partition stopped: assign all owned partitions again
+  // at their positions (messages re-fetched below them are skipped by offset).
+  if (!s->consumer.assign(current_assignment(s), &err))
+    ereport(ERROR, (errcode(ERRCODE_FDW_ERROR), errmsg("velostream: stream %s: assigning partitions failed: %s",
+                                                      s->name.c_str(), err.c_str())));
+  if (s->paused) s->consumer.set_paused(true);
 }
 
 }  // namespace
@@ -274,6 +365,12 @@ uint64 velostream_kafka_read(KafkaSource* s, size_t capacity, uint64 max_rows, v
   ensure_assignment(s);
   std::fill(s->consumed.begin(), s->consumed.end(), 0);
   std::fill(s->dead.begin(), s->dead.end(), 0);
+  std::fill(s->lost.begin(), s->lost.end(), 0);
+  s->gap_partition.clear();
+  s->gap_first.clear();
+  s->gap_last.clear();
+  s->gap_reason.clear();
+  handle_resets(s);
   s->dl_partition.clear();
   s->dl_offset.clear();
   s->dl_payload.clear();
@@ -297,7 +394,10 @@ uint64 velostream_kafka_read(KafkaSource* s, size_t capacity, uint64 max_rows, v
     if (n == 0) break;
     for (size_t i = 0; i < n; ++i) {
       rd_kafka_message_t* m = msgs[i];
-      if (m->err) {
+      if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+        if (std::find(s->resets.begin(), s->resets.end(), m->partition) == s->resets.end())
+          s->resets.push_back(m->partition);
+      } else if (m->err) {
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
           s->last_error = rd_kafka_message_errstr(m);
           ereport(LOG, (errmsg("velostream: stream %s: %s", s->name.c_str(), s->last_error.c_str())));
@@ -331,7 +431,35 @@ void velostream_kafka_save(KafkaSource* s, bool force) {
   for (int64_t c : s->consumed) consumed += (uint64)c;
   TimestampTz now = GetCurrentTimestamp();
   bool idle_due = TimestampDifferenceExceeds(s->last_idle_save, now, kIdleSaveEveryMs);
-  if (consumed == 0 && s->dl_partition.empty() && !(force && idle_due)) return;
+  if (consumed == 0 && s->dl_partition.empty() && s->gap_partition.empty() && !(force && idle_due)) return;
+
+  // Gaps: messages lost outside velostream's control, one dead letter each.
+  if (!s->gap_partition.empty()) {
+    int n = (int)s->gap_partition.size();
+    Datum* parts = (Datum*)palloc(sizeof(Datum) * n);
+    Datum* first = (Datum*)palloc(sizeof(Datum) * n);
+    Datum* last = (Datum*)palloc(sizeof(Datum) * n);
+    bool* last_null = (bool*)palloc(sizeof(bool) * n);
+    Datum* reasons = (Datum*)palloc(sizeof(Datum) * n);
+    for (int i = 0; i < n; ++i) {
+      parts[i] = Int32GetDatum(s->gap_partition[i]);
+      first[i] = Int64GetDatum(s->gap_first[i]);
+      last[i] = Int64GetDatum(s->gap_last[i]);
+      last_null[i] = s->gap_last[i] < 0;
+      reasons[i] = CStringGetTextDatum(s->gap_reason[i].c_str());
+    }
+    int dims[1] = {n}, lbs[1] = {1};
+    Oid types[5] = {OIDOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID};
+    Datum args[5] = {ObjectIdGetDatum(s->stream),
+                     PointerGetDatum(construct_array(parts, n, INT4OID, 4, true, TYPALIGN_INT)),
+                     PointerGetDatum(construct_array(first, n, INT8OID, 8, true, TYPALIGN_DOUBLE)),
+                     PointerGetDatum(construct_md_array(last, last_null, 1, dims, lbs, INT8OID, 8, true, TYPALIGN_DOUBLE)),
+                     PointerGetDatum(construct_array(reasons, n, TEXTOID, -1, false, TYPALIGN_INT))};
+    if (SPI_execute_with_args("INSERT INTO velostream.errors (stream, partition, \"offset\", last_offset, reason) "
+                              "SELECT $1, * FROM unnest($2, $3, $4, $5)",
+                              5, types, args, NULL, false, 0) != SPI_OK_INSERT)
+      elog(ERROR, "velostream: recording lost Kafka messages failed");
+  }
 
   // Dead letters, in the transaction that moves the offsets past them.
   if (!s->dl_partition.empty()) {
@@ -407,10 +535,18 @@ void velostream_kafka_save(KafkaSource* s, bool force) {
     dead[i] = Int64GetDatum(s->dead[p]);
     rate[i] = Float8GetDatum(s->consumed[p] / seconds);
   }
+  Datum* lost = (Datum*)palloc(sizeof(Datum) * n);
+  Datum* expected = (Datum*)palloc(sizeof(Datum) * n);
+  bool* expected_null = (bool*)palloc(sizeof(bool) * n);
+  for (int i = 0; i < n; ++i) {
+    lost[i] = Int64GetDatum(s->lost[owned[i]]);
+    expected[i] = Int64GetDatum(s->committed[owned[i]]);
+    expected_null[i] = s->committed[owned[i]] < 0;
+  }
   int dims[1] = {n}, lbs[1] = {1};
-  Oid types[10] = {OIDOID, INT4OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
-                   FLOAT8ARRAYOID, TEXTOID, BOOLOID};
-  Datum args[10] = {
+  Oid types[12] = {OIDOID, INT4OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+                   FLOAT8ARRAYOID, TEXTOID, BOOLOID, INT8ARRAYOID, INT8ARRAYOID};
+  Datum args[12] = {
       ObjectIdGetDatum(s->stream), Int32GetDatum(s->worker),
       PointerGetDatum(construct_array(parts, n, INT4OID, 4, true, TYPALIGN_INT)),
       PointerGetDatum(construct_md_array(next, next_null, 1, dims, lbs, INT8OID, 8, true, TYPALIGN_DOUBLE)),
@@ -419,19 +555,30 @@ void velostream_kafka_save(KafkaSource* s, bool force) {
       PointerGetDatum(construct_array(dead, n, INT8OID, 8, true, TYPALIGN_DOUBLE)),
       PointerGetDatum(construct_array(rate, n, FLOAT8OID, 8, true, TYPALIGN_DOUBLE)),
       s->last_error.empty() ? (Datum)0 : CStringGetTextDatum(printable(s->last_error)),
-      BoolGetDatum(vouch)};
-  char nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', s->last_error.empty() ? 'n' : ' ', ' '};
+      BoolGetDatum(vouch),
+      PointerGetDatum(construct_array(lost, n, INT8OID, 8, true, TYPALIGN_DOUBLE)),
+      PointerGetDatum(construct_md_array(expected, expected_null, 1, dims, lbs, INT8OID, 8, true, TYPALIGN_DOUBLE))};
+  char nulls[12] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', s->last_error.empty() ? 'n' : ' ', ' ', ' ', ' '};
+  // Compare-and-set: each row moves only from the next offset this worker
+  // last committed. With fencing no other worker runs this partition; if one
+  // ever did, this cycle fails instead of counting its messages twice.
   int rc = SPI_execute_with_args(
-      "INSERT INTO velostream.kafka_offsets AS k (stream, kafka_partition, worker, next_offset, high_watermark, "
-      "  messages, dead_letters, rate, last_error, updated_at, watermark_checked_at) "
-      "SELECT $1, u.p, $2, u.o, u.h, u.m, u.d, u.r, $9, now(), CASE WHEN $10 THEN now() - interval '1 second' END "
-      "FROM unnest($3, $4, $5, $6, $7, $8) AS u(p, o, h, m, d, r) "
-      "ON CONFLICT (stream, kafka_partition) DO UPDATE SET worker = excluded.worker, "
-      "  next_offset = coalesce(excluded.next_offset, k.next_offset), "
-      "  high_watermark = coalesce(excluded.high_watermark, k.high_watermark), "
-      "  messages = k.messages + excluded.messages, dead_letters = k.dead_letters + excluded.dead_letters, "
-      "  rate = excluded.rate, last_error = excluded.last_error, updated_at = excluded.updated_at, "
-      "  watermark_checked_at = coalesce(excluded.watermark_checked_at, k.watermark_checked_at)",
-      10, types, args, nulls, false, 0);
-  if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: saving Kafka offsets failed: %s", SPI_result_code_string(rc));
+      "UPDATE velostream.kafka_offsets AS k SET worker = $2, "
+      "  next_offset = coalesce(u.o, k.next_offset), high_watermark = coalesce(u.h, k.high_watermark), "
+      "  messages = k.messages + u.m, dead_letters = k.dead_letters + u.d, lost = k.lost + u.l, rate = u.r, "
+      "  last_error = $9, updated_at = now(), "
+      "  watermark_checked_at = coalesce(CASE WHEN $10 THEN now() - interval '1 second' END, k.watermark_checked_at) "
+      "FROM unnest($3, $4, $5, $6, $7, $8, $11, $12) AS u(p, o, h, m, d, r, l, e) "
+      "WHERE k.stream = $1 AND k.kafka_partition = u.p AND k.next_offset IS NOT DISTINCT FROM u.e",
+      12, types, args, nulls, false, 0);
+  if (rc != SPI_OK_UPDATE) elog(ERROR, "velostream: saving Kafka offsets failed: %s", SPI_result_code_string(rc));
+  if (SPI_processed != (uint64)n)
+    ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+                    errmsg("velostream: the committed Kafka offsets of stream %s moved under worker %d", s->name.c_str(),
+                           s->worker),
+                    errdetail("Another process committed positions of the same topic partitions; this worker's cycle "
+                              "is discarded and it restarts from the committed offsets.")));
+  for (int32_t p : owned)
+    if (s->next[p] >= 0) s->committed[p] = s->next[p];
+
 }

@@ -3,6 +3,12 @@
 // the database named by velostream.database. It restarts workers that exit
 // (after a crash they resume from their last committed flush) and stops the
 // workers of dropped streams.
+//
+// Fencing: each worker holds its partition's lock (velostream_fence_locktag)
+// for its whole life, and a worker that cannot take it waits. A launcher
+// restarted after pg_terminate_backend or a crash of its own finds workers it
+// did not start still running: it adopts them (starts no second worker while
+// the partition's lock is held) rather than starting a second set.
 #include "pg/velostream.h"
 
 extern "C" {
@@ -26,6 +32,7 @@ struct Slot {
   BackgroundWorkerHandle* handle;
   TimestampTz started;
   bool wanted;
+  bool adopted;  // run by a worker this launcher did not start
 };
 
 Slot* slots;
@@ -69,7 +76,8 @@ void read_wanted() {
   SPI_connect();
   PushActiveSnapshot(GetTransactionSnapshot());
   pgstat_report_activity(STATE_RUNNING, "velostream launcher: reading streams");
-  if (OidIsValid(get_extension_oid("velostream", true))) {
+  // A database still on an older catalog waits for ALTER EXTENSION UPDATE.
+  if (velostream_catalog_current()) {
     int rc = SPI_execute("SELECT stream::oid, partition FROM velostream.stream_partitions", true, 0);
     if (rc != SPI_OK_SELECT) elog(ERROR, "velostream launcher: reading velostream.stream_partitions failed");
     for (uint64 r = 0; r < SPI_processed; ++r) {
@@ -94,6 +102,15 @@ void read_wanted() {
   pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+// True if a live worker holds (stream, partition)'s fencing lock.
+bool partition_held(const Slot* s) {
+  LOCKTAG tag;
+  velostream_fence_locktag(&tag, s->stream, s->partition);
+  if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL) return true;
+  LockRelease(&tag, ExclusiveLock, true);
+  return false;
+}
+
 void reconcile() {
   TimestampTz now = GetCurrentTimestamp();
   for (int i = 0; i < nslots;) {
@@ -105,6 +122,18 @@ void reconcile() {
     }
     pid_t pid;
     bool running = s->handle && GetBackgroundWorkerPid(s->handle, &pid) != BGWH_STOPPED;
+    if (!running && partition_held(s)) {
+      // A worker this launcher did not start (its predecessor's) still runs
+      // the partition: adopt it. It exits by itself when its stream is dropped.
+      if (!s->adopted)
+        elog(LOG, "velostream: adopting the running worker of stream %u partition %d", s->stream, s->partition);
+      s->adopted = true;
+      s->handle = nullptr;
+      ++i;
+      continue;
+    }
+    if (!running && s->adopted) s->started = 0;  // the adopted worker exited: start ours at once
+    s->adopted = false;
     if (!running && (s->started == 0 || TimestampDifferenceExceeds(s->started, now, kRestartDelayMs))) {
       if (s->started != 0) elog(LOG, "velostream: restarting worker for stream %u partition %d", s->stream, s->partition);
       start_worker(s);

@@ -5,6 +5,7 @@
 extern "C" {
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/reloptions.h"
@@ -71,4 +72,7 @@ extern "C" {
 #include "utils/xid8.h"
 #include "utils/array.h"
 #include "utils/date.h"
+#include "utils/fmgroids.h"
+#include "storage/lock.h"
+#include "access/xact.h"
 }

@@ -2,7 +2,9 @@
 //  - CREATE FOREIGN TABLE ... SERVER velostream: create the partition logs.
 //  - CREATE MATERIALIZED VIEW ... WITH (velostream.continuous): a continuous view.
 //  - DROP MATERIALIZED VIEW on a continuous view: drop its table.
-//  - ALTER FOREIGN TABLE on a stream: refused (its logs would no longer match).
+//  - ALTER (FOREIGN) TABLE / RENAME COLUMN on a stream's columns, or dropping,
+//    retyping or renaming a continuous view's column: refused (its logs and
+//    its workers' writes would no longer match).
 //  - COPY ... FROM STDIN into a stream: the fast path of copy_from.cpp.
 #include "pg/velostream.h"
 
@@ -38,18 +40,62 @@ void rewrite_drop(DropStmt* stmt) {
   stmt->removeType = OBJECT_TABLE;
 }
 
+// The columns of a stream are the layout of its logged batches and of the
+// views' plans, and a view's columns are what its worker writes: DDL that
+// changes them is refused before it runs (ALTER TABLE works on foreign
+// tables too, so the statement's object type proves nothing).
+void refuse_stream_column_change(const char* relname) {
+  ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                  errmsg("cannot alter the columns of stream \"%s\"", relname),
+                  errdetail("Rows already written and the continuous views on it depend on its columns."),
+                  errhint("Create a new stream with the columns you need, and views on it.")));
+}
+
+void refuse_view_column_change(const char* relname, const char* column, const char* what) {
+  ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                  errmsg("cannot %s column \"%s\" of continuous view \"%s\"", what, column, relname),
+                  errdetail("Its partition workers write this column."),
+                  errhint("Drop the continuous view and create it again with the columns you need.")));
+}
+
+// Attribute number of column `name` of `relid`, or 0.
+AttrNumber column_attnum(Oid relid, const char* name) { return name ? get_attnum(relid, name) : 0; }
+
 void check_alter(AlterTableStmt* stmt) {
-  if (stmt->objtype != OBJECT_FOREIGN_TABLE) return;
   Oid relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-  if (!OidIsValid(relid) || !velostream_is_stream(relid)) return;
+  if (!OidIsValid(relid)) return;
   ListCell* lc;
+  if (velostream_is_stream(relid)) {
+    foreach (lc, stmt->cmds) {
+      AlterTableCmd* cmd = (AlterTableCmd*)lfirst(lc);
+      if (cmd->subtype == AT_ChangeOwner || cmd->subtype == AT_GenericOptions) continue;
+      refuse_stream_column_change(stmt->relation->relname);
+    }
+    return;
+  }
+  if (!velostream_is_continuous_view(relid)) return;
+  int ncolumns = velostream_view_column_count(relid);
   foreach (lc, stmt->cmds) {
     AlterTableCmd* cmd = (AlterTableCmd*)lfirst(lc);
-    if (cmd->subtype == AT_ChangeOwner || cmd->subtype == AT_GenericOptions) continue;
-    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                    errmsg("cannot alter the columns of stream \"%s\"", stmt->relation->relname),
-                    errhint("Drop the stream and create it again.")));
+    const char* what = nullptr;
+    if (cmd->subtype == AT_DropColumn) what = "drop";
+    else if (cmd->subtype == AT_AlterColumnType) what = "change the type of";
+    if (what == nullptr) continue;
+    AttrNumber att = column_attnum(relid, cmd->name);
+    if (att > 0 && att <= ncolumns) refuse_view_column_change(stmt->relation->relname, cmd->name, what);
   }
+}
+
+// ALTER ... RENAME COLUMN of a stream or of a view's column.
+void check_rename(RenameStmt* stmt) {
+  if (stmt->renameType != OBJECT_COLUMN || stmt->relation == nullptr) return;
+  Oid relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+  if (!OidIsValid(relid)) return;
+  if (velostream_is_stream(relid)) refuse_stream_column_change(stmt->relation->relname);
+  if (!velostream_is_continuous_view(relid)) return;
+  AttrNumber att = column_attnum(relid, stmt->subname);
+  if (att > 0 && att <= velostream_view_column_count(relid))
+    refuse_view_column_change(stmt->relation->relname, stmt->subname, "rename");
 }
 
 // TRUNCATE of a continuous view's table would not reset the view: its
@@ -111,6 +157,7 @@ void velostream_process_utility(PlannedStmt* pstmt, const char* query_string, bo
   }
   if (IsA(parsetree, DropStmt) || IsA(parsetree, DropOwnedStmt)) lock_out_workers(parsetree);
   if (IsA(parsetree, AlterTableStmt)) check_alter((AlterTableStmt*)parsetree);
+  if (IsA(parsetree, RenameStmt)) check_rename((RenameStmt*)parsetree);
   if (IsA(parsetree, TruncateStmt)) check_truncate((TruncateStmt*)parsetree);
 
   if (prev_hook)

@@ -14,6 +14,24 @@ extern bool velostream_fast_copy;
 /// transaction that inserted the row (xid8).
 #define VELOSTREAM_XID_COLUMN "_velostream_xid"
 
+/// The extension version whose catalog this library reads and writes
+/// (velostream.control's default_version). Workers only run against it: a
+/// database still on an older version waits for ALTER EXTENSION ... UPDATE.
+#define VELOSTREAM_CATALOG_VERSION "0.2"
+
+/// True if the installed extension's version is VELOSTREAM_CATALOG_VERSION.
+/// Call inside a transaction.
+bool velostream_catalog_current(void);
+
+/// Fencing: the lock that makes a partition worker the only one of its
+/// (stream, partition). An advisory lock of the current database with keys
+/// (stream oid, partition) and field4 VELOSTREAM_FENCE_LOCK_SPACE (0x5653,
+/// "VS"), so it cannot collide with SQL advisory locks (which use 1 and 2);
+/// pg_locks shows it as locktype advisory, classid = stream, objid =
+/// partition, objsubid = 22099.
+#define VELOSTREAM_FENCE_LOCK_SPACE 0x5653
+void velostream_fence_locktag(LOCKTAG* tag, Oid stream, int partition);
+
 /// Installs / chains the ProcessUtility hook (utility_hook.cpp).
 void velostream_install_utility_hook(void);
 
@@ -60,6 +78,10 @@ bool velostream_copy_from(CopyStmt* stmt, const char* query_string, QueryComplet
 
 /// True if `relid` is a continuous view's result table.
 bool velostream_is_continuous_view(Oid relid);
+
+/// Number of columns continuous view `relid` was created with (its first
+/// attributes; columns added later by ALTER TABLE are the user's).
+int velostream_view_column_count(Oid relid);
 
 /// Switches the current user to the bootstrap superuser, so that a
 /// non-superuser's CREATE of a stream or view can write velostream's catalog

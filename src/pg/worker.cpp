@@ -4,6 +4,7 @@
 // batch, and merges the views' deltas into their tables. Deletes and upserts
 // commit together, so a crash anywhere re-reads exactly the rows whose
 // results were not committed: nothing is lost or counted twice.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,15 @@ struct WorkerView {
   SPIPlanPtr log_delete;
   int64 log_bytes;             // changelog bytes written since the last snapshot
   int64 snapshot_bytes;        // size of the last snapshot
+  // Failure isolation: a view whose flush failed is set aside. Its delta
+  // (agg) keeps growing and is saved in velostream.pending_deltas with the
+  // consumed positions, until a retry's flush succeeds.
+  bool failing;
+  int failures;                // consecutive failed flushes
+  TimestampTz retry_at;        // next retry (velostream.retry() moves it to now)
+  bool pending_row;            // a row of velostream.pending_deltas exists
+  uint64 saved_rows_in;        // agg->rows_in() when the pending row was written
+  std::string* pending_buf;    // reused encode buffer for the pending delta
 };
 
 // Changelog compaction: a snapshot of all groups replaces the changelog
@@ -73,16 +83,17 @@ int ncolumns = 0;
 MemoryContext batch_cxt;           // detoasted values of the current batch
 SPIPlanPtr stats_plan = nullptr;
 KafkaSource* kafka = nullptr;      // set for Kafka streams
+bool worker_error_recorded = false;  // stream_partitions.worker_error is set
 
 void delete_aggregator(void* arg) { delete static_cast<eng::ViewAggregator*>(arg); }
 void delete_string(void* arg) { delete static_cast<std::string*>(arg); }
 
 // C++ calls on an owned view's state, with exceptions and error strings kept
 // inside: they return false with a message in `error`.
-bool load_state(WorkerView* v, const char* data, size_t len, char* error, size_t error_len) {
+bool load_state(eng::ViewAggregator* into, const char* data, size_t len, char* error, size_t error_len) {
   try {
     std::string why;
-    if (v->store->load_groups(data, len, &why)) return true;
+    if (into->load_groups(data, len, &why)) return true;
     snprintf(error, error_len, "%s", why.c_str());
   } catch (const std::exception& e) {
     snprintf(error, error_len, "%s", e.what());
@@ -107,21 +118,39 @@ bool merge_delta(WorkerView* v, uint32_t* groups, uint8_t* created, char* error,
   }
 }
 
-// Encodes groups[0..n) (all groups if groups is NULL) into v->encoded.
-bool encode_state(WorkerView* v, const uint32_t* groups, size_t n) {
+// Encodes groups[0..n) of `from` (all groups if groups is NULL) into `out`.
+bool encode_state(const eng::ViewAggregator* from, const uint32_t* groups, size_t n, std::string* out) {
   try {
-    v->encoded->clear();
-    if (groups == nullptr) v->store->encode_all(v->encoded);
-    else v->store->encode_groups(groups, n, v->encoded);
+    out->clear();
+    if (groups == nullptr) from->encode_all(out);
+    else from->encode_groups(groups, n, out);
     return true;
   } catch (const std::exception&) {
     return false;
   }
 }
 
-// Replays an owned view's changelog for this partition into its store.
-void load_changelog(WorkerView* v) {
+// A palloc'd bytea copy of `s`.
+bytea* to_bytea(const std::string& s) {
+  bytea* data = (bytea*)palloc(VARHDRSZ + s.size());
+  SET_VARSIZE(data, VARHDRSZ + s.size());
+  memcpy(VARDATA(data), s.data(), s.size());
+  return data;
+}
+
+// Empties an owned view's store (C++ calls kept inside).
+void clear_store(WorkerView* v) {
+  try {
+    v->store->clear();
+  } catch (const std::exception&) {
+  }
+}
+
+// Replays an owned view's changelog for this partition into its (empty) store.
+void replay_changelog(WorkerView* v) {
   const char* qstate = quote_qualified_identifier("velostream", get_rel_name(v->state));
+  v->log_bytes = 0;
+  v->snapshot_bytes = 0;
   Oid argtypes[1] = {INT4OID};
   Datum args[1] = {Int32GetDatum(partition_no)};
   char* sql = psprintf("SELECT data FROM %s WHERE partition = $1 ORDER BY id", qstate);
@@ -131,7 +160,7 @@ void load_changelog(WorkerView* v) {
     bool isnull;
     bytea* data = DatumGetByteaP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
     char error[256];
-    if (!load_state(v, VARDATA(data), VARSIZE(data) - VARHDRSZ, error, sizeof(error)))
+    if (!load_state(v->store, VARDATA(data), VARSIZE(data) - VARHDRSZ, error, sizeof(error)))
       ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
                       errmsg("velostream: state of continuous view \"%s\" is unreadable: %s", get_rel_name(v->view),
                              error),
@@ -140,6 +169,12 @@ void load_changelog(WorkerView* v) {
     if (i == 0) v->snapshot_bytes = size;
     else v->log_bytes += size;
   }
+}
+
+// Replays the changelog and prepares the changelog writes.
+void load_changelog(WorkerView* v) {
+  replay_changelog(v);
+  const char* qstate = quote_qualified_identifier("velostream", get_rel_name(v->state));
   Oid types[2] = {INT4OID, BYTEAOID};
   v->log_insert = SPI_prepare(psprintf("INSERT INTO %s (partition, data) VALUES ($1, $2)", qstate), 2, types);
   v->log_delete = SPI_prepare(psprintf("DELETE FROM %s WHERE partition = $1", qstate), 1, types);
@@ -154,12 +189,10 @@ void load_changelog(WorkerView* v) {
 // Runs in the flush's transaction, so state and result rows commit together.
 void write_changelog(WorkerView* v, const uint32_t* groups, size_t n) {
   bool snapshot = v->log_bytes > 4 * v->snapshot_bytes + kSnapshotSlack;
-  if (!encode_state(v, snapshot ? nullptr : groups, n))
+  if (!encode_state(v->store, snapshot ? nullptr : groups, n, v->encoded))
     ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory encoding the state of a continuous view")));
   size_t len = v->encoded->size();
-  bytea* data = (bytea*)palloc(VARHDRSZ + len);
-  SET_VARSIZE(data, VARHDRSZ + len);
-  memcpy(VARDATA(data), v->encoded->data(), len);
+  bytea* data = to_bytea(*v->encoded);
   Datum args[2] = {Int32GetDatum(partition_no), PointerGetDatum(data)};
   if (snapshot && SPI_execute_plan(v->log_delete, args, NULL, false, 0) != SPI_OK_DELETE)
     elog(ERROR, "velostream: compacting the state of %s failed", get_rel_name(v->view));
@@ -196,6 +229,118 @@ void remove_view(WorkerView* v) {
   pfree(v);
 }
 
+// ---- Failure isolation --------------------------------------------------
+// A view's flush runs in a subtransaction. If it fails (a trigger that
+// raises, a constraint, an overflow, a group key already in the table), the
+// view is set aside: the subtransaction is rolled back, the error goes to
+// velostream.view_partition_stats, and the view's delta is kept, in memory
+// and in velostream.pending_deltas, in the transaction that consumes the
+// stream: the other views go on, and nothing the set-aside view has not
+// written is lost. Retries back off exponentially up to kMaxBackoffMs.
+
+constexpr int kMaxBackoffMs = 60000;
+
+// Loads the view's pending delta into its agg, and its failure state.
+void load_pending(WorkerView* v) {
+  Oid argtypes[2] = {OIDOID, INT4OID};
+  Datum args[2] = {ObjectIdGetDatum(v->view), Int32GetDatum(partition_no)};
+  if (SPI_execute_with_args("SELECT data FROM velostream.pending_deltas WHERE view = $1 AND partition = $2", 2,
+                            argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+    elog(ERROR, "velostream: reading velostream.pending_deltas failed");
+  if (SPI_processed == 1) {
+    bool isnull;
+    bytea* data = DatumGetByteaP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    char error[256];
+    if (!load_state(v->agg, VARDATA(data), VARSIZE(data) - VARHDRSZ, error, sizeof(error)))
+      ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+                      errmsg("velostream: pending delta of continuous view \"%s\" is unreadable: %s",
+                             get_rel_name(v->view), error),
+                      errhint("Drop and re-create the continuous view.")));
+    v->pending_row = true;
+  }
+  if (SPI_execute_with_args("SELECT status = 'failing', failures, next_retry FROM velostream.view_partition_stats "
+                            "WHERE view = $1 AND partition = $2",
+                            2, argtypes, args, NULL, true, 1) == SPI_OK_SELECT &&
+      SPI_processed == 1) {
+    bool isnull;
+    HeapTuple t = SPI_tuptable->vals[0];
+    TupleDesc td = SPI_tuptable->tupdesc;
+    v->failing = DatumGetBool(SPI_getbinval(t, td, 1, &isnull));
+    v->failures = DatumGetInt32(SPI_getbinval(t, td, 2, &isnull));
+    Datum retry = SPI_getbinval(t, td, 3, &isnull);
+    v->retry_at = isnull ? 0 : DatumGetTimestampTz(retry);
+  }
+}
+
+// Saves the set-aside view's delta (replacing the previous one), in the
+// current transaction, when it changed.
+void save_pending(WorkerView* v) {
+  if (v->pending_row && v->agg->rows_in() == v->saved_rows_in) return;
+  if (!encode_state(v->agg, nullptr, 0, v->pending_buf))
+    ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory encoding a pending delta")));
+  Oid types[4] = {OIDOID, INT4OID, INT8OID, BYTEAOID};
+  Datum args[4] = {ObjectIdGetDatum(v->view), Int32GetDatum(partition_no), Int64GetDatum((int64)v->agg->rows_in()),
+                   PointerGetDatum(to_bytea(*v->pending_buf))};
+  if (SPI_execute_with_args("INSERT INTO velostream.pending_deltas AS d (view, partition, rows_in, data) "
+                            "VALUES ($1, $2, $3, $4) ON CONFLICT (view, partition) DO UPDATE SET "
+                            "rows_in = excluded.rows_in, data = excluded.data, updated_at = now()",
+                            4, types, args, NULL, false, 0) != SPI_OK_INSERT)
+    elog(ERROR, "velostream: saving the pending delta of %s failed", get_rel_name(v->view));
+  v->pending_row = true;
+  v->saved_rows_in = v->agg->rows_in();
+}
+
+// Deletes the view's pending delta after a successful flush.
+void drop_pending(WorkerView* v) {
+  if (!v->pending_row) return;
+  Oid types[2] = {OIDOID, INT4OID};
+  Datum args[2] = {ObjectIdGetDatum(v->view), Int32GetDatum(partition_no)};
+  if (SPI_execute_with_args("DELETE FROM velostream.pending_deltas WHERE view = $1 AND partition = $2", 2, types, args,
+                            NULL, false, 0) != SPI_OK_DELETE)
+    elog(ERROR, "velostream: deleting the pending delta of %s failed", get_rel_name(v->view));
+  v->pending_row = false;
+  v->saved_rows_in = 0;
+}
+
+// Sets the view aside after its flush failed with `e`: records the error and
+// the next retry, and logs it.
+void set_aside(WorkerView* v, ErrorData* e) {
+  v->failing = true;
+  v->failures++;
+  int64 backoff = std::min<int64>(kMaxBackoffMs, 1000LL << std::min(v->failures - 1, 16));
+  v->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff);
+  ereport(WARNING, (errcode(e->sqlerrcode),
+                    errmsg("velostream: continuous view \"%s\" set aside on partition %d: %s", get_rel_name(v->view),
+                           partition_no, e->message),
+                    e->detail ? errdetail_internal("%s", e->detail) : 0,
+                    errhint("The other views of stream %s go on; this one retries in %ld ms (velostream.retry() "
+                            "retries at once) and catches up once the cause is fixed.",
+                            stream_name, (long)backoff)));
+  Oid types[6] = {OIDOID, INT4OID, TEXTOID, TEXTOID, INT4OID, TIMESTAMPTZOID};
+  Datum args[6] = {ObjectIdGetDatum(v->view), Int32GetDatum(partition_no), CStringGetTextDatum(e->message),
+                   CStringGetTextDatum(unpack_sql_state(e->sqlerrcode)), Int32GetDatum(v->failures),
+                   TimestampTzGetDatum(v->retry_at)};
+  if (SPI_execute_with_args("INSERT INTO velostream.view_partition_stats AS s (view, partition, status, last_error, "
+                            "sqlstate, error_at, failures, next_retry) VALUES ($1, $2, 'failing', $3, $4, now(), $5, $6) "
+                            "ON CONFLICT (view, partition) DO UPDATE SET status = 'failing', last_error = $3, "
+                            "sqlstate = $4, error_at = now(), failures = $5, next_retry = $6",
+                            6, types, args, NULL, false, 0) != SPI_OK_INSERT)
+    elog(ERROR, "velostream: recording the failure of %s failed", get_rel_name(v->view));
+}
+
+// The next retry of a set-aside view, as velostream.retry() may have moved it.
+void refresh_retry(WorkerView* v) {
+  Oid types[2] = {OIDOID, INT4OID};
+  Datum args[2] = {ObjectIdGetDatum(v->view), Int32GetDatum(partition_no)};
+  if (SPI_execute_with_args("SELECT next_retry FROM velostream.view_partition_stats WHERE view = $1 AND partition = $2",
+                            2, types, args, NULL, true, 1) == SPI_OK_SELECT &&
+      SPI_processed == 1) {
+    bool isnull;
+    Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    if (!isnull && DatumGetTimestampTz(d) < v->retry_at) v->retry_at = DatumGetTimestampTz(d);
+  }
+}
+
 WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* query_tree, bool owned) {
   WorkerView* v = (WorkerView*)MemoryContextAllocZero(TopMemoryContext, sizeof(WorkerView));
   v->view = view;
@@ -209,6 +354,10 @@ WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* quer
   if (kafka == nullptr) parse_snapshot(snapshot, &v->desc->plan->start);
   v->agg = new eng::ViewAggregator(*v->desc->plan);
   velostream_on_context_reset(v->cxt, delete_aggregator, v->agg);
+  v->pending_buf = new std::string();
+  velostream_on_context_reset(v->cxt, delete_string, v->pending_buf);
+  load_pending(v);
+  MemoryContextSwitchTo(v->cxt);
   if (owned) {
     v->store = new eng::ViewAggregator(*v->desc->plan);
     velostream_on_context_reset(v->cxt, delete_aggregator, v->store);
@@ -336,7 +485,8 @@ void record_stats(WorkerView* v, uint64 groups) {
         "VALUES ($1, $2, $3, $4, $5, 1, now()) ON CONFLICT (view, partition) DO UPDATE SET "
         "events_in = s.events_in + excluded.events_in, events_selected = s.events_selected + excluded.events_selected, "
         "groups_upserted = s.groups_upserted + excluded.groups_upserted, flushes = s.flushes + 1, "
-        "last_flush = excluded.last_flush",
+        "last_flush = excluded.last_flush, status = 'running', last_error = NULL, sqlstate = NULL, failures = 0, "
+        "next_retry = NULL",
         5, types);
     if (stats_plan == nullptr) elog(ERROR, "velostream: could not prepare the stats upsert");
     SPI_keepplan(stats_plan);
@@ -380,6 +530,100 @@ uint64 read_log(Oid log_oid, Snapshot snap, uint64 max_rows, TimestampTz start) 
   table_endscan(scan);
   table_close(log, NoLock);
   return consumed;
+}
+
+// Writes view v's delta into its tables, as the view's owner in a restricted
+// security context (triggers, defaults or constraints the owner put on the
+// table never run with the worker's superuser rights). Returns the groups
+// written. Raises on failure; the caller's subtransaction is then rolled back.
+uint64 write_view(WorkerView* v) {
+  Oid owner = get_rel_owner(v->view);
+  if (OidIsValid(v->state) && get_rel_owner(v->state) != owner) {
+    // the view changed hands (ALTER TABLE ... OWNER TO): its state follows
+    char* sql = psprintf("ALTER TABLE %s OWNER TO %s",
+                         quote_qualified_identifier("velostream", get_rel_name(v->state)),
+                         quote_identifier(GetUserNameFromId(owner, false)));
+    velostream_spi_exec(sql, SPI_OK_UTILITY);
+  }
+  Oid save_userid;
+  int save_sec;
+  GetUserIdAndSecContext(&save_userid, &save_sec);
+  SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+  uint64 groups;
+  if (v->store != nullptr) {
+    size_t n = v->agg->group_count();
+    uint32_t* ids = (uint32_t*)palloc(sizeof(uint32_t) * (n ? n : 1));
+    uint8_t* created = (uint8_t*)palloc(n ? n : 1);
+    char error[256];
+    if (!merge_delta(v, ids, created, error, sizeof(error)))
+      ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                      errmsg("velostream: continuous view \"%s\" failed: %s", get_rel_name(v->view), error)));
+    groups = velostream_write_owned(v->desc, v->upsert, *v->store, ids, created, n);
+    write_changelog(v, ids, n);
+  } else {
+    groups = velostream_upsert_delta(v->desc, v->upsert, *v->agg);
+  }
+  SetUserIdAndSecContext(save_userid, save_sec);  // also restored by an abort
+  return groups;
+}
+
+// Flushes view v if it has a delta (or retries it if it is set aside and its
+// retry is due), in a subtransaction of the cycle's transaction.
+void flush_view(WorkerView* v) {
+  bool has_delta = v->agg->rows_in() > 0 || v->agg->group_count() > 0;
+  if (!has_delta && !v->failing) return;
+  if (v->failing) {
+    refresh_retry(v);
+    if (GetCurrentTimestamp() < v->retry_at) {
+      save_pending(v);  // the rows consumed for it commit with the consumed positions
+      return;
+    }
+  }
+  TimestampTz flush_start = GetCurrentTimestamp();
+  MemoryContext cxt = CurrentMemoryContext;
+  ResourceOwner owner = CurrentResourceOwner;
+  ErrorData* error = nullptr;
+  uint64 groups = 0;
+  BeginInternalSubTransaction(NULL);
+  MemoryContextSwitchTo(cxt);
+  PG_TRY();
+  {
+    groups = write_view(v);
+    ReleaseCurrentSubTransaction();
+    MemoryContextSwitchTo(cxt);
+    CurrentResourceOwner = owner;
+  }
+  PG_CATCH();
+  {
+    MemoryContextSwitchTo(cxt);
+    error = CopyErrorData();
+    FlushErrorState();
+    RollbackAndReleaseCurrentSubTransaction();
+    MemoryContextSwitchTo(cxt);
+    CurrentResourceOwner = owner;
+  }
+  PG_END_TRY();
+  if (error != nullptr) {
+    if (v->store != nullptr) {
+      // The store merged the delta before the write failed: rebuild it from
+      // the committed changelog, which the rolled-back write did not reach.
+      clear_store(v);
+      replay_changelog(v);
+    }
+    set_aside(v, error);
+    save_pending(v);
+    return;
+  }
+  elog(DEBUG2, "velostream: %s/%d flushed " UINT64_FORMAT " groups of %s in %ld us", stream_name, partition_no, groups,
+       get_rel_name(v->view), (long)(GetCurrentTimestamp() - flush_start));
+  if (v->failing)
+    ereport(LOG, (errmsg("velostream: continuous view \"%s\" on partition %d caught up after %d failed flushes",
+                         get_rel_name(v->view), partition_no, v->failures)));
+  v->failing = false;
+  v->failures = 0;
+  drop_pending(v);
+  record_stats(v, groups);
+  v->agg->clear();
 }
 
 // One transaction: consume, aggregate, flush. Returns the rows consumed.
@@ -455,50 +699,19 @@ uint64 run_cycle() {
   }
 
   TimestampTz read_done = GetCurrentTimestamp();
-  // Flush: every view's delta, and its statistics, in this transaction.
-  if (consumed > 0) {
-    pgstat_report_activity(STATE_RUNNING, "velostream: flushing");
-    foreach (lc, views) {
-      WorkerView* v = (WorkerView*)lfirst(lc);
-      if (v->agg->rows_in() == 0) continue;
-      // The upsert runs as the view's owner, in a restricted security
-      // context: triggers, defaults or constraints the owner put on the
-      // table never run with the worker's superuser rights.
-      Oid owner = get_rel_owner(v->view);
-      if (OidIsValid(v->state) && get_rel_owner(v->state) != owner) {
-        // the view changed hands (ALTER TABLE ... OWNER TO): its state follows
-        char* sql = psprintf("ALTER TABLE %s OWNER TO %s",
-                             quote_qualified_identifier("velostream", get_rel_name(v->state)),
-                             quote_identifier(GetUserNameFromId(owner, false)));
-        velostream_spi_exec(sql, SPI_OK_UTILITY);
-      }
-      Oid save_userid;
-      int save_sec;
-      GetUserIdAndSecContext(&save_userid, &save_sec);
-      SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-      TimestampTz flush_start = GetCurrentTimestamp();
-      uint64 groups;
-      if (v->store != nullptr) {
-        size_t n = v->agg->group_count();
-        uint32_t* ids = (uint32_t*)palloc(sizeof(uint32_t) * (n ? n : 1));
-        uint8_t* created = (uint8_t*)palloc(n ? n : 1);
-        char error[256];
-        if (!merge_delta(v, ids, created, error, sizeof(error)))
-          ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-                          errmsg("velostream: continuous view \"%s\" failed: %s", get_rel_name(v->view), error)));
-        groups = velostream_write_owned(v->desc, v->upsert, *v->store, ids, created, n);
-        write_changelog(v, ids, n);
-      } else {
-        groups = velostream_upsert_delta(v->desc, v->upsert, *v->agg);
-      }
-      SetUserIdAndSecContext(save_userid, save_sec);
-      elog(DEBUG2, "velostream: %s/%d flushed " UINT64_FORMAT " groups of %s in %ld us", stream_name, partition_no,
-           groups, get_rel_name(v->view), (long)(GetCurrentTimestamp() - flush_start));
-      record_stats(v, groups);
-      v->agg->clear();
-    }
-  }
+  // Flush: every view's delta, and its statistics, in this transaction; a
+  // view whose flush fails is set aside without holding the others back.
+  if (consumed > 0) pgstat_report_activity(STATE_RUNNING, "velostream: flushing");
+  foreach (lc, views) flush_view((WorkerView*)lfirst(lc));
   if (kafka != nullptr) velostream_kafka_save(kafka, true);
+  if (worker_error_recorded) {
+    Oid etypes[2] = {OIDOID, INT4OID};
+    Datum eargs[2] = {ObjectIdGetDatum(stream_oid), Int32GetDatum(partition_no)};
+    SPI_execute_with_args("UPDATE velostream.stream_partitions SET worker_error = NULL, worker_sqlstate = NULL, "
+                          "worker_failures = 0 WHERE stream = $1 AND partition = $2",
+                          2, etypes, eargs, NULL, false, 0);
+    worker_error_recorded = false;
+  }
   UnregisterSnapshot(snap);
   SPI_finish();
   PopActiveSnapshot();
@@ -513,6 +726,92 @@ uint64 run_cycle() {
   return consumed;
 }
 
+// Fencing: takes this partition's lock for the life of the process, waiting
+// while another worker (one a restarted launcher did not start) still holds
+// it. Only the holder runs cycles, so no two workers ever consume the same
+// partition, whatever dies or restarts; the lock goes with the process.
+void fence_partition() {
+  LOCKTAG tag;
+  velostream_fence_locktag(&tag, stream_oid, partition_no);
+  bool logged = false;
+  while (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL) {
+    if (!logged)
+      elog(LOG, "velostream: another worker still runs stream %u partition %d; waiting for it to exit", stream_oid,
+           partition_no);
+    logged = true;
+    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 200, PG_WAIT_EXTENSION);
+    ResetLatch(MyLatch);
+    CHECK_FOR_INTERRUPTS();
+  }
+}
+
+// A cycle failed as a whole (not one view's flush, which flush_view sets
+// aside): the error is already in the server log. Records it for
+// velostream.stats in a new transaction, waits a back-off that grows with
+// consecutive failures (up to 30 s), and exits; the launcher restarts the
+// worker, which resumes from the last committed position.
+void worker_failed(ErrorData* e) {
+  int failures = 1;
+  PG_TRY();
+  {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    SPI_connect();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    Oid types[4] = {OIDOID, INT4OID, TEXTOID, TEXTOID};
+    Datum args[4] = {ObjectIdGetDatum(stream_oid), Int32GetDatum(partition_no), CStringGetTextDatum(e->message),
+                     CStringGetTextDatum(unpack_sql_state(e->sqlerrcode))};
+    if (SPI_execute_with_args("UPDATE velostream.stream_partitions SET worker_error = $3, worker_sqlstate = $4, "
+                              "worker_error_at = now(), worker_failures = worker_failures + 1 "
+                              "WHERE stream = $1 AND partition = $2 RETURNING worker_failures",
+                              4, types, args, NULL, false, 1) == SPI_OK_UPDATE_RETURNING &&
+        SPI_processed == 1) {
+      bool isnull;
+      failures = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    }
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+  }
+  PG_CATCH();
+  {
+    EmitErrorReport();
+    FlushErrorState();
+    AbortCurrentTransaction();
+  }
+  PG_END_TRY();
+  long backoff = failures <= 1 ? 0 : std::min(30000L, 1000L << std::min(failures - 2, 10));
+  TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff);
+  while (GetCurrentTimestamp() < until) {
+    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 200, PG_WAIT_EXTENSION);
+    ResetLatch(MyLatch);
+    CHECK_FOR_INTERRUPTS();
+  }
+  proc_exit(1);
+}
+
+// run_cycle, with an ERROR that escapes it (the stream's log or offsets
+// cannot be read, the catalog is damaged, an engine limit) reported by
+// worker_failed instead of silently restarting the worker.
+uint64 guarded_cycle() {
+  uint64 consumed = 0;
+  PG_TRY();
+  { consumed = run_cycle(); }
+  PG_CATCH();
+  {
+    HOLD_INTERRUPTS();
+    MemoryContextSwitchTo(TopMemoryContext);
+    ErrorData* e = CopyErrorData();
+    EmitErrorReport();
+    FlushErrorState();
+    AbortCurrentTransaction();
+    RESUME_INTERRUPTS();
+    worker_failed(e);
+  }
+  PG_END_TRY();
+  return consumed;
+}
+
 }  // namespace
 
 void velostream_worker_main(Datum arg) {
@@ -524,6 +823,7 @@ void velostream_worker_main(Datum arg) {
   pqsignal(SIGTERM, die);
   BackgroundWorkerUnblockSignals();
   BackgroundWorkerInitializeConnectionByOid(wa.database, InvalidOid, 0);
+  fence_partition();
 
   batch_cxt = AllocSetContextCreate(TopMemoryContext, "velostream batch", ALLOCSET_DEFAULT_SIZES);
   StartTransactionCommand();
@@ -550,11 +850,22 @@ void velostream_worker_main(Datum arg) {
   StartTransactionCommand();
   SPI_connect();
   PushActiveSnapshot(GetTransactionSnapshot());
-  Oid argtypes[1] = {OIDOID};
-  Datum args[1] = {ObjectIdGetDatum(stream_oid)};
-  if (SPI_execute_with_args("SELECT kind, partitions FROM velostream.streams WHERE stream = $1", 1, argtypes, args,
-                            NULL, true, 1) == SPI_OK_SELECT &&
+  Oid argtypes[2] = {OIDOID, INT4OID};
+  Datum args[2] = {ObjectIdGetDatum(stream_oid), Int32GetDatum(partition_no)};
+  if (!velostream_catalog_current()) {
+    // The database's catalog is older than this library: wait for
+    // ALTER EXTENSION velostream UPDATE (the launcher starts us again).
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    proc_exit(0);
+  }
+  if (SPI_execute_with_args("SELECT s.kind, s.partitions, p.worker_error IS NOT NULL FROM velostream.streams s "
+                            "JOIN velostream.stream_partitions p USING (stream) WHERE s.stream = $1 AND p.partition = $2",
+                            2, argtypes, args, NULL, true, 1) == SPI_OK_SELECT &&
       SPI_processed == 1) {
+    bool had_error;
+    worker_error_recorded = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &had_error));
     char* kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
     bool isnull;
     int nparts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
@@ -571,7 +882,7 @@ void velostream_worker_main(Datum arg) {
       ConfigReloadPending = false;
       ProcessConfigFile(PGC_SIGHUP);
     }
-    uint64 consumed = run_cycle();
+    uint64 consumed = guarded_cycle();
     // A Kafka consumer with partitions already waited inside consume().
     if (consumed == 0 && (kafka == nullptr || !velostream_kafka_waits(kafka))) {
       (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, velostream_flush_interval_ms,
