@@ -79,6 +79,52 @@ CREATE VIEW velostream.kafka_stats AS
 COMMENT ON VIEW velostream.kafka_stats IS
   'per Kafka topic partition: next offset, high watermark, lag, messages, dead letters, messages lost to retention, rate, last error';
 
+-- wait(): a view that is set aside is not caught up, whatever it consumed.
+CREATE OR REPLACE FUNCTION velostream.wait(view regclass, timeout interval DEFAULT '60 seconds')
+  RETURNS boolean LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  snap      pg_snapshot := pg_current_snapshot();
+  t0        timestamptz := clock_timestamp();
+  deadline  timestamptz := clock_timestamp() + timeout;
+  kind      text;
+  s         regclass;
+  log_table regclass;
+  pending   boolean;
+BEGIN
+  SELECT st.kind, st.stream INTO kind, s
+    FROM velostream.views v JOIN velostream.streams st ON st.stream = v.stream WHERE v.view = wait.view;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION '"%" is not a continuous view', view
+      USING ERRCODE = 'wrong_object_type',
+            HINT = 'Continuous views are listed in velostream.views.';
+  END IF;
+  LOOP
+    IF kind = 'kafka' THEN
+      -- every topic partition reported after the call, and consumed up to its high watermark
+      SELECT NOT EXISTS (SELECT 1 FROM velostream.kafka_offsets k WHERE k.stream = s) OR EXISTS (
+               SELECT 1 FROM velostream.kafka_offsets k WHERE k.stream = s
+                AND (k.watermark_checked_at IS NULL OR k.watermark_checked_at < t0 OR k.high_watermark IS NULL
+                     OR coalesce(k.next_offset, 0) < k.high_watermark))
+        INTO pending;
+    ELSE
+      pending := false;
+      FOR log_table IN SELECT p.log_table FROM velostream.stream_partitions p WHERE p.stream = s LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE pg_visible_in_snapshot(_velostream_xid, $1))',
+                       log_table) INTO pending USING snap;
+        EXIT WHEN pending;
+      END LOOP;
+    END IF;
+    -- a view set aside after a failed flush has not counted what it consumed
+    IF NOT pending THEN
+      pending := EXISTS (SELECT 1 FROM velostream.view_partition_stats ps
+                          WHERE ps.view = wait.view AND ps.status = 'failing');
+    END IF;
+    IF NOT pending THEN RETURN true; END IF;
+    IF clock_timestamp() > deadline THEN RETURN false; END IF;
+    PERFORM pg_sleep(0.02);
+  END LOOP;
+END $$;
+
 -- Retry a view that is set aside now instead of at its next back-off time.
 CREATE FUNCTION velostream.retry(view regclass) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
