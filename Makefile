@@ -1,9 +1,18 @@
 # PGXS build of the velostream extension (C++17).
 #   make && make install          build and install into the server found by pg_config
 #   make unit                     engine unit tests (CMake + GoogleTest, no database)
+#   make installcheck             pg_regress suite (sql/*.sql against expected/*.out)
+#                                 on a running server that preloads velostream
+#                                 with velostream.database = 'contrib_regression'
+#                                 (test/regress/velostream.conf); test/regress/run.sh
+#                                 runs it on a temporary instance instead
 EXTENSION = velostream
 MODULE_big = velostream
-DATA = sql/velostream--0.1.sql sql/velostream--0.1--0.2.sql
+# Install and upgrade scripts only: sql/ also holds the regress tests.
+DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+# PGXS adds --dbname=contrib_regression. The tests hold non-ASCII text.
+REGRESS = copy ddl errors filters groups kafka_ddl privileges results
+REGRESS_OPTS = --encoding=UTF8
 PG_CONFIG ?= pg_config
 
 ENGINE_SRCS = $(wildcard src/engine/*.cpp)

@@ -4,6 +4,9 @@
 #   psql_c SQL...        (runs against the last started cluster)
 #   cluster_stop
 # PostgreSQL refuses to run as root, so clusters run as user postgres.
+# Every cluster has locale C.UTF-8 and encoding UTF8 (C.UTF-8 exists on every
+# Debian 12), whatever the caller's LANG and LC_*: an unset LANG would give the
+# C collation, an uninstalled locale would make initdb fail.
 PGBIN=$(pg_config --bindir)
 [ -x "$PGBIN/initdb" ] || PGBIN=/usr/lib/postgresql/15/bin
 VS_DIR=""
@@ -16,7 +19,8 @@ cluster_start() {
   rm -rf "$VS_DIR"
   mkdir -p "$VS_DIR"
   chown postgres "$VS_DIR"
-  runuser -u postgres -- "$PGBIN/initdb" -D "$VS_DIR/data" -A trust -U postgres >/dev/null
+  runuser -u postgres -- "$PGBIN/initdb" -D "$VS_DIR/data" -A trust -U postgres \
+    --locale=C.UTF-8 --encoding=UTF8 >/dev/null
   {
     echo "shared_preload_libraries = 'velostream'"
     echo "velostream.database = 'postgres'"

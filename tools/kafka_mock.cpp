@@ -7,8 +7,9 @@
 // FILE), then serves until SIGTERM / SIGINT. Commands on stdin: "down" takes
 // every broker down, "up" brings them back (to test brokers that are not
 // there yet or go away).
-// Observed with librdkafka 2.0.2: a mock partition keeps only about the last
-// 100k messages or 5 MB, so spread large loads over enough partitions.
+// A mock partition keeps only its last 5 MiB of messages (and at most 100,000
+// produce batches) and drops older ones even if nobody has read them (seen
+// with librdkafka 2.0.2), so spread large loads over enough partitions.
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <poll.h>

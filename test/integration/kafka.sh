@@ -5,6 +5,10 @@
 # over the same rows in a plain table after: a plain run, kill -9 of a worker
 # mid-stream, an immediate shutdown mid-stream, malformed messages
 # interleaved, and a broker that comes up after the stream was created.
+# A mock partition keeps only its last ~5 MiB of messages (or 100k message
+# sets) and drops older ones even if nobody has read them, so the big topics
+# have 16 partitions: the 508k flights (35 bytes a line) are ~32k messages,
+# ~1.4 MB per partition. check() fails if the mock dropped any.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/test/cluster.sh"
@@ -13,8 +17,9 @@ work=$(mktemp -d /tmp/velostream-kafka.XXXXXX)
 chmod 755 "$work"
 mock_in="$work/mock.in"
 mkfifo "$mock_in"
-"$root/build/velostream-kafka-mock" --topic plain:8 --topic kill:8 --topic crash:8 --topic bad:4 --topic late:4 \
-  --topic events:2 --topic altered:2 --bootstrap-file "$work/bootstrap" < "$mock_in" > /dev/null 2> "$work/mock.log" &
+parts=16  # partitions of each topic that gets all the flights
+"$root/build/velostream-kafka-mock" --topic plain:$parts --topic kill:$parts --topic crash:$parts --topic bad:$parts \
+  --topic late:$parts --topic events:2 --topic altered:2 --bootstrap-file "$work/bootstrap" < "$mock_in" > /dev/null 2> "$work/mock.log" &
 mock=$!
 exec 9> "$mock_in"  # keeps the mock's stdin open for "down" / "up"
 trap 'exec 9>&-; kill $mock 2>/dev/null; cluster_stop; rm -rf "$work"' EXIT
@@ -56,7 +61,18 @@ make_stream() {
     FROM $1 WHERE delay > 15 GROUP BY origin;"
 }
 
-# check NAME WHAT: both views of stream NAME equal their batch queries.
+# kept TOPIC: fails unless every partition of TOPIC still starts at offset 0,
+# i.e. the mock dropped none of its messages.
+kept() {
+  local q p
+  q=$(kcat -Q -b "$BS" $(for p in $(seq 0 $((parts - 1))); do echo "-t $1:$p:-2"; done)) \
+    || { failed "kcat -Q $1"; return; }
+  [ "$(echo "$q" | grep -c ' offset 0$')" = "$parts" ] \
+    || failed "the mock dropped messages of topic $1 (first offsets: $(echo "$q" | awk '{printf "%s ", $4}'))"
+}
+
+# check NAME WHAT: both views of stream NAME (on topic NAME without its k_)
+# equal their batch queries.
 check() {
   local ok
   for v in by_route by_origin; do
@@ -70,6 +86,7 @@ check() {
   echo "($2: caught up after ${SECONDS}s of the test)"
   n=$(psql_c "SELECT sum(n) FROM ${1}_by_route")
   [ "$n" = "$rows" ] && pass "$2: $n messages counted once" || failed "$2: counted $n of $rows"
+  kept "${1#k_}"
 }
 
 # 1. Plain run.
@@ -79,14 +96,34 @@ check k_plain "plain run"
 lag=$(psql_c "SELECT sum(lag) FROM velostream.kafka_stats WHERE stream = 'k_plain'::regclass")
 [ "$lag" = 0 ] && pass "plain run: consumer lag 0 in velostream.kafka_stats" || failed "plain run: lag $lag"
 
-# 2. kill -9 of a worker while messages stream in.
+# 2. kill -9 of a worker while messages stream in, and again while the
+#    restarted workers catch up. After a SIGKILL PostgreSQL ends every backend,
+#    recovers and only then accepts connections again (seconds: it fsyncs the
+#    data directory first), so crash_worker waits for that before the next step.
+crash_worker() {
+  local pid
+  pid=$(worker_pid)
+  [ -n "$pid" ] || { failed "$1: no worker to kill"; return; }
+  kill -9 "$pid" && echo "killed worker $pid $1"
+  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done  # reaped: the reset began
+  for _ in $(seq 1 1200); do
+    "$PGBIN/pg_isready" -q -h "$VS_DIR" -p "$VS_PORT" && return
+    sleep 0.1
+  done
+  failed "$1: the server did not accept connections within 120 s of the kill"
+}
 make_stream k_kill kill
 produce kill --rate 150000 &
 producer=$!
 sleep 1.5
-pid=$(worker_pid); kill -9 "$pid" && echo "killed worker $pid mid-stream"
-sleep 1
-pid=$(worker_pid); [ -n "$pid" ] && kill -9 "$pid" && echo "killed worker $pid mid-stream"
+crash_worker "mid-stream"
+n0=$(psql_c "SELECT coalesce(sum(n), 0) FROM k_kill_by_route")
+for _ in $(seq 1 1200); do  # until the restarted workers have committed more
+  n=$(psql_c "SELECT coalesce(sum(n), 0) FROM k_kill_by_route")
+  [ "$n" -gt "$n0" ] || [ "$n0" = "$rows" ] && break
+  sleep 0.1
+done
+crash_worker "while the restarted workers catch up ($n of $rows counted)"
 wait $producer || failed "producing to kill"
 check k_kill "kill -9 mid-stream"
 
