@@ -12,7 +12,7 @@ INSERT INTO s VALUES ('a', 1), ('a', 2), ('b', 3);
 SELECT velostream.wait('sv');
 SELECT * FROM sv ORDER BY k;
 SELECT view, sum(events_in) AS events_in, sum(backlog) AS backlog FROM velostream.stats GROUP BY view;
-SELECT relname, pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname IN ('s', 'sv');
+SELECT relname, pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname IN ('s', 'sv') ORDER BY 1;
 -- the worker writes the view as its owner: a trigger the owner adds sees
 -- the owner, not a superuser
 CREATE TABLE trigger_log (who text, superuser boolean);

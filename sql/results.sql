@@ -110,8 +110,10 @@ SELECT count(*) AS differences FROM (
   (SELECT tumble(ts, interval '1 hour'), tumble(ts, interval '7 minutes 13 seconds'), count(*) FROM times_plain GROUP BY 1, 2 EXCEPT TABLE windows)) d;
 
 -- An owned view's rows are written from its workers' state: a row put into
--- the table by hand before its group arrives is overwritten with the group's
--- values (the plain INSERT conflicts and falls back to ON CONFLICT), and a row
+-- the table by hand before its group arrives is never overwritten: the plain
+-- INSERT conflicts, the view is set aside with unique_violation (velostream.stats)
+-- and wait() does not call it caught up. Once the row is deleted,
+-- velostream.retry() brings the view back with the group's full totals; a row
 -- deleted by hand comes back, with its full totals, at the group's next change.
 CREATE FOREIGN TABLE owned_s (k text, v int) SERVER velostream;
 CREATE MATERIALIZED VIEW owned_v WITH (velostream.continuous) AS
@@ -119,8 +121,21 @@ CREATE MATERIALIZED VIEW owned_v WITH (velostream.continuous) AS
 SELECT owned FROM velostream.views WHERE view = 'owned_v'::regclass;
 INSERT INTO owned_v VALUES ('hand', 100, 100, 100);
 INSERT INTO owned_s VALUES ('hand', 1), ('hand', 2), ('other', 5);
+DO $$
+BEGIN
+  FOR i IN 1 .. 300 LOOP
+    EXIT WHEN EXISTS (SELECT 1 FROM velostream.stats WHERE view = 'owned_v'::regclass AND status = 'failing');
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+SELECT status, sqlstate, last_error FROM velostream.stats WHERE view = 'owned_v'::regclass AND status = 'failing';
+SELECT velostream.wait('owned_v', '0.2 s') AS caught_up;
+SELECT * FROM owned_v WHERE k = 'hand';
+DELETE FROM owned_v WHERE k = 'hand';
+SELECT velostream.retry('owned_v');
 SELECT velostream.wait('owned_v');
 SELECT * FROM owned_v ORDER BY k;
+SELECT DISTINCT status FROM velostream.stats WHERE view = 'owned_v'::regclass;
 DELETE FROM owned_v WHERE k = 'hand';
 INSERT INTO owned_s VALUES ('hand', 6), ('other', 1);
 SELECT velostream.wait('owned_v');
