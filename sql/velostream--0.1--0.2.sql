@@ -140,4 +140,10 @@ BEGIN
    WHERE s.view = retry.view AND s.status = 'failing';
 END $$;
 
+-- The form in which a statement velostream runs itself (CREATE of a
+-- continuous view, COPY into a stream on the fast path) passes through the
+-- ProcessUtility hooks of extensions loaded before velostream, so that
+-- pg_stat_statements or pgaudit see it; it refuses any other call.
+CREATE PROCEDURE velostream._run_intercepted() LANGUAGE C AS 'MODULE_PATHNAME', 'velostream_run_intercepted';
+
 GRANT SELECT ON velostream.stats, velostream.kafka_stats TO PUBLIC;

@@ -83,6 +83,17 @@ bool applies(ParseState* pstate, CopyStmt* stmt, Relation* rel_out, List** attnu
 
 }  // namespace
 
+bool velostream_copy_applies(CopyStmt* stmt, const char* query_string) {
+  ParseState* pstate = make_parsestate(nullptr);
+  pstate->p_sourcetext = query_string;
+  Relation rel;
+  List* attnums;
+  bool takes = applies(pstate, stmt, &rel, &attnums);
+  if (takes) table_close(rel, NoLock);  // the lock stays until the COPY runs
+  free_parsestate(pstate);
+  return takes;
+}
+
 bool velostream_copy_from(CopyStmt* stmt, const char* query_string, QueryCompletion* qc) {
   ParseState* pstate = make_parsestate(nullptr);
   pstate->p_sourcetext = query_string;

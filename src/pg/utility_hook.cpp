@@ -6,11 +6,68 @@
 //    retyping or renaming a continuous view's column: refused (its logs and
 //    its workers' writes would no longer match).
 //  - COPY ... FROM STDIN into a stream: the fast path of copy_from.cpp.
+//
+// The statements velostream runs itself (CREATE of a continuous view, COPY on
+// the fast path) still pass through the hooks of extensions loaded before it
+// (pg_stat_statements, pgaudit, ...): they are handed down the chain as a
+// CALL of velostream._run_intercepted(), which runs them, keeping their
+// query text, query id and completion (COPY n), so those hooks see and time
+// them. Extensions loaded after velostream see them anyway (their hooks
+// call ours).
 #include "pg/velostream.h"
 
 namespace {
 
 ProcessUtility_hook_type prev_hook = nullptr;
+
+/// A statement velostream runs itself, while it travels down the hook chain
+/// as a CALL of velostream._run_intercepted().
+struct Intercepted {
+  PlannedStmt* pstmt;
+  const char* query_string;
+  QueryCompletion* qc;
+  bool done;
+};
+Intercepted* intercepted = nullptr;
+
+void run_intercepted(PlannedStmt* pstmt, const char* query_string, QueryCompletion* qc) {
+  Node* parsetree = pstmt->utilityStmt;
+  if (IsA(parsetree, CreateTableAsStmt)) {
+    velostream_create_continuous_view((CreateTableAsStmt*)parsetree, query_string, pstmt->stmt_location,
+                                      pstmt->stmt_len);
+  } else if (!velostream_copy_from((CopyStmt*)parsetree, query_string, qc)) {
+    elog(ERROR, "velostream: the COPY fast path refused a statement it had accepted");
+  }
+}
+
+// Runs an intercepted statement through the hooks below ours (see the top).
+void run_through_chain(PlannedStmt* pstmt, const char* query_string, ProcessUtilityContext context,
+                       ParamListInfo params, QueryEnvironment* query_env, DestReceiver* dest, QueryCompletion* qc) {
+  Oid nsp = get_namespace_oid("velostream", true);
+  Oid proc = OidIsValid(nsp) ? GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid, CStringGetDatum("_run_intercepted"),
+                                               PointerGetDatum(buildoidvector(nullptr, 0)), ObjectIdGetDatum(nsp))
+                             : InvalidOid;
+  if (!OidIsValid(proc)) {  // an extension script older than 0.2
+    run_intercepted(pstmt, query_string, qc);
+    return;
+  }
+  CallStmt* call = makeNode(CallStmt);
+  call->funcexpr = makeFuncExpr(proc, VOIDOID, NIL, InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+  PlannedStmt* wrapped = makeNode(PlannedStmt);
+  memcpy(wrapped, pstmt, sizeof(PlannedStmt));
+  wrapped->utilityStmt = (Node*)call;  // same query id, text location and length
+  Intercepted mine = {pstmt, query_string, qc, false};
+  Intercepted* outer = intercepted;
+  intercepted = &mine;
+  PG_TRY();
+  { prev_hook(wrapped, query_string, false, context, params, query_env, dest, qc); }
+  PG_FINALLY();
+  { intercepted = outer; }
+  PG_END_TRY();
+  if (!mine.done)
+    ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+                    errmsg("a ProcessUtility hook loaded before velostream did not run the statement")));
+}
 
 bool is_continuous(CreateTableAsStmt* stmt) {
   if (stmt->objtype != OBJECT_MATVIEW || stmt->into == nullptr) return false;
@@ -141,12 +198,12 @@ void velostream_process_utility(PlannedStmt* pstmt, const char* query_string, bo
                                 ProcessUtilityContext context, ParamListInfo params, QueryEnvironment* query_env,
                                 DestReceiver* dest, QueryCompletion* qc) {
   Node* parsetree = pstmt->utilityStmt;
-  if (IsA(parsetree, CreateTableAsStmt) && is_continuous((CreateTableAsStmt*)parsetree)) {
-    velostream_create_continuous_view((CreateTableAsStmt*)parsetree, query_string, pstmt->stmt_location,
-                                      pstmt->stmt_len);
+  if ((IsA(parsetree, CreateTableAsStmt) && is_continuous((CreateTableAsStmt*)parsetree)) ||
+      (IsA(parsetree, CopyStmt) && velostream_copy_applies((CopyStmt*)parsetree, query_string))) {
+    if (prev_hook == nullptr) run_intercepted(pstmt, query_string, qc);
+    else run_through_chain(pstmt, query_string, context, params, query_env, dest, qc);
     return;
   }
-  if (IsA(parsetree, CopyStmt) && velostream_copy_from((CopyStmt*)parsetree, query_string, qc)) return;
   if (IsA(parsetree, DropStmt) && ((DropStmt*)parsetree)->removeType == OBJECT_MATVIEW) {
     if (read_only_tree) {
       pstmt = (PlannedStmt*)copyObjectImpl(pstmt);
@@ -173,6 +230,22 @@ void velostream_process_utility(PlannedStmt* pstmt, const char* query_string, bo
 }
 
 }  // namespace
+
+extern "C" {
+PGDLLEXPORT Datum velostream_run_intercepted(PG_FUNCTION_ARGS);
+PG_FUNCTION_INFO_V1(velostream_run_intercepted);
+}
+
+/// velostream._run_intercepted(): the procedure an intercepted statement
+/// travels down the hook chain as; runs it. Refuses any other call.
+Datum velostream_run_intercepted(PG_FUNCTION_ARGS) {
+  if (intercepted == nullptr || intercepted->done)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("velostream._run_intercepted() is internal to velostream")));
+  intercepted->done = true;
+  run_intercepted(intercepted->pstmt, intercepted->query_string, intercepted->qc);
+  PG_RETURN_VOID();
+}
 
 void velostream_install_utility_hook(void) {
   prev_hook = ProcessUtility_hook;

@@ -76,6 +76,10 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
 /// then runs). Raises COPY's own errors (permissions, bad data).
 bool velostream_copy_from(CopyStmt* stmt, const char* query_string, QueryCompletion* qc);
 
+/// True if velostream_copy_from would take `stmt` (it changes nothing the
+/// client sees; it locks the stream as the COPY will).
+bool velostream_copy_applies(CopyStmt* stmt, const char* query_string);
+
 /// True if `relid` is a continuous view's result table.
 bool velostream_is_continuous_view(Oid relid);
 
