@@ -48,7 +48,8 @@ void encode_batch(const RecordBatch& b, std::string* out) {
       continue;
     }
     put<uint8_t>(out, (uint8_t)c.type);
-    bool has_nulls = std::memchr(c.null.data(), 1, n) != nullptr;
+    // n == 0: the vectors may have no storage, and memchr(nullptr, ...) is undefined.
+    bool has_nulls = n > 0 && std::memchr(c.null.data(), 1, n) != nullptr;
     put<uint8_t>(out, has_nulls ? 1 : 0);
     if (has_nulls) out->append(reinterpret_cast<const char*>(c.null.data()), n);
     switch (c.type) {
@@ -111,8 +112,8 @@ bool decode_batch(const char* data, size_t len, RecordBatch* b, std::string* err
     if (has_nulls) {
       const char* nulls = r.skip(rows);
       if (nulls == nullptr) goto truncated;
-      if (keep) std::memcpy(c.null.data(), nulls, rows);
-    } else if (keep) {
+      if (keep && rows > 0) std::memcpy(c.null.data(), nulls, rows);
+    } else if (keep && rows > 0) {
       std::memset(c.null.data(), 0, rows);
     }
     switch (stored) {
@@ -120,7 +121,8 @@ bool decode_batch(const char* data, size_t len, RecordBatch* b, std::string* err
       case Type::kFloat64: {
         const char* v = r.skip((size_t)rows * 8);
         if (v == nullptr) goto truncated;
-        if (keep) std::memcpy(stored == Type::kInt64 ? (void*)c.i64.data() : (void*)c.f64.data(), v, (size_t)rows * 8);
+        if (keep && rows > 0)
+          std::memcpy(stored == Type::kInt64 ? (void*)c.i64.data() : (void*)c.f64.data(), v, (size_t)rows * 8);
         break;
       }
       case Type::kNumeric: {
