@@ -87,11 +87,30 @@ bool Decimal::parse(std::string_view s, Decimal* out) {
     if (new_scale > kMaxDigits) return false;
     scale = static_cast<int>(new_scale);
   }
-  if (digit_count(coef) > kMaxDigits) return false;
+  if (digit_count(coef) > kMaxDigits || scale > kMaxScale) return false;
   d.coef = neg ? -coef : coef;
   d.scale = static_cast<int16_t>(scale);
   *out = d;
   return true;
+}
+
+bool Decimal::valid() const {
+  switch (kind) {
+    case kNaN:
+    case kPosInf:
+    case kNegInf:
+      return true;
+    case kFinite:
+      break;
+    default:
+      return false;
+  }
+  static constexpr __int128 kLimit = [] {
+    __int128 v = 1;
+    for (int i = 0; i < kMaxDigits; ++i) v *= 10;
+    return v;
+  }();
+  return scale >= 0 && scale <= kMaxScale && coef > -kLimit && coef < kLimit;
 }
 
 std::string Decimal::to_string() const {
