@@ -9,9 +9,10 @@ namespace {
 constexpr int kMaxDigits = 38;
 
 int digit_count(__int128 v) {
-  if (v < 0) v = -v;
+  // Negated as unsigned: -v overflows for the most negative value.
+  unsigned __int128 u = v < 0 ? -static_cast<unsigned __int128>(v) : static_cast<unsigned __int128>(v);
   int n = 0;
-  while (v != 0) { v /= 10; ++n; }
+  while (u != 0) { u /= 10; ++n; }
   return n;
 }
 

@@ -109,3 +109,15 @@ TEST(Decimal, ValidIsWhatParseProduces) {
   EXPECT_FALSE(d.valid());
 }
 
+// Two numerics whose sum, at the common scale, is exactly -2^127: counting its
+// digits negated the most negative __int128 (signed overflow, reported by
+// UBSan; found in review). The sum has 39 digits and is refused.
+TEST(Decimal, SumAtTheMostNegativeInt128IsRefused) {
+  Decimal a = D("-9999999999999999999999999999999999999.8");
+  Decimal b = D("-7014118346046923173168730371588410573");
+  Decimal sum;
+  EXPECT_FALSE(decimal_add(a, b, &sum));
+  EXPECT_FALSE(decimal_add(b, a, &sum));
+  ASSERT_TRUE(decimal_add(a, D("-0.1"), &sum));
+  EXPECT_EQ(sum.to_string(), "-9999999999999999999999999999999999999.9");
+}
