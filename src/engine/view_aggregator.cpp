@@ -404,6 +404,42 @@ void ViewAggregator::encode_groups(const uint32_t* groups, size_t n, std::string
   }
 }
 
+bool ViewAggregator::valid_key(std::string_view key) const {
+  const char* p = key.data();
+  const char* end = p + key.size();
+  auto need = [&](size_t n) { return static_cast<size_t>(end - p) >= n; };
+  for (const KeySpec& k : plan_.keys) {
+    if (!need(1)) return false;
+    const uint8_t is_null = static_cast<uint8_t>(*p++);
+    if (is_null > 1) return false;
+    if (is_null) continue;
+    switch (k.type) {
+      case Type::kInt64:
+      case Type::kFloat64:
+        if (!need(8)) return false;
+        p += 8;
+        break;
+      case Type::kNumeric: {
+        if (!need(1 + sizeof(int16_t) + sizeof(__int128))) return false;
+        Decimal d;
+        d.kind = static_cast<Decimal::Kind>(*p++);
+        d.scale = get<int16_t>(p);
+        d.coef = get<__int128>(p);
+        if (!d.valid()) return false;
+        break;
+      }
+      case Type::kText: {
+        if (!need(4)) return false;
+        const uint32_t len = get<uint32_t>(p);
+        if (!need(len)) return false;
+        p += len;
+        break;
+      }
+    }
+  }
+  return p == end;
+}
+
 bool ViewAggregator::load_groups(const char* data, size_t len, std::string* error) {
   const size_t naggs = plan_.aggs.size();
   const char* p = data;
@@ -422,7 +458,7 @@ bool ViewAggregator::load_groups(const char* data, size_t len, std::string* erro
     if (!need(4)) goto corrupt;
     {
       uint32_t klen = get<uint32_t>(p);
-      if (!need(klen)) goto corrupt;
+      if (!need(klen) || !valid_key(std::string_view(p, klen))) goto corrupt;
       bool added;
       uint32_t g = find_or_add(std::string_view(p, klen), &added);
       p += klen;
@@ -431,13 +467,19 @@ bool ViewAggregator::load_groups(const char* data, size_t len, std::string* erro
         AggState& s = states_[g * naggs + a];
         s = AggState();
         __int128 n;
-        if (!get_varint(p, end, &n)) goto corrupt;
+        if (!get_varint(p, end, &n) || n < 0 || n > std::numeric_limits<int64_t>::max()) goto corrupt;
         s.n = static_cast<int64_t>(n);
         if (spec.func == AggFunc::kCountStar || spec.func == AggFunc::kCount) continue;
         switch (spec.input) {
-          case Type::kInt64:
+          case Type::kInt64: {
             if (!get_varint(p, end, &s.i)) goto corrupt;
+            // A sum of n int8 values is within n * 2^63 (so two sums added
+            // never overflow 128 bits); a min or max is an int8.
+            const bool is_sum = spec.func == AggFunc::kSum || spec.func == AggFunc::kAvg;
+            const __int128 bound = is_sum ? static_cast<__int128>(s.n) << 63 : std::numeric_limits<int64_t>::max();
+            if (s.i > bound || s.i < (is_sum ? -bound : std::numeric_limits<int64_t>::min())) goto corrupt;
             break;
+          }
           case Type::kFloat64:
             if (!need(8)) goto corrupt;
             s.f = get<double>(p);
@@ -447,6 +489,7 @@ bool ViewAggregator::load_groups(const char* data, size_t len, std::string* erro
             s.d.coef = get<__int128>(p);
             s.d.scale = get<int16_t>(p);
             s.d.kind = static_cast<Decimal::Kind>(*p++);
+            if (!s.d.valid()) goto corrupt;
             break;
           case Type::kText: break;
         }

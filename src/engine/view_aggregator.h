@@ -102,7 +102,11 @@ class ViewAggregator {
   void encode_all(std::string* out) const;
   /// Reads bytes written by encode_groups: each group's states replace the
   /// stored ones (later writes win). Returns false with `error` set if the
-  /// bytes are corrupt or of another plan's shape.
+  /// bytes are corrupt or of another plan's shape: keys must have this plan's
+  /// parts (NULL flags 0 or 1, complete values, valid numerics, nothing
+  /// after), counts must be bigints >= 0, int8 sums within count * 2^63,
+  /// int8 extremes int8s, numerics valid (Decimal::valid). Groups read before
+  /// the error stay loaded.
   bool load_groups(const char* data, size_t len, std::string* error);
 
   const ViewPlan& plan() const { return plan_; }
@@ -112,6 +116,7 @@ class ViewAggregator {
 
  private:
   void encode_key(const RecordBatch& b, size_t row, std::string* out) const;
+  bool valid_key(std::string_view key) const;  // as encode_key can write for plan_
   bool update(const AggSpec& spec, size_t a, const RecordBatch& b);
   uint32_t find_or_add(std::string_view key, bool* added);
 
