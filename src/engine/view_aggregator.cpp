@@ -66,8 +66,9 @@ void ViewAggregator::clear() {
 // Key encoding: per part a NULL flag byte, then the value: 8 raw bytes for
 // int64 and float8 (with -0 and NaN canonicalised, as PostgreSQL treats them
 // as equal), kind/scale/coefficient of the normalised decimal, or a 4-byte
-// length and the bytes of a text. Equal SQL keys give equal bytes.
-void ViewAggregator::encode_key(const RecordBatch& b, size_t row, std::string* out) const {
+// length and the bytes of a text. Equal SQL keys give equal bytes. Returns
+// false for a timestamp whose tumble window date_bin cannot compute.
+bool ViewAggregator::encode_key(const RecordBatch& b, size_t row, std::string* out) const {
   out->clear();
   for (const KeySpec& k : plan_.keys) {
     const Column& c = b.columns[k.column];
@@ -79,7 +80,7 @@ void ViewAggregator::encode_key(const RecordBatch& b, size_t row, std::string* o
     switch (k.type) {
       case Type::kInt64: {
         int64_t v = c.i64[row];
-        if (k.tumble_size > 0) v = tumble_start(v, k.tumble_size, k.tumble_origin);
+        if (k.tumble_size > 0 && !tumble_start(v, k.tumble_size, k.tumble_origin, &v)) return false;
         put(out, v);
         break;
       }
@@ -105,6 +106,7 @@ void ViewAggregator::encode_key(const RecordBatch& b, size_t row, std::string* o
       }
     }
   }
+  return true;
 }
 
 KeyValue ViewAggregator::key(uint32_t g, size_t part) const {
@@ -167,7 +169,10 @@ bool ViewAggregator::consume(const RecordBatch& b) {
   const size_t naggs = plan_.aggs.size();
   group_of_.resize(sel_.size());
   for (size_t k = 0; k < sel_.size(); ++k) {
-    encode_key(b, sel_[k], &key_buf_);
+    if (!encode_key(b, sel_[k], &key_buf_)) {
+      error_ = "tumble(): timestamp out of range (date_bin raises an error for it)";
+      return false;
+    }
     auto it = index_.find(std::string_view(key_buf_));
     if (it != index_.end()) {
       group_of_[k] = it->second;

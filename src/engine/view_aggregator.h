@@ -63,7 +63,8 @@ class ViewAggregator {
 
   /// Filters `batch` and folds every selected row into its group's partial
   /// states. Returns false (and sets error()) if a numeric sum overflows the
-  /// engine's 38 digits; the delta is then unusable.
+  /// engine's 38 digits, or a tumble window is out of range (where
+  /// PostgreSQL's date_bin raises an error); the delta is then unusable.
   bool consume(const RecordBatch& batch);
 
   /// Number of groups in the delta.
@@ -115,7 +116,7 @@ class ViewAggregator {
   const std::string& error() const { return error_; }
 
  private:
-  void encode_key(const RecordBatch& b, size_t row, std::string* out) const;
+  bool encode_key(const RecordBatch& b, size_t row, std::string* out) const;
   bool valid_key(std::string_view key) const;  // as encode_key can write for plan_
   bool update(const AggSpec& spec, size_t a, const RecordBatch& b);
   uint32_t find_or_add(std::string_view key, bool* added);

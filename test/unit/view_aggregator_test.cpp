@@ -472,3 +472,28 @@ TEST(ViewAggregator, LoadRefusesStatesNoRowsProduce) {
   EXPECT_FALSE(loads({1, 1, 1, 0, 1, two63, 1, 0}));        // min beyond int8
   EXPECT_FALSE(loads({1, 1, 1, 0, 1, 0, 1, -two63 - 1}));   // max beyond int8
 }
+
+// A tumble key of a timestamp whose window PostgreSQL's date_bin cannot
+// compute (its distance from 1970 overflows 64 bits: after 294247 AD, which
+// INSERT accepts) overflowed in tumble_start (UBSan; found by the batch_codec
+// fuzz target). consume() now fails with date_bin's error, as the view's
+// query run as a batch query does.
+TEST(ViewAggregator, TumbleOutOfRangeFailsLikeDateBin) {
+  ViewPlan p;
+  p.keys.push_back({kTs, Type::kInt64, 3600LL * 1000000, kUnixEpochInPgMicros});
+  p.aggs.push_back({AggFunc::kCountStar, -1, Type::kInt64});
+  Rows r;
+  r.origin = {"A", "B"};
+  r.delay = {0, 0};
+  r.ts = {0, INT64_MAX - 1};
+  RecordBatch b;
+  fill(r, &b);
+  ViewAggregator v(p);
+  EXPECT_FALSE(v.consume(b));
+  EXPECT_NE(v.error().find("out of range"), std::string::npos) << v.error();
+  r.ts = {0, INT64_MAX};  // infinity has an infinite window
+  fill(r, &b);
+  ViewAggregator w(p);
+  ASSERT_TRUE(w.consume(b)) << w.error();
+  EXPECT_EQ(w.group_count(), 2u);
+}
