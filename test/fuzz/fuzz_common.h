@@ -3,6 +3,7 @@
 // crash libFuzzer reports when an engine contract is broken.
 #pragma once
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -119,6 +120,57 @@ inline void codec_columns(eng::RecordBatch* batch, bool all_used) {
     batch->columns[c].type = types[c];
     batch->columns[c].used = all_used || c == 3;
   }
+}
+
+/// One handwritten row of the codec stream; null[c] makes column c NULL.
+struct SeedRow {
+  bool null[5];
+  int64_t ts;        ///< column 0, microseconds since 2000-01-01
+  double f;          ///< column 1
+  const char* num;   ///< column 2, numeric text
+  const char* text;  ///< column 3
+  int64_t n;         ///< column 4
+};
+
+/// Fills `batch` (codec_columns, all read) with `rows`.
+inline void fill_codec_batch(eng::RecordBatch* batch, const std::vector<SeedRow>& rows) {
+  codec_columns(batch, true);
+  batch->reset(rows.size());
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const SeedRow& x = rows[r];
+    for (int c = 0; c < 5; ++c) batch->columns[c].null[r] = x.null[c] ? 1 : 0;
+    batch->columns[0].i64[r] = x.ts;
+    batch->columns[1].f64[r] = x.f;
+    if (!eng::Decimal::parse(x.num, &batch->columns[2].dec[r])) fail("a seed numeric parses");
+    batch->columns[3].str[r] = batch->arena.copy(x.text, std::strlen(x.text));
+    batch->columns[4].i64[r] = x.n;
+    batch->xid[r] = 0;
+  }
+}
+
+/// Flights-like rows: NULLs, -0, NaN and Infinity numerics, repeated groups.
+inline const std::vector<SeedRow>& flight_rows() {
+  static const int64_t jan1 = 31622460000000, hour = 3600LL * 1000000;  // 2001-01-01T00:01Z
+  static const std::vector<SeedRow> rows = {
+      {{0, 0, 0, 0, 0}, jan1, 1.5, "-12.340", "ATL", 33},
+      {{0, 0, 0, 0, 1}, jan1 + hour, -0.0, "NaN", "", 0},
+      {{1, 1, 1, 1, 1}, 0, 0, "0", "", 0},
+      {{0, 0, 0, 0, 0}, jan1 + 2 * hour, 1e300, "Infinity", "SFO", -7},
+      {{0, 0, 0, 0, 0}, jan1 + 2 * hour, 1e300, "99999999999999999999999999999999999999", "SFO", 8},
+  };
+  return rows;
+}
+
+/// Rows at the limits: +/-infinity timestamps, int8 extremes, 38-digit
+/// numerics, non-ASCII text.
+inline const std::vector<SeedRow>& extreme_rows() {
+  static const double inf = std::numeric_limits<double>::infinity();
+  static const std::vector<SeedRow> rows = {
+      {{0, 0, 0, 0, 0}, INT64_MAX, inf, "-Infinity", "caf\xc3\xa9 \xf0\x9f\x9b\xab", INT64_MAX},
+      {{0, 0, 0, 0, 0}, INT64_MIN, -inf, "0.000000000000000000000000000000000001", "\"quoted, text\"", INT64_MIN},
+      {{0, 0, 0, 0, 0}, -1, std::nan(""), "-99999999999999999999999999999999999999", "x", -1},
+  };
+  return rows;
 }
 
 /// The view of the state loader target, over the codec target's stream:

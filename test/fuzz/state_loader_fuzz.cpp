@@ -6,7 +6,8 @@
 // avg / min / max). If it loads:
 //  - the groups read back the way the flush reads them (keys, numeric text);
 //  - encode_all -> load_groups -> encode_all gives the same bytes twice;
-//  - a delta of real rows merges into the loaded state and reads back.
+//  - a delta of real rows (those of the seeds) merges into the loaded state
+//    and reads back.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -18,25 +19,12 @@ namespace vf = velostream::fuzz;
 
 namespace {
 
-// A few rows of the codec stream (int8, float8, numeric, text, int8) whose
-// groups fall on the seeds' groups.
+// The rows the seed states were made of (make_seeds): merging them into a
+// loaded state adds to the loaded groups.
 const eng::RecordBatch& delta_rows() {
   static eng::RecordBatch* b = [] {
     auto* batch = new eng::RecordBatch();
-    vf::codec_columns(batch, true);
-    batch->reset(3);
-    const char* texts[3] = {"ATL", "", "SFO"};
-    const char* nums[3] = {"1.50", "-0.25", "NaN"};
-    for (size_t r = 0; r < 3; ++r) {
-      batch->columns[0].i64[r] = static_cast<int64_t>(r) * 3600LL * 1000000;
-      batch->columns[1].f64[r] = 0.5 * static_cast<double>(r);
-      eng::Decimal::parse(nums[r], &batch->columns[2].dec[r]);
-      batch->columns[3].str[r] = batch->arena.copy(texts[r], std::strlen(texts[r]));
-      batch->columns[4].i64[r] = 1000 - static_cast<int64_t>(r) * 999;
-      for (auto& c : batch->columns) c.null[r] = 0;
-      batch->xid[r] = 0;
-    }
-    batch->columns[4].null[1] = 1;
+    vf::fill_codec_batch(batch, vf::flight_rows());
     return batch;
   }();
   return *b;
