@@ -339,7 +339,10 @@ bool ViewAggregator::merge(const ViewAggregator& delta, std::vector<uint32_t>* g
           break;
         }
       }
-      s.n += d.n;
+      if (__builtin_add_overflow(s.n, d.n, &s.n)) {
+        error_ = "a count exceeds bigint (bigint out of range)";
+        return false;
+      }
     }
   }
   return true;

@@ -89,8 +89,8 @@ class ViewAggregator {
   /// Merges every group of `delta` (same plan) into this one. On return
   /// `groups` holds this aggregator's ids of the merged groups in key order
   /// and `created[i]` is 1 where groups[i] did not exist before. Returns
-  /// false (error() set) if a numeric sum overflows 38 digits; this
-  /// aggregator is then unusable.
+  /// false (error() set) if a numeric sum overflows 38 digits or a count
+  /// exceeds bigint; this aggregator is then unusable.
   bool merge(const ViewAggregator& delta, std::vector<uint32_t>* groups, std::vector<uint8_t>* created);
 
   /// Appends the keys and partial states of groups[0..n) to `out` in a compact

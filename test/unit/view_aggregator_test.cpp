@@ -497,3 +497,24 @@ TEST(ViewAggregator, TumbleOutOfRangeFailsLikeDateBin) {
   ASSERT_TRUE(w.consume(b)) << w.error();
   EXPECT_EQ(w.group_count(), 2u);
 }
+
+// A loaded count at the bigint limit plus a delta overflowed int64 in merge
+// (UBSan; found by the state_loader fuzz target). merge now fails as
+// PostgreSQL's count does ("bigint out of range").
+TEST(ViewAggregator, MergeRefusesACountBeyondBigint) {
+  ViewAggregator store(by_origin_plan());
+  std::string bytes = state_bytes(5, {{text_key("SFO"), {INT64_MAX, 1, 1, 10, 1, 10, 1, 10}}}), error;
+  ASSERT_TRUE(store.load_groups(bytes.data(), bytes.size(), &error)) << error;
+  Rows r;
+  r.origin = {"SFO"};
+  r.delay = {5};
+  r.ts = {0};
+  RecordBatch b;
+  fill(r, &b);
+  ViewAggregator delta(by_origin_plan());
+  ASSERT_TRUE(delta.consume(b));
+  std::vector<uint32_t> groups;
+  std::vector<uint8_t> created;
+  EXPECT_FALSE(store.merge(delta, &groups, &created));
+  EXPECT_NE(store.error().find("bigint out of range"), std::string::npos) << store.error();
+}
