@@ -1,6 +1,8 @@
 # PGXS build of the velostream extension (C++17).
 #   make && make install          build and install into the server found by pg_config
 #   make unit                     engine unit tests (CMake + GoogleTest, no database)
+#   make unit-asan                the same under AddressSanitizer + UBSan (build-asan/)
+#   make fuzz                     the engine's libFuzzer targets, 20 s each (build-fuzz/)
 EXTENSION = velostream
 MODULE_big = velostream
 DATA = sql/velostream--0.1.sql
@@ -27,6 +29,12 @@ override CXXFLAGS += $(PG_CXXFLAGS)
 
 $(OBJS): $(wildcard src/engine/*.h) $(wildcard src/pg/*.h) $(wildcard src/kafka/*.h)
 
-.PHONY: unit
+.PHONY: unit unit-asan fuzz
 unit:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j2 && cd build && ctest --output-on-failure
+
+unit-asan:
+	cmake -S . -B build-asan -DVELOSTREAM_SANITIZE=ON >/dev/null && cmake --build build-asan -j2 --target engine_tests && cd build-asan && ctest --output-on-failure
+
+fuzz:
+	bash test/fuzz/run.sh
