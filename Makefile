@@ -6,6 +6,8 @@
 #                                 with velostream.database = 'contrib_regression'
 #                                 (test/regress/velostream.conf); test/regress/run.sh
 #                                 runs it on a temporary instance instead
+#   make unit-asan                the same under AddressSanitizer + UBSan (build-asan/)
+#   make fuzz                     the engine's libFuzzer targets, 20 s each (build-fuzz/)
 EXTENSION = velostream
 MODULE_big = velostream
 # Install and upgrade scripts only: sql/ also holds the regress tests.
@@ -36,6 +38,12 @@ override CXXFLAGS += $(PG_CXXFLAGS)
 
 $(OBJS): $(wildcard src/engine/*.h) $(wildcard src/pg/*.h) $(wildcard src/kafka/*.h)
 
-.PHONY: unit
+.PHONY: unit unit-asan fuzz
 unit:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j2 && cd build && ctest --output-on-failure
+
+unit-asan:
+	cmake -S . -B build-asan -DVELOSTREAM_SANITIZE=ON >/dev/null && cmake --build build-asan -j2 --target engine_tests && cd build-asan && ctest --output-on-failure
+
+fuzz:
+	bash test/fuzz/run.sh

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: engine unit tests (ctest), then the PostgreSQL tests.
+# Runs every test: engine unit tests (ctest), the same under ASan + UBSan,
+# the engine's fuzz targets for a bounded time, then the PostgreSQL tests.
 # Installs what it needs first. Run as root on Debian 12.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,22 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build
 rc=$?
 grep -E "tests passed|tests failed|Failed|\*\*\*" build/ctest.log
 add_ctest_counts build/ctest.log "$rc"
+
+echo "== engine unit tests under AddressSanitizer + UBSan (ctest)"
+cmake -S . -B build-asan -DVELOSTREAM_SANITIZE=ON >/dev/null && cmake --build build-asan -j2 --target engine_tests >/dev/null || exit 1
+(cd build-asan && ctest --output-on-failure) > build-asan/ctest.log 2>&1
+rc=$?
+grep -E "tests passed|tests failed|Failed|\*\*\*|runtime error|ERROR: AddressSanitizer" build-asan/ctest.log
+add_ctest_counts build-asan/ctest.log "$rc"
+
+echo "== fuzzing: csv and json decoders, batch codec, state loader (libFuzzer, ${FUZZ_SECONDS:-20} s each)"
+bash test/fuzz/run.sh > build/fuzz.log 2>&1
+rc=$?
+cat build/fuzz.log
+ok=$(grep -c "^PASS" build/fuzz.log || true)
+bad=$(grep -c "^FAIL" build/fuzz.log || true)
+passed=$((passed + ok)); failed=$((failed + bad))
+[ $rc -eq 0 ] || [ "$bad" -gt 0 ] || failed=$((failed + 1))
 
 echo "== build and install the extension"
 make -s -j2 >/dev/null && make -s install >/dev/null || { echo "build failed"; exit 1; }

@@ -48,7 +48,8 @@ void encode_batch(const RecordBatch& b, std::string* out) {
       continue;
     }
     put<uint8_t>(out, (uint8_t)c.type);
-    bool has_nulls = std::memchr(c.null.data(), 1, n) != nullptr;
+    // n == 0: the vectors may have no storage, and memchr(nullptr, ...) is undefined.
+    bool has_nulls = n > 0 && std::memchr(c.null.data(), 1, n) != nullptr;
     put<uint8_t>(out, has_nulls ? 1 : 0);
     if (has_nulls) out->append(reinterpret_cast<const char*>(c.null.data()), n);
     switch (c.type) {
@@ -87,12 +88,16 @@ bool decode_batch(const char* data, size_t len, RecordBatch* b, std::string* err
     *error = "log batch has " + std::to_string(ncols) + " columns, the stream " + std::to_string(b->columns.size());
     return false;
   }
-  b->rows = rows;
-  b->xid.resize(rows);
+  // Nothing is sized for `rows` until the bytes of a column are known to be
+  // there, so corrupt bytes cannot make it allocate more than they hold (or,
+  // when no column is stored, more than kMaxBatchRows xids).
+  b->rows = 0;
+  b->xid.clear();
+  if (rows > kMaxBatchRows) goto truncated;
   for (uint32_t ci = 0; ci < ncols; ++ci) {
     Column& c = b->columns[ci];
     uint8_t type = 0, has_nulls = 0;
-    if (!r.take(&type, 1) || !r.take(&has_nulls, 1)) goto truncated;
+    if (!r.take(&type, 1) || !r.take(&has_nulls, 1) || has_nulls > 1) goto truncated;
     if (type == kNotStored) {
       if (c.used) {
         *error = "column " + std::to_string(ci + 1) + " is not stored in the log batch";
@@ -104,58 +109,64 @@ bool decode_batch(const char* data, size_t len, RecordBatch* b, std::string* err
       *error = "column " + std::to_string(ci + 1) + " has another type in the log batch";
       return false;
     }
-    // A column no view reads is skipped without decoding its values.
-    const bool keep = c.used;
     const Type stored = (Type)type;
-    if (keep) c.resize(rows);
+    const char* nulls = nullptr;
     if (has_nulls) {
-      const char* nulls = r.skip(rows);
+      nulls = r.skip(rows);
       if (nulls == nullptr) goto truncated;
-      if (keep) std::memcpy(c.null.data(), nulls, rows);
-    } else if (keep) {
-      std::memset(c.null.data(), 0, rows);
+      for (uint32_t i = 0; i < rows; ++i)
+        if ((uint8_t)nulls[i] > 1) goto truncated;
     }
+    const char* values = nullptr;  // fixed-width values, or text end offsets
+    const char* text = nullptr;
+    uint32_t text_len = 0;
     switch (stored) {
       case Type::kInt64:
-      case Type::kFloat64: {
-        const char* v = r.skip((size_t)rows * 8);
-        if (v == nullptr) goto truncated;
-        if (keep) std::memcpy(stored == Type::kInt64 ? (void*)c.i64.data() : (void*)c.f64.data(), v, (size_t)rows * 8);
+      case Type::kFloat64: values = r.skip((size_t)rows * 8); break;
+      case Type::kNumeric: values = r.skip((size_t)rows * kDecimalBytes); break;
+      case Type::kText:
+        values = r.skip(((size_t)rows + 1) * 4);
+        if (values == nullptr) goto truncated;
+        std::memcpy(&text_len, values + (size_t)rows * 4, 4);
+        text = r.skip(text_len);
+        if (text == nullptr) goto truncated;
         break;
-      }
-      case Type::kNumeric: {
-        const char* v = r.skip((size_t)rows * kDecimalBytes);
-        if (v == nullptr) goto truncated;
-        if (!keep) break;
-        for (uint32_t i = 0; i < rows; ++i, v += kDecimalBytes) {
+    }
+    if (values == nullptr) goto truncated;
+    // A column no view reads is skipped without decoding its values.
+    if (!c.used) continue;
+    c.resize(rows);
+    if (rows == 0) continue;  // empty vectors may have no storage for memcpy
+    if (nulls != nullptr) std::memcpy(c.null.data(), nulls, rows);
+    else std::memset(c.null.data(), 0, rows);
+    switch (stored) {
+      case Type::kInt64: std::memcpy(c.i64.data(), values, (size_t)rows * 8); break;
+      case Type::kFloat64: std::memcpy(c.f64.data(), values, (size_t)rows * 8); break;
+      case Type::kNumeric:
+        for (uint32_t i = 0; i < rows; ++i, values += kDecimalBytes) {
           Decimal& d = c.dec[i];
-          std::memcpy(&d.coef, v, sizeof(__int128));
-          std::memcpy(&d.scale, v + sizeof(__int128), sizeof(int16_t));
-          d.kind = (Decimal::Kind)(uint8_t)v[sizeof(__int128) + sizeof(int16_t)];
+          std::memcpy(&d.coef, values, sizeof(__int128));
+          std::memcpy(&d.scale, values + sizeof(__int128), sizeof(int16_t));
+          d.kind = (Decimal::Kind)(uint8_t)values[sizeof(__int128) + sizeof(int16_t)];
+          if (!c.null[i] && !d.valid()) goto truncated;
         }
         break;
-      }
       case Type::kText: {
-        const char* offsets = r.skip(((size_t)rows + 1) * 4);
-        if (offsets == nullptr) goto truncated;
-        uint32_t total;
-        std::memcpy(&total, offsets + (size_t)rows * 4, 4);
-        const char* bytes = r.skip(total);
-        if (bytes == nullptr) goto truncated;
-        if (!keep) break;
         uint32_t start;
-        std::memcpy(&start, offsets, 4);
+        std::memcpy(&start, values, 4);
         for (uint32_t i = 0; i < rows; ++i) {
           uint32_t end;
-          std::memcpy(&end, offsets + ((size_t)i + 1) * 4, 4);
-          if (end < start || end > total) goto truncated;
-          c.str[i] = std::string_view(bytes + start, end - start);
+          std::memcpy(&end, values + ((size_t)i + 1) * 4, 4);
+          if (end < start || end > text_len) goto truncated;
+          c.str[i] = std::string_view(text + start, end - start);
           start = end;
         }
         break;
       }
     }
   }
+  b->rows = rows;
+  b->xid.resize(rows);
   return true;
 truncated:
   *error = "log batch is truncated or corrupt";

@@ -15,11 +15,16 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "engine/batch.h"
 
 namespace velostream::engine {
+
+/// The most rows a log batch may hold; decode_batch refuses more. Above
+/// velostream.batch_size's maximum (1,000,000), the rows of one log batch.
+constexpr uint32_t kMaxBatchRows = 1u << 24;
 
 /// Appends rows [0, batch.rows) of every column of `batch` with used == true
 /// to `out` (columns with used == false are recorded as not stored). Throws
@@ -31,7 +36,10 @@ void encode_batch(const RecordBatch& batch, std::string* out);
 /// filled. Text values are views into `data`, which must outlive the batch's
 /// use. `batch->xid` is resized to the row count (values left to the caller).
 /// Returns false with a reason in `error` if the bytes are not a batch of
-/// this stream's shape (wrong magic, column count or type, truncated data).
+/// this stream's shape (wrong magic, column count or type, truncated data)
+/// or hold values encode_batch cannot write (a NULL flag other than 0 or 1,
+/// an invalid numeric, over kMaxBatchRows rows); the batch then has no rows.
+/// Allocates no more than the bytes hold (plus kMaxBatchRows xids).
 bool decode_batch(const char* data, size_t len, RecordBatch* batch, std::string* error);
 
 }  // namespace velostream::engine

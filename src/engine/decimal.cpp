@@ -9,9 +9,10 @@ namespace {
 constexpr int kMaxDigits = 38;
 
 int digit_count(__int128 v) {
-  if (v < 0) v = -v;
+  // Negated as unsigned: -v overflows for the most negative value.
+  unsigned __int128 u = v < 0 ? -static_cast<unsigned __int128>(v) : static_cast<unsigned __int128>(v);
   int n = 0;
-  while (v != 0) { v /= 10; ++n; }
+  while (u != 0) { u /= 10; ++n; }
   return n;
 }
 
@@ -87,11 +88,30 @@ bool Decimal::parse(std::string_view s, Decimal* out) {
     if (new_scale > kMaxDigits) return false;
     scale = static_cast<int>(new_scale);
   }
-  if (digit_count(coef) > kMaxDigits) return false;
+  if (digit_count(coef) > kMaxDigits || scale > kMaxScale) return false;
   d.coef = neg ? -coef : coef;
   d.scale = static_cast<int16_t>(scale);
   *out = d;
   return true;
+}
+
+bool Decimal::valid() const {
+  switch (kind) {
+    case kNaN:
+    case kPosInf:
+    case kNegInf:
+      return true;
+    case kFinite:
+      break;
+    default:
+      return false;
+  }
+  static constexpr __int128 kLimit = [] {
+    __int128 v = 1;
+    for (int i = 0; i < kMaxDigits; ++i) v *= 10;
+    return v;
+  }();
+  return scale >= 0 && scale <= kMaxScale && coef > -kLimit && coef < kLimit;
 }
 
 std::string Decimal::to_string() const {

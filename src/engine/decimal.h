@@ -22,10 +22,18 @@ struct Decimal {
   Kind kind = kFinite;
 
   /// Parses PostgreSQL's numeric text form ("-12.340", "NaN", "Infinity",
-  /// "-Infinity", "1.5e3"). Returns false if the text is malformed or needs
-  /// more than 38 significant digits.
+  /// "-Infinity", "1.5e3"). Returns false if the text is malformed, needs
+  /// more than 38 significant digits or a scale above kMaxScale.
   static bool parse(std::string_view text, Decimal* out);
   static Decimal from_int(int64_t v) { Decimal d; d.coef = v; return d; }
+
+  /// The largest scale: PostgreSQL's (NUMERIC_DSCALE_MAX); its numeric_in
+  /// refuses larger ones ("value overflows numeric format").
+  static constexpr int kMaxScale = 16383;
+  /// True for what parse and decimal_add produce: a known kind and, if
+  /// finite, at most 38 significant digits and a scale in [0, kMaxScale].
+  /// Checks numbers read back from stored bytes.
+  bool valid() const;
 
   /// Text in numeric_in's input syntax, keeping the scale ("1.50").
   std::string to_string() const;

@@ -148,7 +148,8 @@ bool parse_pg_timestamp(std::string_view s, bool with_zone, int64_t* usec) {
     if (p < s.size() && s[p] == '.') {
       ++p;
       int n = 0;
-      for (; p < s.size() && s[p] >= '0' && s[p] <= '9'; ++n, ++p) frac = frac * 10 + (s[p] - '0');
+      for (; p < s.size() && s[p] >= '0' && s[p] <= '9'; ++n, ++p)
+        if (n < 6) frac = frac * 10 + (s[p] - '0');  // more would be refused (and could overflow)
       if (n == 0 || n > 6) return false;  // PostgreSQL rounds beyond microseconds
       for (; n < 6; ++n) frac *= 10;
     }

@@ -66,8 +66,9 @@ void ViewAggregator::clear() {
 // Key encoding: per part a NULL flag byte, then the value: 8 raw bytes for
 // int64 and float8 (with -0 and NaN canonicalised, as PostgreSQL treats them
 // as equal), kind/scale/coefficient of the normalised decimal, or a 4-byte
-// length and the bytes of a text. Equal SQL keys give equal bytes.
-void ViewAggregator::encode_key(const RecordBatch& b, size_t row, std::string* out) const {
+// length and the bytes of a text. Equal SQL keys give equal bytes. Returns
+// false for a timestamp whose tumble window date_bin cannot compute.
+bool ViewAggregator::encode_key(const RecordBatch& b, size_t row, std::string* out) const {
   out->clear();
   for (const KeySpec& k : plan_.keys) {
     const Column& c = b.columns[k.column];
@@ -79,7 +80,7 @@ void ViewAggregator::encode_key(const RecordBatch& b, size_t row, std::string* o
     switch (k.type) {
       case Type::kInt64: {
         int64_t v = c.i64[row];
-        if (k.tumble_size > 0) v = tumble_start(v, k.tumble_size, k.tumble_origin);
+        if (k.tumble_size > 0 && !tumble_start(v, k.tumble_size, k.tumble_origin, &v)) return false;
         put(out, v);
         break;
       }
@@ -105,6 +106,7 @@ void ViewAggregator::encode_key(const RecordBatch& b, size_t row, std::string* o
       }
     }
   }
+  return true;
 }
 
 KeyValue ViewAggregator::key(uint32_t g, size_t part) const {
@@ -167,7 +169,10 @@ bool ViewAggregator::consume(const RecordBatch& b) {
   const size_t naggs = plan_.aggs.size();
   group_of_.resize(sel_.size());
   for (size_t k = 0; k < sel_.size(); ++k) {
-    encode_key(b, sel_[k], &key_buf_);
+    if (!encode_key(b, sel_[k], &key_buf_)) {
+      error_ = "tumble(): timestamp out of range (date_bin raises an error for it)";
+      return false;
+    }
     auto it = index_.find(std::string_view(key_buf_));
     if (it != index_.end()) {
       group_of_[k] = it->second;
@@ -334,7 +339,10 @@ bool ViewAggregator::merge(const ViewAggregator& delta, std::vector<uint32_t>* g
           break;
         }
       }
-      s.n += d.n;
+      if (__builtin_add_overflow(s.n, d.n, &s.n)) {
+        error_ = "a count exceeds bigint (bigint out of range)";
+        return false;
+      }
     }
   }
   return true;
@@ -404,6 +412,42 @@ void ViewAggregator::encode_groups(const uint32_t* groups, size_t n, std::string
   }
 }
 
+bool ViewAggregator::valid_key(std::string_view key) const {
+  const char* p = key.data();
+  const char* end = p + key.size();
+  auto need = [&](size_t n) { return static_cast<size_t>(end - p) >= n; };
+  for (const KeySpec& k : plan_.keys) {
+    if (!need(1)) return false;
+    const uint8_t is_null = static_cast<uint8_t>(*p++);
+    if (is_null > 1) return false;
+    if (is_null) continue;
+    switch (k.type) {
+      case Type::kInt64:
+      case Type::kFloat64:
+        if (!need(8)) return false;
+        p += 8;
+        break;
+      case Type::kNumeric: {
+        if (!need(1 + sizeof(int16_t) + sizeof(__int128))) return false;
+        Decimal d;
+        d.kind = static_cast<Decimal::Kind>(*p++);
+        d.scale = get<int16_t>(p);
+        d.coef = get<__int128>(p);
+        if (!d.valid()) return false;
+        break;
+      }
+      case Type::kText: {
+        if (!need(4)) return false;
+        const uint32_t len = get<uint32_t>(p);
+        if (!need(len)) return false;
+        p += len;
+        break;
+      }
+    }
+  }
+  return p == end;
+}
+
 bool ViewAggregator::load_groups(const char* data, size_t len, std::string* error) {
   const size_t naggs = plan_.aggs.size();
   const char* p = data;
@@ -422,7 +466,7 @@ bool ViewAggregator::load_groups(const char* data, size_t len, std::string* erro
     if (!need(4)) goto corrupt;
     {
       uint32_t klen = get<uint32_t>(p);
-      if (!need(klen)) goto corrupt;
+      if (!need(klen) || !valid_key(std::string_view(p, klen))) goto corrupt;
       bool added;
       uint32_t g = find_or_add(std::string_view(p, klen), &added);
       p += klen;
@@ -431,13 +475,19 @@ bool ViewAggregator::load_groups(const char* data, size_t len, std::string* erro
         AggState& s = states_[g * naggs + a];
         s = AggState();
         __int128 n;
-        if (!get_varint(p, end, &n)) goto corrupt;
+        if (!get_varint(p, end, &n) || n < 0 || n > std::numeric_limits<int64_t>::max()) goto corrupt;
         s.n = static_cast<int64_t>(n);
         if (spec.func == AggFunc::kCountStar || spec.func == AggFunc::kCount) continue;
         switch (spec.input) {
-          case Type::kInt64:
+          case Type::kInt64: {
             if (!get_varint(p, end, &s.i)) goto corrupt;
+            // A sum of n int8 values is within n * 2^63 (so two sums added
+            // never overflow 128 bits); a min or max is an int8.
+            const bool is_sum = spec.func == AggFunc::kSum || spec.func == AggFunc::kAvg;
+            const __int128 bound = is_sum ? static_cast<__int128>(s.n) << 63 : std::numeric_limits<int64_t>::max();
+            if (s.i > bound || s.i < (is_sum ? -bound : std::numeric_limits<int64_t>::min())) goto corrupt;
             break;
+          }
           case Type::kFloat64:
             if (!need(8)) goto corrupt;
             s.f = get<double>(p);
@@ -447,6 +497,7 @@ bool ViewAggregator::load_groups(const char* data, size_t len, std::string* erro
             s.d.coef = get<__int128>(p);
             s.d.scale = get<int16_t>(p);
             s.d.kind = static_cast<Decimal::Kind>(*p++);
+            if (!s.d.valid()) goto corrupt;
             break;
           case Type::kText: break;
         }

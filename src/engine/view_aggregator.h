@@ -63,7 +63,8 @@ class ViewAggregator {
 
   /// Filters `batch` and folds every selected row into its group's partial
   /// states. Returns false (and sets error()) if a numeric sum overflows the
-  /// engine's 38 digits; the delta is then unusable.
+  /// engine's 38 digits, or a tumble window is out of range (where
+  /// PostgreSQL's date_bin raises an error); the delta is then unusable.
   bool consume(const RecordBatch& batch);
 
   /// Number of groups in the delta.
@@ -88,8 +89,8 @@ class ViewAggregator {
   /// Merges every group of `delta` (same plan) into this one. On return
   /// `groups` holds this aggregator's ids of the merged groups in key order
   /// and `created[i]` is 1 where groups[i] did not exist before. Returns
-  /// false (error() set) if a numeric sum overflows 38 digits; this
-  /// aggregator is then unusable.
+  /// false (error() set) if a numeric sum overflows 38 digits or a count
+  /// exceeds bigint; this aggregator is then unusable.
   bool merge(const ViewAggregator& delta, std::vector<uint32_t>* groups, std::vector<uint8_t>* created);
 
   /// Appends the keys and partial states of groups[0..n) to `out` in a compact
@@ -102,7 +103,11 @@ class ViewAggregator {
   void encode_all(std::string* out) const;
   /// Reads bytes written by encode_groups: each group's states replace the
   /// stored ones (later writes win). Returns false with `error` set if the
-  /// bytes are corrupt or of another plan's shape.
+  /// bytes are corrupt or of another plan's shape: keys must have this plan's
+  /// parts (NULL flags 0 or 1, complete values, valid numerics, nothing
+  /// after), counts must be bigints >= 0, int8 sums within count * 2^63,
+  /// int8 extremes int8s, numerics valid (Decimal::valid). Groups read before
+  /// the error stay loaded.
   bool load_groups(const char* data, size_t len, std::string* error);
 
   const ViewPlan& plan() const { return plan_; }
@@ -111,7 +116,8 @@ class ViewAggregator {
   const std::string& error() const { return error_; }
 
  private:
-  void encode_key(const RecordBatch& b, size_t row, std::string* out) const;
+  bool encode_key(const RecordBatch& b, size_t row, std::string* out) const;
+  bool valid_key(std::string_view key) const;  // as encode_key can write for plan_
   bool update(const AggSpec& spec, size_t a, const RecordBatch& b);
   uint32_t find_or_add(std::string_view key, bool* added);
 

@@ -1,4 +1,5 @@
 // Module entry point: GUCs, hooks, the launcher, and the preload check.
+#include "engine/batch_codec.h"
 #include "pg/velostream.h"
 
 extern "C" {
@@ -11,6 +12,11 @@ char* velostream_database = nullptr;
 int velostream_partitions = 2;
 int velostream_flush_interval_ms = 100;
 int velostream_batch_size = 8192;
+
+// velostream.batch_size's maximum: the rows of one stream log batch, which
+// the engine's decode_batch accepts up to kMaxBatchRows.
+constexpr int kMaxBatchSize = 1000000;
+static_assert(kMaxBatchSize <= velostream::engine::kMaxBatchRows, "log batches must stay decodable");
 
 void _PG_init(void) {
   // The launcher and the workers are started by the postmaster, and
@@ -34,7 +40,7 @@ void _PG_init(void) {
                           &velostream_flush_interval_ms, 100, 1, 60000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
   DefineCustomIntVariable("velostream.batch_size",
                           "Stream rows per engine batch, and per stream log row written by INSERT/COPY.",
-                          NULL, &velostream_batch_size, 8192, 64, 1000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+                          NULL, &velostream_batch_size, 8192, 64, kMaxBatchSize, PGC_SIGHUP, 0, NULL, NULL, NULL);
   DefineCustomBoolVariable("velostream.fast_copy",
                            "COPY FROM STDIN into a stream converts common fields without PostgreSQL's executor.",
                            "Integers, ISO 8601 timestamps with a zone and text are read directly; any other field "

@@ -76,3 +76,14 @@ TEST(PgInput, Integers) {
   for (const char* t : refused) EXPECT_FALSE(eng::parse_pg_integer(t, INT32_MIN, INT32_MAX, &v)) << t;
   EXPECT_FALSE(eng::parse_pg_integer("40000", INT16_MIN, INT16_MAX, &v));
 }
+
+// More than 18 fraction digits overflowed the fraction before the "more than
+// 6 digits" check refused it (signed overflow, reported by UBSan; found by
+// the csv_decoder fuzz target, which feeds COPY's fast-path parsers too).
+TEST(PgInput, LongFractionsAreLeftToPostgres) {
+  int64_t v = 0;
+  EXPECT_FALSE(eng::parse_pg_timestamp("2001-01-02 23:59:59.99988888888888888888888888Z", true, &v));
+  EXPECT_FALSE(eng::parse_pg_timestamp("2001-01-02 23:59:59.1234567", false, &v));
+  ASSERT_TRUE(eng::parse_pg_timestamp("2001-01-02 23:59:59.123456", false, &v));
+  EXPECT_EQ(v % 1000000, 123456);
+}

@@ -367,3 +367,154 @@ TEST(ViewAggregator, StateEncodingKeepsExtremeIntegers) {
     EXPECT_EQ(restored.state(g, 0).n, a ? 2 : 1);
   }
 }
+
+namespace {
+
+// Bytes of an owned-view state ("VSG2") with one group per (key, varints):
+// the raw key bytes, then the raw zigzag LEB128 varints of its aggregates.
+std::string state_bytes(uint32_t naggs, const std::vector<std::pair<std::string, std::vector<__int128>>>& groups) {
+  std::string out;
+  auto u32 = [&](uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
+  u32(0x32475356);
+  u32(static_cast<uint32_t>(groups.size()));
+  u32(naggs);
+  for (const auto& [key, varints] : groups) {
+    u32(static_cast<uint32_t>(key.size()));
+    out += key;
+    for (__int128 v : varints) {
+      unsigned __int128 z = (static_cast<unsigned __int128>(v) << 1) ^ static_cast<unsigned __int128>(v >> 127);
+      for (; z >= 0x80; z >>= 7) out.push_back(static_cast<char>(static_cast<uint8_t>(z) | 0x80));
+      out.push_back(static_cast<char>(z));
+    }
+  }
+  return out;
+}
+
+// The encoded key of a text part: not NULL, u32 length, bytes.
+std::string text_key(const std::string& s) {
+  uint32_t len = static_cast<uint32_t>(s.size());
+  return std::string(1, '\0') + std::string(reinterpret_cast<const char*>(&len), 4) + s;
+}
+
+}  // namespace
+
+// load_groups took any key bytes, and key() then read past a key whose text
+// length pointed beyond it (heap-buffer-overflow in AddressSanitizer, found
+// by the state_loader fuzz target). Keys must now be what encode_key writes.
+TEST(ViewAggregator, LoadRefusesKeysEncodeKeyCannotWrite) {
+  // count(*), count(delay), sum, min, max of one row with delay 10
+  const std::vector<__int128> states = {1, 1, 1, 10, 1, 10, 1, 10};
+  std::string good = state_bytes(5, {{text_key("SFO"), states}});
+  Rows r;
+  r.origin = {"SFO"};
+  r.delay = {10};
+  r.ts = {0};
+  RecordBatch b;
+  fill(r, &b);
+  ViewAggregator real(by_origin_plan());
+  ASSERT_TRUE(real.consume(b));
+  std::string encoded;
+  real.encode_all(&encoded);
+  ASSERT_EQ(good, encoded);  // the helper writes what encode_all writes
+  std::string error;
+  ViewAggregator loaded(by_origin_plan());
+  ASSERT_TRUE(loaded.load_groups(good.data(), good.size(), &error)) << error;
+  EXPECT_EQ(loaded.key(0, 0).s, "SFO");
+
+  std::string overlong = text_key("SFO");
+  overlong[1] = 100;  // text length 100 in a key of 8 bytes
+  for (const std::string& key : {overlong, std::string("\2", 1), std::string("\1x", 2), std::string(),
+                                 text_key("SFO").substr(0, 4), text_key("SFO") + "!"}) {
+    ViewAggregator v(by_origin_plan());
+    std::string bytes = state_bytes(5, {{key, states}});
+    EXPECT_FALSE(v.load_groups(bytes.data(), bytes.size(), &error)) << "key of " << key.size() << " bytes";
+    EXPECT_EQ(error, "state batch is truncated or corrupt");
+  }
+
+  // A numeric key part must be a valid numeric.
+  ViewPlan p;
+  p.keys.push_back({kDelay, Type::kNumeric, 0, 0});
+  p.aggs.push_back({AggFunc::kCountStar, -1, Type::kInt64});
+  Decimal d = Decimal::from_int(5);
+  std::string key(1, '\0');
+  key.push_back(static_cast<char>(d.kind));
+  key.append(reinterpret_cast<const char*>(&d.scale), 2);
+  key.append(reinterpret_cast<const char*>(&d.coef), 16);
+  std::string bytes = state_bytes(1, {{key, {1}}});
+  ViewAggregator ok(p);
+  ASSERT_TRUE(ok.load_groups(bytes.data(), bytes.size(), &error)) << error;
+  EXPECT_EQ(ok.key(0, 0).d.to_string(), "5");
+  key[1] = 9;  // no such kind
+  bytes = state_bytes(1, {{key, {1}}});
+  ViewAggregator bad(p);
+  EXPECT_FALSE(bad.load_groups(bytes.data(), bytes.size(), &error));
+}
+
+// load_groups took any counts and int8 states: a negative count (found by
+// the state_loader fuzz target's checks), or sums and extremes no rows can
+// produce, which the flush casts to int8 and a merge adds to (a sum near
+// 2^127 overflows). Now refused.
+TEST(ViewAggregator, LoadRefusesStatesNoRowsProduce) {
+  const __int128 two63 = static_cast<__int128>(1) << 63;
+  auto loads = [](const std::vector<__int128>& states) {
+    ViewAggregator v(by_origin_plan());
+    std::string bytes = state_bytes(5, {{text_key("A"), states}}), error;
+    return v.load_groups(bytes.data(), bytes.size(), &error);
+  };
+  // count(*), count(delay), sum (n, i), min (n, i), max (n, i)
+  EXPECT_TRUE(loads({2, 2, 2, -2 * two63, 2, INT64_MIN, 2, INT64_MAX}));
+  EXPECT_TRUE(loads({0, 0, 0, 0, 0, 0, 0, 0}));
+  EXPECT_FALSE(loads({-1, 0, 0, 0, 0, 0, 0, 0}));
+  EXPECT_FALSE(loads({1, 1, -1, 0, 1, 0, 1, 0}));
+  EXPECT_FALSE(loads({two63, 0, 0, 0, 0, 0, 0, 0}));        // count beyond bigint
+  EXPECT_FALSE(loads({2, 2, 2, 2 * two63 + 1, 2, 0, 2, 0}));  // sum of 2 int8s beyond 2^64
+  EXPECT_FALSE(loads({1, 1, 0, 1, 1, 0, 1, 0}));            // a sum of no rows is 0
+  EXPECT_FALSE(loads({1, 1, 1, 0, 1, two63, 1, 0}));        // min beyond int8
+  EXPECT_FALSE(loads({1, 1, 1, 0, 1, 0, 1, -two63 - 1}));   // max beyond int8
+}
+
+// A tumble key of a timestamp whose window PostgreSQL's date_bin cannot
+// compute (its distance from 1970 overflows 64 bits: after 294247 AD, which
+// INSERT accepts) overflowed in tumble_start (UBSan; found by the batch_codec
+// fuzz target). consume() now fails with date_bin's error, as the view's
+// query run as a batch query does.
+TEST(ViewAggregator, TumbleOutOfRangeFailsLikeDateBin) {
+  ViewPlan p;
+  p.keys.push_back({kTs, Type::kInt64, 3600LL * 1000000, kUnixEpochInPgMicros});
+  p.aggs.push_back({AggFunc::kCountStar, -1, Type::kInt64});
+  Rows r;
+  r.origin = {"A", "B"};
+  r.delay = {0, 0};
+  r.ts = {0, INT64_MAX - 1};
+  RecordBatch b;
+  fill(r, &b);
+  ViewAggregator v(p);
+  EXPECT_FALSE(v.consume(b));
+  EXPECT_NE(v.error().find("out of range"), std::string::npos) << v.error();
+  r.ts = {0, INT64_MAX};  // infinity has an infinite window
+  fill(r, &b);
+  ViewAggregator w(p);
+  ASSERT_TRUE(w.consume(b)) << w.error();
+  EXPECT_EQ(w.group_count(), 2u);
+}
+
+// A loaded count at the bigint limit plus a delta overflowed int64 in merge
+// (UBSan; found by the state_loader fuzz target). merge now fails as
+// PostgreSQL's count does ("bigint out of range").
+TEST(ViewAggregator, MergeRefusesACountBeyondBigint) {
+  ViewAggregator store(by_origin_plan());
+  std::string bytes = state_bytes(5, {{text_key("SFO"), {INT64_MAX, 1, 1, 10, 1, 10, 1, 10}}}), error;
+  ASSERT_TRUE(store.load_groups(bytes.data(), bytes.size(), &error)) << error;
+  Rows r;
+  r.origin = {"SFO"};
+  r.delay = {5};
+  r.ts = {0};
+  RecordBatch b;
+  fill(r, &b);
+  ViewAggregator delta(by_origin_plan());
+  ASSERT_TRUE(delta.consume(b));
+  std::vector<uint32_t> groups;
+  std::vector<uint8_t> created;
+  EXPECT_FALSE(store.merge(delta, &groups, &created));
+  EXPECT_NE(store.error().find("bigint out of range"), std::string::npos) << store.error();
+}
