@@ -293,7 +293,7 @@ struct Loader : Pausable {
   }
 
   void run() {
-    std::uniform_int_distribution<int> size_d(200, 2000), pause_d(30, 150);
+    std::uniform_int_distribution<int> size_d(200, 1500), pause_d(100, 250);
     while (checkpoint()) {
       int chunk = next_chunk.load();
       int n = size_d(rng);
@@ -753,7 +753,8 @@ std::string inject(Fault f, int cycle, bool* liveness_ok) {
       }
       if (rc2 != 0) {
         verdict(false, "cycle %d: pg_ctl start failed after an immediate shutdown", cycle);
-        exit(1);
+        fflush(stdout);
+        _exit(1);
       }
       return "pg_ctl stop -m immediate (rc " + std::to_string(rc) + "), down " + std::to_string(down) + " ms, start";
     }
@@ -863,7 +864,7 @@ bool catch_up(std::string* why) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int driver_main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto val = [&]() -> std::string {
@@ -1145,4 +1146,14 @@ int main(int argc, char** argv) {
   if (failures == 0)
     verdict(true, "faults %s profile seed %u: %d faults, every view exact", opt.profile.c_str(), opt.seed, injected);
   return failures == 0 ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return driver_main(argc, argv);
+  } catch (const std::exception& e) {
+    verdict(false, "faults: the driver stopped: %s", one_line(e.what()).c_str());
+    fflush(stdout);
+    _exit(1);  // the loader and producer threads may still run
+  }
 }
