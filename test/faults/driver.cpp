@@ -357,6 +357,7 @@ struct Loader : Pausable {
 // ---------------------------------------------------------------- Kafka
 
 std::atomic<long long> k_delivered{0}, k_failed{0};
+void quiet_log(const rd_kafka_t*, int, const char*, const char*) {}  // broker outages are on purpose
 void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
   if (m->err) ++k_failed;
   else ++k_delivered;
@@ -382,6 +383,7 @@ struct Producer : Pausable {
         exit(2);
       }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_log_cb(conf, quiet_log);
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!rk) {
       fprintf(stderr, "producer: %s\n", err);
@@ -434,6 +436,7 @@ struct Readback {
         fprintf(stderr, "readback: %s\n", err);
         exit(2);
       }
+    rd_kafka_conf_set_log_cb(conf, quiet_log);
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!rk) {
       fprintf(stderr, "readback: %s\n", err);
@@ -606,8 +609,8 @@ struct Check {
 Check check_view(Db& db, const View& v) {
   Check c;
   std::string o = oracle_sql(v);
-  std::string on;
-  for (const auto& k : v.keys) on += (on.empty() ? "" : " AND ") + ("v." + k + " IS NOT DISTINCT FROM o." + k);
+  std::string on;  // the flights have no NULL keys
+  for (const auto& k : v.keys) on += (on.empty() ? "" : " AND ") + ("v." + k + " = o." + k);
   if (on.empty()) on = "true";
   try {
     pqxx::result r = db.exec("WITH o AS (" + o + ") SELECT (SELECT count(*) FROM (SELECT * FROM " + v.name +
@@ -827,6 +830,38 @@ std::string inject(Fault f, int cycle, bool* liveness_ok) {
     default:
       return "?";
   }
+}
+
+// The server log's errors since the last call: how many, and the distinct
+// messages (numbers stripped), for the cycle report.
+std::string log_errors() {
+  static std::streamoff read_to = 0;
+  std::ifstream f(opt.pglog);
+  if (!f) return "";
+  f.seekg(0, std::ios::end);
+  std::streamoff end = f.tellg();
+  if (end < read_to) read_to = 0;
+  f.seekg(read_to);
+  std::map<std::string, int> seen;
+  std::string l;
+  int n = 0;
+  while (std::getline(f, l)) {
+    size_t at = l.find(" ERROR:  ");
+    if (at == std::string::npos) at = l.find(" FATAL:  ");
+    if (at == std::string::npos || l.find("client backend") != std::string::npos) continue;
+    size_t kind = l.find("] ");
+    std::string who = kind != std::string::npos && kind < at ? l.substr(kind + 2, at - kind - 2) : "";
+    std::string msg = who + ": " + l.substr(at + 1);
+    for (char& c : msg)
+      if (isdigit((unsigned char)c)) c = '#';
+    ++seen[msg];
+    ++n;
+  }
+  read_to = end;
+  if (n == 0) return "";
+  std::string out = std::to_string(n) + " errors in the server log:";
+  for (const auto& m : seen) out += "\n      " + std::to_string(m.second) + " x " + m.first.substr(0, 200);
+  return out;
 }
 
 // Waits until every view has caught up with what committed; false names the
@@ -1055,6 +1090,8 @@ int driver_main(int argc, char** argv) {
         cycle, chunks, loader.rows.load(), loader.retried.load(), loader.in_doubt.load(),
         loader.in_doubt_committed.load(), readback.total, producer.produced.load(),
         flushed ? "" : ", NOT all delivered", workers, expected_workers());
+    std::string errs = log_errors();
+    if (!errs.empty()) say("  %s", errs.c_str());
     bool cycle_ok = live && caught_up;
     if (!caught_up) {
       for (Fault f : faults) ++fstats[f].stalls;
