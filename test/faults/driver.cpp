@@ -880,7 +880,11 @@ bool catch_up(std::string* why) {
       *why += " " + v.name;
     }
   }
-  // Kafka: the committed offsets reach the high watermarks read back.
+  // Kafka: the committed offsets reach the high watermarks read back, and
+  // (where views can be set aside, velostream 0.2) no view is set aside.
+  static const bool set_aside = db.num("SELECT count(*) FROM information_schema.columns WHERE table_schema = "
+                                       "'velostream' AND table_name = 'view_partition_stats' AND "
+                                       "column_name = 'status'") > 0;
   for (;;) {
     std::vector<int64_t> off(opt.topic_partitions, 0);
     for (const auto& r : db.exec("SELECT kafka_partition, coalesce(next_offset, 0) FROM velostream.kafka_offsets "
@@ -888,10 +892,16 @@ bool catch_up(std::string* why) {
       if (r[0].as<int>() < opt.topic_partitions) off[r[0].as<int>()] = r[1].as<long long>();
     int behind = 0;
     for (int p = 0; p < opt.topic_partitions; ++p) behind += off[p] < readback.high[p];
-    if (behind == 0) break;
+    std::string failing;
+    if (set_aside)
+      failing = db.scalar("SELECT string_agg(DISTINCT s.view::text, ', ') FROM velostream.view_partition_stats s "
+                          "JOIN velostream.views v USING (view) WHERE v.stream = 'flights_k'::regclass AND "
+                          "s.status = 'failing'");
+    if (behind == 0 && failing.empty()) break;
     if (Clock::now() > deadline) {
       ok = false;
-      *why += " flights_k (" + std::to_string(behind) + " topic partitions behind)";
+      if (behind) *why += " flights_k (" + std::to_string(behind) + " topic partitions behind)";
+      if (!failing.empty()) *why += " " + failing + " (set aside)";
       break;
     }
     sleep_ms(200);
