@@ -793,8 +793,13 @@ std::string inject(Fault f, int cycle, bool* liveness_ok) {
       return "ALTER SERVER kafka OPTIONS (SET \"socket.keepalive.enable\" '" + val + "')";
     }
     case RaisingTrigger: {
-      int vi = rand_int(0, (int)views.size() - 1);
-      View& v = views[vi];
+      // The COPY stream's views and the Kafka stream's in turn.
+      static int triggers = 0;
+      char stream = triggers++ % 2 == 0 ? 'c' : 'k';
+      std::vector<int> cands;
+      for (size_t i = 0; i < views.size(); ++i)
+        if (views[i].stream == stream) cands.push_back((int)i);
+      View& v = views[cands[rand_int(0, (int)cands.size() - 1)]];
       const View* sib = nullptr;
       for (const auto& s : views)
         if (s.stream == v.stream && s.name != v.name && !s.filtered && !sib) sib = &s;
