@@ -48,6 +48,7 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -725,22 +726,22 @@ std::string inject(Fault f, int cycle, bool* liveness_ok) {
   *liveness_ok = true;
   switch (f) {
     case KillWorker: {
-      std::vector<int> pids = wait_backends("velostream worker", 20);
-      if (pids.empty()) return "kill_worker: no worker running";
+      std::vector<int> pids = wait_backends("velostream worker", 30);
+      if (pids.empty()) throw std::runtime_error("no worker running after 30 s");
       int pid = pids[rand_int(0, (int)pids.size() - 1)];
       std::string title = process_title(pid);
       kill(pid, SIGKILL);
       return "kill -9 " + std::to_string(pid) + " (" + title + ")";
     }
     case KillLauncher: {
-      std::vector<int> pids = wait_backends("velostream launcher", 20);
-      if (pids.empty()) return "kill_launcher: no launcher running";
+      std::vector<int> pids = wait_backends("velostream launcher", 30);
+      if (pids.empty()) throw std::runtime_error("no launcher running after 30 s");
       kill(pids[0], SIGKILL);
       return "kill -9 launcher " + std::to_string(pids[0]);
     }
     case TerminateLauncher: {
-      std::vector<int> pids = wait_backends("velostream launcher", 20);
-      if (pids.empty()) return "terminate_launcher: no launcher running";
+      std::vector<int> pids = wait_backends("velostream launcher", 30);
+      if (pids.empty()) throw std::runtime_error("no launcher running after 30 s");
       db.exec("SELECT pg_terminate_backend(" + std::to_string(pids[0]) + ")");
       return "pg_terminate_backend(launcher " + std::to_string(pids[0]) + ")";
     }
