@@ -974,6 +974,8 @@ int driver_main(int argc, char** argv) {
       return 2;
     }
   }
+  // pg_ctl runs as postgres: from a directory it can enter (run.sh passes absolute paths).
+  if (chdir("/") != 0) perror("chdir /");
   rng.seed(opt.seed);
   loader.rng.seed(opt.seed * 7919u + 1);
 
