@@ -274,6 +274,7 @@ struct Loader : Pausable {
   std::atomic<int> next_chunk{0};  // chunks 0..next_chunk-1 committed, no other
   std::atomic<long long> rows{0};
   std::atomic<int> retried{0}, in_doubt{0}, in_doubt_committed{0};
+  std::atomic<int> slow_commit{-1};  // the chunk whose slow COMMIT is under way, else -1
   size_t pos = 0;
   std::mt19937 rng;
   std::unique_ptr<pqxx::connection> c;
@@ -294,7 +295,7 @@ struct Loader : Pausable {
   }
 
   void run() {
-    std::uniform_int_distribution<int> size_d(200, 1500), pause_d(100, 250);
+    std::uniform_int_distribution<int> size_d(200, 1500), pause_d(100, 250), slow_d(0, 3);
     while (checkpoint()) {
       int chunk = next_chunk.load();
       int n = size_d(rng);
@@ -328,10 +329,17 @@ struct Loader : Pausable {
         }
 #pragma GCC diagnostic pop
         tx.exec("INSERT INTO faults.chunks VALUES (" + std::to_string(chunk) + ", " + std::to_string(n) + ")");
+        // One transaction in four commits slowly (a deferred trigger sleeps
+        // 300 ms inside COMMIT), so that an immediate shutdown can land in it.
+        bool slow = slow_d(rng) == 0;
+        if (slow) tx.exec("SET LOCAL faults.slow_commit = on");
         sent = true;
+        if (slow) slow_commit = chunk;
         tx.commit();
+        slow_commit = -1;
         committed = true;
       } catch (const std::exception& e) {
+        slow_commit = -1;
         if (!retryable(e)) say("  loader: chunk %d: %s", chunk, one_line(e.what()).c_str());
         c.reset();
         if (sent) {
@@ -662,6 +670,11 @@ void setup() {
            "CREATE TABLE faults.chunks (chunk int PRIMARY KEY, rows int NOT NULL);"
            "CREATE TABLE faults.k_plain (ts timestamptz, delay int, distance int, origin text, destination text);"
            "CREATE TABLE faults.commits (tag text PRIMARY KEY);"
+           "CREATE FUNCTION faults.slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+           "IF current_setting('faults.slow_commit', true) = 'on' THEN PERFORM pg_sleep(0.3); END IF; "
+           "RETURN NULL; END $$;"
+           "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON faults.chunks DEFERRABLE INITIALLY DEFERRED "
+           "FOR EACH ROW EXECUTE FUNCTION faults.slow_commit();"
            "CREATE FUNCTION faults.raise() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
            "RAISE EXCEPTION 'fault injection: a trigger on %% refuses the write', TG_TABLE_NAME; END $$;"
            "CREATE FOREIGN TABLE flights (ts timestamptz, delay int, distance int, origin text, destination text) "
@@ -747,6 +760,18 @@ std::string inject(Fault f, int cycle, bool* liveness_ok) {
     }
     case ImmediateRestart: {
       int down = rand_int(0, 1000);
+      // Half of them wait (up to 5 s) for a slow COMMIT of the loader and
+      // land inside it: the loader must then find out whether it committed.
+      std::string during;
+      if (rand_int(0, 1) == 0) {
+        auto until = Clock::now() + std::chrono::seconds(5);
+        while (loader.slow_commit.load() < 0 && Clock::now() < until) sleep_ms(5);
+        int chunk = loader.slow_commit.load();
+        if (chunk >= 0) {
+          sleep_ms(100);
+          during = " during the COMMIT of chunk " + std::to_string(chunk);
+        }
+      }
       int rc = run_cmd(pg_ctl("-m immediate -w stop"));
       db.reset();
       sleep_ms(down);
@@ -760,7 +785,8 @@ std::string inject(Fault f, int cycle, bool* liveness_ok) {
         fflush(stdout);
         _exit(1);
       }
-      return "pg_ctl stop -m immediate (rc " + std::to_string(rc) + "), down " + std::to_string(down) + " ms, start";
+      return "pg_ctl stop -m immediate" + during + " (rc " + std::to_string(rc) + "), down " + std::to_string(down) +
+             " ms, start";
     }
     case BrokerOutage: {
       int ms = rand_int(1000, 4000);
