@@ -1,13 +1,13 @@
 # PGXS build of the velostream extension (C++17).
 #   make && make install          build and install into the server found by pg_config
 #   make unit                     engine unit tests (CMake + GoogleTest, no database)
+#   make unit-asan                the same under AddressSanitizer + UBSan (build-asan/)
+#   make fuzz                     the engine's libFuzzer targets, 20 s each (build-fuzz/)
 #   make installcheck             pg_regress suite (sql/*.sql against expected/*.out)
 #                                 on a running server that preloads velostream
 #                                 with velostream.database = 'contrib_regression'
 #                                 (test/regress/velostream.conf); test/regress/run.sh
 #                                 runs it on a temporary instance instead
-#   make unit-asan                the same under AddressSanitizer + UBSan (build-asan/)
-#   make fuzz                     the engine's libFuzzer targets, 20 s each (build-fuzz/)
 EXTENSION = velostream
 MODULE_big = velostream
 # Install and upgrade scripts only: sql/ also holds the regress tests.
