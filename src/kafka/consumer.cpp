@@ -106,6 +106,22 @@ bool Consumer::watermarks(int32_t partition, int timeout_ms, int64_t* low, int64
   return true;
 }
 
+bool Consumer::reposition(int32_t partition, int64_t offset, std::string* error) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic_.c_str(), partition)->offset = offset;
+  rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk_, list);
+  if (e == nullptr) e = rd_kafka_incremental_assign(rk_, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (e != nullptr) {
+    *error = rd_kafka_error_string(e);
+    rd_kafka_error_destroy(e);
+    return false;
+  }
+  for (auto& a : assigned_)
+    if (a.first == partition) a.second = offset;
+  return true;
+}
+
 void Consumer::set_paused(bool paused) {
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(assigned_.size()));
   for (const auto& p : assigned_) rd_kafka_topic_partition_list_add(list, topic_.c_str(), p.first);

@@ -59,6 +59,13 @@ class Consumer {
   /// right after a broker answered, e.g. on an out-of-range error.)
   bool watermarks(int32_t partition, int timeout_ms, int64_t* low, int64_t* high, std::string* error);
 
+  /// Restarts fetching of one assigned partition at `offset` (after fetching
+  /// stopped on an AUTO_OFFSET_RESET error, when a seek is refused): removes
+  /// it from the assignment and adds it back at `offset`
+  /// (rd_kafka_incremental_unassign / _assign). Other partitions keep their
+  /// positions. Returns false with librdkafka's message in *error.
+  bool reposition(int32_t partition, int64_t offset, std::string* error);
+
   /// Pauses or resumes fetching of every assigned partition.
   void set_paused(bool paused);
 

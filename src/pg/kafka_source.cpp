@@ -117,14 +117,6 @@ void grow(KafkaSource* s, int n) {
   s->committed.resize(n, -1);
 }
 
-// The assignment of every owned partition at its current position.
-std::vector<std::pair<int32_t, int64_t>> current_assignment(const KafkaSource* s) {
-  int64_t policy =
-      s->config.start_offset == "earliest" ? velostream::kafka::kOffsetEarliest : velostream::kafka::kOffsetLatest;
-  std::vector<int64_t> none;
-  return velostream::kafka::plan_assignment(s->worker, s->nworkers, s->npartitions, s->next, none, policy);
-}
-
 // Assigns the owned partitions, at the stored offsets, when the topic's
 // partition count is first known or has grown.
 void ensure_assignment(KafkaSource* s) {
@@ -228,10 +220,12 @@ bool decode_message(KafkaSource* s, const rd_kafka_message_t* m, size_t row) {
 // answered OFFSET_OUT_OF_RANGE and auto.offset.reset is "error"): the
 // messages between the position and the log start are gone (retention, or
 // the topic was recreated). Records the gap for velostream.errors and
-// kafka_stats, and goes on from the log start. A partition whose log start
-// cannot be read stays in `resets` and is tried again next cycle, with the
-// reason in last_error (shown in velostream.stats).
-void handle_resets(KafkaSource* s) {
+// kafka_stats, and goes on from the log start (a seek of that partition
+// alone). A partition whose log start cannot be read or sought stays in
+// `resets` and is tried again next cycle, with the reason in last_error
+// (shown in velostream.stats). Raises nothing: the caller logs the WARNINGs
+// collected in `warnings` (no ereport while C++ objects live here).
+void handle_resets(KafkaSource* s, std::vector<std::string>* warnings) {
   if (s->resets.empty()) return;
   std::vector<int32_t> retry;
   std::string err;
@@ -243,6 +237,16 @@ void handle_resets(KafkaSource* s) {
       continue;
     }
     int64_t from = s->next[p] >= 0 ? s->next[p] : low;
+    int64_t to = from < low || from > high ? low : from;
+    // Fetching of the partition stopped on the error: restart it at `to`,
+    // and only then record the gap (a failed attempt records nothing).
+    if (!s->consumer.reposition(p, to, &err)) {
+      s->last_error = "partition " + std::to_string(p) + " is outside the topic's log; restarting it at offset " +
+                      std::to_string(to) + " failed: " + err;
+      retry.push_back(p);
+      continue;
+    }
+    if (s->paused) s->consumer.set_paused(true);
     char reason[512];
     if (from < low) {
       snprintf(reason, sizeof(reason),
@@ -266,18 +270,11 @@ void handle_resets(KafkaSource* s) {
     } else {
       snprintf(reason, sizeof(reason), "offset %lld of partition %d was out of range and is valid again",
                (long long)from, p);
-      low = from;
     }
-    ereport(WARNING, (errcode(ERRCODE_FDW_ERROR), errmsg("velostream: stream %s: %s", s->name.c_str(), reason)));
-    s->next[p] = low;
+    warnings->push_back(reason);
+    s->next[p] = to;
   }
   s->resets.swap(retry);
-  // Fetching of a reset partition stopped: assign all owned partitions again
-  // at their positions (messages re-fetched below them are skipped by offset).
-  if (!s->consumer.assign(current_assignment(s), &err))
-    ereport(ERROR, (errcode(ERRCODE_FDW_ERROR), errmsg("velostream: stream %s: assigning partitions failed: %s",
-                                                      s->name.c_str(), err.c_str())));
-  if (s->paused) s->consumer.set_paused(true);
 }
 
 }  // namespace
@@ -370,7 +367,12 @@ uint64 velostream_kafka_read(KafkaSource* s, size_t capacity, uint64 max_rows, v
   s->gap_first.clear();
   s->gap_last.clear();
   s->gap_reason.clear();
-  handle_resets(s);
+  {
+    std::vector<std::string> warnings;
+    handle_resets(s, &warnings);
+    for (const std::string& w : warnings)
+      ereport(WARNING, (errcode(ERRCODE_FDW_ERROR), errmsg("velostream: stream %s: %s", s->name.c_str(), w.c_str())));
+  }
   s->dl_partition.clear();
   s->dl_offset.clear();
   s->dl_payload.clear();
