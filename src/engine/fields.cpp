@@ -82,7 +82,9 @@ int64_t pg_usec(int y, int mo, int d, int h, int mi, int sec, int64_t frac_usec,
 }
 
 // ISO 8601 date [+ time [+ offset]] -> microseconds since 2000-01-01 UTC.
-bool parse_timestamp(std::string_view s, bool date_only, int64_t* out) {
+// `apply_zone`: a zone offset in the text shifts the value (timestamptz);
+// otherwise it is checked and ignored, as PostgreSQL's timestamp input does.
+bool parse_timestamp(std::string_view s, bool date_only, bool apply_zone, int64_t* out) {
   size_t p = 0;
   int y, mo, d, h = 0, mi = 0, sec = 0;
   if (!civil_date(s, &p, &y, &mo, &d)) return false;
@@ -112,6 +114,7 @@ bool parse_timestamp(std::string_view s, bool date_only, int64_t* out) {
     if (h > 24 || mi > 59 || sec > 60 || (h == 24 && (mi || sec || usec))) return false;
     if (p < s.size() && !zone_offset(s, &p, 23, &offset_sec)) return false;
     if (p != s.size()) return false;
+    if (!apply_zone) offset_sec = 0;
   }
   *out = pg_usec(y, mo, d, h, mi, sec, usec, offset_sec);
   return true;
@@ -274,14 +277,15 @@ bool parse_field(FieldKind kind, std::string_view raw, Column* col, size_t row, 
       return true;
     case FieldKind::kDate: {
       int64_t usec;
-      if (!parse_timestamp(s, true, &usec)) return fail(error, "invalid date (expected YYYY-MM-DD)", raw);
+      if (!parse_timestamp(s, true, false, &usec)) return fail(error, "invalid date (expected YYYY-MM-DD)", raw);
       col->i64[row] = usec / kUsecPerDay;
       return true;
     }
     case FieldKind::kTimestamp:
     case FieldKind::kTimestampTz: {
       int64_t usec;
-      if (!parse_timestamp(s, false, &usec)) return fail(error, "invalid timestamp (expected ISO 8601)", raw);
+      if (!parse_timestamp(s, false, kind == FieldKind::kTimestampTz, &usec))
+        return fail(error, "invalid timestamp (expected ISO 8601)", raw);
       col->i64[row] = usec;
       return true;
     }

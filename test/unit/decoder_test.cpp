@@ -50,6 +50,24 @@ TEST(Fields, TimestampsFollowIso8601) {
   EXPECT_EQ(c.i64[0], 1);
 }
 
+// timestamp without time zone ignores a zone in its input, as PostgreSQL
+// does: '2001-01-01 02:01:00+02'::timestamp is 2001-01-01 02:01:00.
+TEST(Fields, TimestampWithoutZoneIgnoresTheOffset) {
+  Column c;
+  c.type = Type::kInt64;
+  c.resize(1);
+  Arena arena;
+  std::string err;
+  const int64_t two_hours = 2LL * 3600 * 1000000;
+  ASSERT_TRUE(parse_field(FieldKind::kTimestamp, "2001-01-01 02:01:00+02:00", &c, 0, &arena, &err)) << err;
+  EXPECT_EQ(c.i64[0], kJan1 + two_hours);
+  ASSERT_TRUE(parse_field(FieldKind::kTimestamp, "2001-01-01T00:01:00Z", &c, 0, &arena, &err)) << err;
+  EXPECT_EQ(c.i64[0], kJan1);
+  ASSERT_TRUE(parse_field(FieldKind::kTimestamp, "2001-01-01 00:01:00", &c, 0, &arena, &err)) << err;
+  EXPECT_EQ(c.i64[0], kJan1);
+  EXPECT_FALSE(parse_field(FieldKind::kTimestamp, "2001-01-01 00:01:00+25", &c, 0, &arena, &err));
+}
+
 TEST(Fields, IntegersAreRangeChecked) {
   Column c;
   c.type = Type::kInt64;
