@@ -47,7 +47,9 @@ bool civil_date(std::string_view s, size_t* p, int* y, int* mo, int* d) {
   if (!digits(s, p, 4, y) || *p >= s.size() || s[(*p)++] != '-' || !digits(s, p, 2, mo) || *p >= s.size() ||
       s[(*p)++] != '-' || !digits(s, p, 2, d))
     return false;
-  if (*mo < 1 || *mo > 12 || *d < 1) return false;
+  // Year 0000 does not exist in PostgreSQL's calendar (1 BC precedes 1 AD):
+  // its input refuses it ("date/time field value out of range").
+  if (*y < 1 || *mo < 1 || *mo > 12 || *d < 1) return false;
   static const int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   bool leap = (*y % 4 == 0 && *y % 100 != 0) || *y % 400 == 0;
   return *d <= kDays[*mo - 1] && !(*mo == 2 && *d == 29 && !leap);

@@ -68,6 +68,20 @@ TEST(Fields, TimestampWithoutZoneIgnoresTheOffset) {
   EXPECT_FALSE(parse_field(FieldKind::kTimestamp, "2001-01-01 00:01:00+25", &c, 0, &arena, &err));
 }
 
+// PostgreSQL refuses year 0000 ('0000-01-01'::date: date/time field value out
+// of range); so do the decoders (the message becomes a dead letter).
+TEST(Fields, YearZeroIsRefusedAsByPostgres) {
+  Column c;
+  c.type = Type::kInt64;
+  c.resize(1);
+  Arena arena;
+  std::string err;
+  EXPECT_FALSE(parse_field(FieldKind::kDate, "0000-01-01", &c, 0, &arena, &err));
+  EXPECT_FALSE(parse_field(FieldKind::kTimestampTz, "0000-12-31T23:00:00Z", &c, 0, &arena, &err));
+  EXPECT_FALSE(parse_field(FieldKind::kTimestamp, "0000-06-01 00:00:00", &c, 0, &arena, &err));
+  ASSERT_TRUE(parse_field(FieldKind::kDate, "0001-01-01", &c, 0, &arena, &err)) << err;
+}
+
 TEST(Fields, IntegersAreRangeChecked) {
   Column c;
   c.type = Type::kInt64;
