@@ -85,6 +85,8 @@ int velostream_view_column_count(Oid relid) {
 // True if the current transaction has written rows to local stream
 // `stream`'s partition logs (they are visible to it). SPI connected.
 bool wrote_to_stream(Oid stream) {
+  FullTransactionId xid = GetTopFullTransactionIdIfAny();
+  if (!FullTransactionIdIsValid(xid)) return false;  // it has written nothing at all
   Oid argtypes[1] = {OIDOID};
   Datum args[1] = {ObjectIdGetDatum(stream)};
   if (SPI_execute_with_args("SELECT log_table::oid FROM velostream.stream_partitions WHERE stream = $1", 1, argtypes,
@@ -96,8 +98,6 @@ bool wrote_to_stream(Oid stream) {
     bool isnull;
     logs[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
   }
-  FullTransactionId xid = GetTopFullTransactionIdIfAny();
-  if (!FullTransactionIdIsValid(xid)) return false;
   for (uint64 i = 0; i < nlogs; ++i) {
     char* sql = psprintf("SELECT 1 FROM velostream.%s WHERE " VELOSTREAM_XID_COLUMN " = $1 LIMIT 1",
                          quote_identifier(get_rel_name(logs[i])));

@@ -426,11 +426,12 @@ uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, const eng:
     // invariant broke (the key reached two partitions) or the row was put
     // there by hand: an error that sets the view aside (worker.cpp), never
     // an overwrite of what the other writer counted.
+    // No subtransaction of its own: the caller's (worker.cpp flush_view) is
+    // rolled back on any error; here a unique_violation only gets a message
+    // that says what it means. The view's name is read before anything can
+    // fail, so the handler touches no catalog.
+    const char* view_name = get_rel_name(u->view);
     MemoryContext cxt = CurrentMemoryContext;
-    ResourceOwner owner = CurrentResourceOwner;
-    bool conflict = false;
-    BeginInternalSubTransaction(NULL);
-    MemoryContextSwitchTo(cxt);
     PG_TRY();
     {
       if (!insert_direct(d, u->view, store, fresh, nfresh)) {
@@ -438,30 +439,21 @@ uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, const eng:
         int rc = SPI_execute_plan(u->insert_plan, params, param_nulls, false, 0);
         if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: insert of new groups failed: %s", SPI_result_code_string(rc));
       }
-      ReleaseCurrentSubTransaction();
-      MemoryContextSwitchTo(cxt);
-      CurrentResourceOwner = owner;
     }
     PG_CATCH();
     {
       MemoryContextSwitchTo(cxt);
-      ErrorData* edata = CopyErrorData();
+      if (CopyErrorData()->sqlerrcode != ERRCODE_UNIQUE_VIOLATION) PG_RE_THROW();
       FlushErrorState();
-      RollbackAndReleaseCurrentSubTransaction();
-      MemoryContextSwitchTo(cxt);
-      CurrentResourceOwner = owner;
-      if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION) ReThrowError(edata);
-      conflict = true;
-    }
-    PG_END_TRY();
-    if (conflict)
       ereport(ERROR, (errcode(ERRCODE_UNIQUE_VIOLATION),
-                      errmsg("a new group of continuous view \"%s\" is already in its table", get_rel_name(u->view)),
+                      errmsg("a new group of continuous view \"%s\" is already in its table", view_name),
                       errdetail("Each group of this view is written by one stream partition: either rows of one group "
                                 "reached two partitions, or a row was inserted into the table by hand."),
                       errhint("Delete the row and call velostream.retry('%s'); if it recurs, drop and re-create the "
                               "view.",
-                              get_rel_name(u->view))));
+                              view_name)));
+    }
+    PG_END_TRY();
   }
   return n;
 }

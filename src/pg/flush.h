@@ -33,8 +33,9 @@ uint64 velostream_upsert_delta(const ViewDesc* desc, const ViewUpsert* upsert,
 /// `store`, the worker's full state, in key order); `created[i]` marks groups
 /// that are new to the table, written straight into the table's heap and
 /// indexes like COPY (or a plain INSERT when the table has triggers, RLS,
-/// constraints or changed columns), falling back to ON CONFLICT if a row
-/// exists after all. SPI connected. Returns n.
+/// constraints or changed columns). A new group whose row exists already
+/// raises UNIQUE_VIOLATION (never an overwrite); call it in a subtransaction
+/// to survive that. SPI connected. Returns n.
 uint64 velostream_write_owned(const ViewDesc* desc, const ViewUpsert* upsert,
                               const velostream::engine::ViewAggregator& store, const uint32_t* groups,
                               const uint8_t* created, size_t n);
