@@ -6,6 +6,21 @@
 
 namespace {
 
+/// What pg_restore carried for a continuous view (velostream._restore_view).
+struct RestoredView {
+  bool owned;              ///< the view owned its groups in the dumped database
+  const char* snapshot;    ///< its start snapshot there (pg_snapshot text)
+  TimestampTz created_at;
+};
+
+Oid rel_owner(Oid relid) {
+  HeapTuple tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+  if (!HeapTupleIsValid(tp)) elog(ERROR, "velostream: cache lookup failed for relation %u", relid);
+  Oid owner = ((Form_pg_class)GETSTRUCT(tp))->relowner;
+  ReleaseSysCache(tp);
+  return owner;
+}
+
 void add_dependency(Oid dependent, Oid referenced, DependencyType type) {
   ObjectAddress a, b;
   ObjectAddressSet(a, RelationRelationId, dependent);
@@ -110,6 +125,180 @@ bool wrote_to_stream(Oid stream) {
   return false;
 }
 
+// Registers continuous view `view_oid` (its result table exists) for the
+// workers: chooses the stream's routing column (first view of a local stream),
+// decides whether the view owns its groups, creates its state table (a member
+// of the extension, owned by the view's owner) and inserts its catalog row.
+// `restore` is NULL for CREATE MATERIALIZED VIEW, or what pg_restore carried
+// (velostream_restore_view). SPI connected.
+static void register_view(Oid view_oid, Query* query, ViewDesc* d, const char* definition, const RestoredView* restore) {
+  // The state table and the catalog row belong to velostream (the workers
+  // write them); the result table belongs to the view's creator.
+  Oid save_userid;
+  int save_sec;
+  velostream_begin_as_superuser(&save_userid, &save_sec);
+  const char* owner_name = quote_identifier(GetUserNameFromId(rel_owner(view_oid), false));
+  StringInfoData sql;
+  initStringInfo(&sql);
+
+  // 2. Ownership. A local stream routes rows by one column (the first plain
+  //    GROUP BY column of its first view); a view grouping by that column, or
+  //    any view of a one-partition stream, has each group in one partition, so
+  //    that partition's worker owns the group's state and writes its row
+  //    alone. Other views merge partial states in SQL (shared groups).
+  bool owned = false;
+  if (velostream_is_local_stream(d->stream)) {
+    Oid argtypes1[1] = {OIDOID};
+    Datum args1[1] = {ObjectIdGetDatum(d->stream)};
+    if (SPI_execute_with_args("SELECT s.route_column, s.partitions, "
+                              "  EXISTS (SELECT 1 FROM velostream.views v WHERE v.stream = s.stream) "
+                              "FROM velostream.streams s WHERE s.stream = $1",
+                              1, argtypes1, args1, NULL, false, 1) != SPI_OK_SELECT ||
+        SPI_processed != 1)
+      elog(ERROR, "velostream: stream %u is not in velostream.streams", d->stream);
+    bool route_null, isnull;
+    int route = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &route_null));
+    int nparts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+    bool has_views = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+    if (!has_views && restore == nullptr) {
+      route_null = true;
+      for (int k = 0; k < d->nkeys && route_null; ++k)
+        if (d->plan->keys[k].tumble_size == 0) {
+          route = d->plan->keys[k].column + 1;
+          route_null = false;
+        }
+      // Rows this transaction wrote before the stream had a routing column
+      // went to the partitions in turn; a view owning its groups by that
+      // column would find them in the wrong partitions.
+      if (!route_null && nparts > 1 && wrote_to_stream(d->stream))
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("cannot create the first continuous view of stream \"%s\" in a transaction that "
+                               "has written to it",
+                               get_rel_name(d->stream)),
+                        errdetail("The first view chooses the column the stream routes rows by (\"%s\"); the rows "
+                                  "this transaction wrote before were routed without it.",
+                                  get_attname(d->stream, (AttrNumber)route, false)),
+                        errhint("Commit the rows first, or create the view before writing to the stream.")));
+      resetStringInfo(&sql);
+      if (route_null)
+        appendStringInfo(&sql, "UPDATE velostream.streams SET route_column = NULL WHERE stream = %u", d->stream);
+      else
+        appendStringInfo(&sql, "UPDATE velostream.streams SET route_column = %d WHERE stream = %u", route, d->stream);
+      velostream_spi_exec(sql.data, SPI_OK_UPDATE);
+    }
+    owned = nparts == 1;
+    for (int k = 0; k < d->nkeys && !route_null; ++k)
+      if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column + 1 == route) owned = true;
+  }
+  if (restore != nullptr && owned != restore->owned)
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("cannot restore continuous view \"%s\": its stream no longer routes rows as it did",
+                           get_rel_name(view_oid)),
+                    errdetail("The view was %s its groups in the dumped database.",
+                              restore->owned ? "the owner of" : "sharing"),
+                    errhint("Restore the stream's foreign table with the same options (partitions).")));
+
+  Oid state_oid = InvalidOid;
+  if (owned) {
+    // 3a. The state changelog of an owned view: per partition, the states of
+    //     the groups each flush changed (ViewAggregator::encode_groups), with
+    //     a full snapshot now and then; a restarted worker replays it in id order.
+    char state_name[NAMEDATALEN];
+    snprintf(state_name, sizeof(state_name), "view_%u_state", view_oid);
+    state_oid = velostream_create_blob_table(
+        state_name, "(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, partition int4 NOT NULL, data bytea NOT NULL)",
+        "data");
+    resetStringInfo(&sql);
+    appendStringInfo(&sql, "ALTER TABLE velostream.%s OWNER TO %s", state_name, owner_name);
+    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
+    velostream_make_member(state_oid);
+  } else if (d->needs_state) {
+    // 3b. The partial-state table of a view with shared groups, when an
+    //     aggregate's result is not mergeable by itself (avg = sum / count):
+    //     keys k0.., then a0.. (avg: a<i>_sum, a<i>_n).
+    char state_name[NAMEDATALEN];
+    snprintf(state_name, sizeof(state_name), "view_%u_state", view_oid);
+    resetStringInfo(&sql);
+    appendStringInfo(&sql, "CREATE TABLE velostream.%s (", state_name);
+    for (int k = 0; k < d->nkeys; ++k) {
+      const ViewColumn& col = d->columns[d->key_column[k]];
+      char name[32];
+      snprintf(name, sizeof(name), "k%d", k);
+      append_column(&sql, name, col.type, col.typmod, col.collation);
+      appendStringInfoString(&sql, ", ");
+    }
+    for (int a = 0; a < d->naggs; ++a) {
+      const ViewColumn& col = d->columns[d->agg_column[a]];
+      if (a) appendStringInfoString(&sql, ", ");
+      if (col.agg == SqlAgg::kAvg)
+        appendStringInfo(&sql, "a%d_sum %s, a%d_n bigint", a, format_type_be(state_sum_type(col)), a);
+      else
+        appendStringInfo(&sql, "a%d %s", a, format_type_with_typemod(col.type, col.typmod));
+    }
+    appendStringInfoString(&sql, ") WITH (fillfactor = 70)");
+    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
+    state_oid = get_relname_relid(state_name, get_namespace_oid("velostream", false));
+    resetStringInfo(&sql);
+    appendStringInfo(&sql, "CREATE UNIQUE INDEX ON velostream.%s (", state_name);
+    for (int k = 0; k < d->nkeys; ++k)
+      appendStringInfo(&sql, "%s%s", k ? ", " : "",
+                       velostream_key_index_expr(psprintf("k%d", k), d->columns[d->key_column[k]].type));
+    if (d->nkeys == 0) appendStringInfoString(&sql, "(true)");
+    appendStringInfoString(&sql, ") NULLS NOT DISTINCT");
+    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
+    // Owned like the view: workers write both as the view's owner.
+    resetStringInfo(&sql);
+    appendStringInfo(&sql, "ALTER TABLE velostream.%s OWNER TO %s", state_name, owner_name);
+    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
+    velostream_make_member(state_oid);
+  }
+
+  // 4. The catalog row; the workers pick it up on their next flush.
+  // Plain column keys (1-based attnums): INSERT routes rows by one they all share.
+  Datum* keycols = (Datum*)palloc(sizeof(Datum) * (d->nkeys + 1));
+  int nkeycols = 0;
+  for (int k = 0; k < d->nkeys; ++k)
+    if (d->plan->keys[k].tumble_size == 0) keycols[nkeycols++] = Int16GetDatum(d->plan->keys[k].column + 1);
+  ArrayType* keyarr = construct_array(keycols, nkeycols, INT2OID, 2, true, TYPALIGN_SHORT);
+  Oid argtypes[11] = {OIDOID,  OIDOID,  OIDOID,  TEXTOID, TEXTOID,       INT2ARRAYOID,
+                     BOOLOID, TEXTOID, BOOLOID, TEXTOID, TIMESTAMPTZOID};
+  Datum args[11] = {ObjectIdGetDatum(view_oid),
+                    ObjectIdGetDatum(d->stream),
+                    ObjectIdGetDatum(state_oid),
+                    CStringGetTextDatum(nodeToString(query)),
+                    CStringGetTextDatum(definition),
+                    PointerGetDatum(keyarr),
+                    BoolGetDatum(owned),
+                    CStringGetTextDatum(velostream_query_sql(query)),
+                    BoolGetDatum(restore != nullptr),
+                    restore ? CStringGetTextDatum(restore->snapshot) : (Datum)0,
+                    TimestampTzGetDatum(restore ? restore->created_at : 0)};
+  char nulls[11] = {' ', ' ', OidIsValid(state_oid) ? ' ' : 'n', ' ', ' ', ' ', ' ', ' ', ' ',
+                    restore ? ' ' : 'n', restore ? ' ' : 'n'};
+  // The view counts the rows of every transaction that commits after its
+  // CREATE (or its restore) or with it: the start snapshot is the
+  // statement's, with this transaction's own xid added as still running
+  // (PostgreSQL leaves it out, and whether it falls below xmax depends on
+  // unrelated commits). A restored view also counts the restored log batches
+  // that its start snapshot in the dumped database did not hold
+  // (restored_snapshot, see worker.cpp).
+  // A catalog older than the library's (before ALTER EXTENSION velostream
+  // UPDATE) has no query_sql, restoring, restored_snapshot: the update
+  // script fills query_sql from query_tree.
+  bool current = velostream_catalog_current();
+  char* insert = psprintf(
+      "INSERT INTO velostream.views (view, stream, state_table, start_snapshot, query_tree, definition, key_columns, "
+      "owned%s) SELECT $1, $2, $3, CASE WHEN x >= pg_snapshot_xmax(s) THEN s "
+      "ELSE (least(pg_snapshot_xmin(s), x) || ':' || pg_snapshot_xmax(s) || ':' || (SELECT string_agg(v::text, ',' "
+      "ORDER BY v) FROM (SELECT pg_snapshot_xip(s) UNION SELECT x) u(v)))::pg_snapshot END, $4, $5, $6, $7%s "
+      "FROM (SELECT pg_current_snapshot(), pg_current_xact_id()) c(s, x)",
+      current ? ", query_sql, restoring, restored_snapshot, created_at" : "",
+      current ? ", $8, $9, $10::pg_snapshot, coalesce($11, now())" : "");
+  int rc = SPI_execute_with_args(insert, current ? 11 : 7, argtypes, args, nulls, false, 0);
+  if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: could not register continuous view: %s", SPI_result_code_string(rc));
+  velostream_end_as_superuser(save_userid, save_sec);
+}
+
 void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* query_string, int stmt_location,
                                        int stmt_len) {
   if (!OidIsValid(get_extension_oid("velostream", true)))
@@ -131,6 +320,13 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
   foreach (lc, into->colNames) {
     if (i >= d->ncolumns) ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("too many column names were specified")));
     d->columns[i++].name = pstrdup(strVal(lfirst(lc)));
+  }
+  // The stored query names its output columns as the table does, so that
+  // the workers and a restore see the aliases.
+  i = 0;
+  foreach (lc, query->targetList) {
+    TargetEntry* te = (TargetEntry*)lfirst(lc);
+    if (!te->resjunk && i < d->ncolumns) te->resname = pstrdup(d->columns[i++].name);
   }
 
   Oid nsp = RangeVarGetCreationNamespace(into->rel);
@@ -181,146 +377,65 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
   velostream_spi_exec(sql.data, SPI_OK_UTILITY);
   add_dependency(view_oid, d->stream, DEPENDENCY_NORMAL);
 
-  // The state table and the catalog row belong to velostream (the workers
-  // write them); the result table above belongs to the view's creator.
-  Oid save_userid;
-  int save_sec;
-  velostream_begin_as_superuser(&save_userid, &save_sec);
-
-  // 2. Ownership. A local stream routes rows by one column (the first plain
-  //    GROUP BY column of its first view); a view grouping by that column, or
-  //    any view of a one-partition stream, has each group in one partition, so
-  //    that partition's worker owns the group's state and writes its row
-  //    alone. Other views merge partial states in SQL (shared groups).
-  bool owned = false;
-  if (velostream_is_local_stream(d->stream)) {
-    Oid argtypes1[1] = {OIDOID};
-    Datum args1[1] = {ObjectIdGetDatum(d->stream)};
-    if (SPI_execute_with_args("SELECT s.route_column, s.partitions, "
-                              "  EXISTS (SELECT 1 FROM velostream.views v WHERE v.stream = s.stream) "
-                              "FROM velostream.streams s WHERE s.stream = $1",
-                              1, argtypes1, args1, NULL, false, 1) != SPI_OK_SELECT ||
-        SPI_processed != 1)
-      elog(ERROR, "velostream: stream %u is not in velostream.streams", d->stream);
-    bool route_null, isnull;
-    int route = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &route_null));
-    int nparts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-    bool has_views = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-    if (!has_views) {
-      route_null = true;
-      for (int k = 0; k < d->nkeys && route_null; ++k)
-        if (d->plan->keys[k].tumble_size == 0) {
-          route = d->plan->keys[k].column + 1;
-          route_null = false;
-        }
-      // Rows this transaction wrote before the stream had a routing column
-      // went to the partitions in turn; a view owning its groups by that
-      // column would find them in the wrong partitions.
-      if (!route_null && nparts > 1 && wrote_to_stream(d->stream))
-        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                        errmsg("cannot create the first continuous view of stream \"%s\" in a transaction that "
-                               "has written to it",
-                               get_rel_name(d->stream)),
-                        errdetail("The first view chooses the column the stream routes rows by (\"%s\"); the rows "
-                                  "this transaction wrote before were routed without it.",
-                                  get_attname(d->stream, (AttrNumber)route, false)),
-                        errhint("Commit the rows first, or create the view before writing to the stream.")));
-      resetStringInfo(&sql);
-      if (route_null)
-        appendStringInfo(&sql, "UPDATE velostream.streams SET route_column = NULL WHERE stream = %u", d->stream);
-      else
-        appendStringInfo(&sql, "UPDATE velostream.streams SET route_column = %d WHERE stream = %u", route, d->stream);
-      velostream_spi_exec(sql.data, SPI_OK_UPDATE);
-    }
-    owned = nparts == 1;
-    for (int k = 0; k < d->nkeys && !route_null; ++k)
-      if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column + 1 == route) owned = true;
-  }
-
-  Oid state_oid = InvalidOid;
-  if (owned) {
-    // 3a. The state changelog of an owned view: per partition, the states of
-    //     the groups each flush changed (ViewAggregator::encode_groups), with
-    //     a full snapshot now and then; a restarted worker replays it in id order.
-    char state_name[NAMEDATALEN];
-    snprintf(state_name, sizeof(state_name), "view_%u_state", view_oid);
-    state_oid = velostream_create_blob_table(
-        state_name, "(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, partition int4 NOT NULL, data bytea NOT NULL)",
-        "data");
-    resetStringInfo(&sql);
-    appendStringInfo(&sql, "ALTER TABLE velostream.%s OWNER TO %s", state_name,
-                     quote_identifier(GetUserNameFromId(save_userid, false)));
-    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
-    add_dependency(state_oid, view_oid, DEPENDENCY_INTERNAL);
-  } else if (d->needs_state) {
-    // 3b. The partial-state table of a view with shared groups, when an
-    //     aggregate's result is not mergeable by itself (avg = sum / count):
-    //     keys k0.., then a0.. (avg: a<i>_sum, a<i>_n).
-    char state_name[NAMEDATALEN];
-    snprintf(state_name, sizeof(state_name), "view_%u_state", view_oid);
-    resetStringInfo(&sql);
-    appendStringInfo(&sql, "CREATE TABLE velostream.%s (", state_name);
-    for (int k = 0; k < d->nkeys; ++k) {
-      const ViewColumn& col = d->columns[d->key_column[k]];
-      char name[32];
-      snprintf(name, sizeof(name), "k%d", k);
-      append_column(&sql, name, col.type, col.typmod, col.collation);
-      appendStringInfoString(&sql, ", ");
-    }
-    for (int a = 0; a < d->naggs; ++a) {
-      const ViewColumn& col = d->columns[d->agg_column[a]];
-      if (a) appendStringInfoString(&sql, ", ");
-      if (col.agg == SqlAgg::kAvg)
-        appendStringInfo(&sql, "a%d_sum %s, a%d_n bigint", a, format_type_be(state_sum_type(col)), a);
-      else
-        appendStringInfo(&sql, "a%d %s", a, format_type_with_typemod(col.type, col.typmod));
-    }
-    appendStringInfoString(&sql, ") WITH (fillfactor = 70)");
-    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
-    state_oid = get_relname_relid(state_name, get_namespace_oid("velostream", false));
-    resetStringInfo(&sql);
-    appendStringInfo(&sql, "CREATE UNIQUE INDEX ON velostream.%s (", state_name);
-    for (int k = 0; k < d->nkeys; ++k)
-      appendStringInfo(&sql, "%s%s", k ? ", " : "",
-                       velostream_key_index_expr(psprintf("k%d", k), d->columns[d->key_column[k]].type));
-    if (d->nkeys == 0) appendStringInfoString(&sql, "(true)");
-    appendStringInfoString(&sql, ") NULLS NOT DISTINCT");
-    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
-    // Owned like the view: workers write both as the view's owner.
-    resetStringInfo(&sql);
-    appendStringInfo(&sql, "ALTER TABLE velostream.%s OWNER TO %s", state_name,
-                     quote_identifier(GetUserNameFromId(save_userid, false)));
-    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
-    add_dependency(state_oid, view_oid, DEPENDENCY_INTERNAL);
-  }
-
-  // 4. The catalog row; the workers pick it up on their next flush.
   const char* definition = query_string;
   if (stmt_location >= 0 && stmt_len > 0) definition = pnstrdup(query_string + stmt_location, stmt_len);
   else if (stmt_location > 0) definition = pstrdup(query_string + stmt_location);
-  // Plain column keys (1-based attnums): INSERT routes rows by one they all share.
-  Datum* keycols = (Datum*)palloc(sizeof(Datum) * (d->nkeys + 1));
-  int nkeycols = 0;
-  for (int k = 0; k < d->nkeys; ++k)
-    if (d->plan->keys[k].tumble_size == 0) keycols[nkeycols++] = Int16GetDatum(d->plan->keys[k].column + 1);
-  ArrayType* keyarr = construct_array(keycols, nkeycols, INT2OID, 2, true, TYPALIGN_SHORT);
-  Oid argtypes[7] = {OIDOID, OIDOID, OIDOID, TEXTOID, TEXTOID, INT2ARRAYOID, BOOLOID};
-  Datum args[7] = {ObjectIdGetDatum(view_oid), ObjectIdGetDatum(d->stream), ObjectIdGetDatum(state_oid),
-                   CStringGetTextDatum(nodeToString(query)), CStringGetTextDatum(definition),
-                   PointerGetDatum(keyarr), BoolGetDatum(owned)};
-  char nulls[7] = {' ', ' ', OidIsValid(state_oid) ? ' ' : 'n', ' ', ' ', ' ', ' '};
-  // The view counts the rows of every transaction that commits after its
-  // CREATE or with it: the start snapshot is the statement's, with this
-  // transaction's own xid added as still running (PostgreSQL leaves it out,
-  // and whether it falls below xmax depends on unrelated commits).
-  int rc = SPI_execute_with_args(
-      "INSERT INTO velostream.views (view, stream, state_table, start_snapshot, query_tree, definition, key_columns, "
-      "owned) SELECT $1, $2, $3, CASE WHEN x >= pg_snapshot_xmax(s) THEN s "
-      "ELSE (least(pg_snapshot_xmin(s), x) || ':' || pg_snapshot_xmax(s) || ':' || (SELECT string_agg(v::text, ',' "
-      "ORDER BY v) FROM (SELECT pg_snapshot_xip(s) UNION SELECT x) u(v)))::pg_snapshot END, $4, $5, $6, $7 "
-      "FROM (SELECT pg_current_snapshot(), pg_current_xact_id()) c(s, x)",
-      7, argtypes, args, nulls, false, 0);
-  if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: could not register continuous view: %s", SPI_result_code_string(rc));
+  register_view(view_oid, query, d, definition, nullptr);
   SPI_finish();
-  velostream_end_as_superuser(save_userid, save_sec);
+}
+
+
+extern "C" {
+PGDLLEXPORT Datum velostream_restore_view(PG_FUNCTION_ARGS);
+PG_FUNCTION_INFO_V1(velostream_restore_view);
+}
+
+/// velostream._restore_view(view regclass, query_sql text, owned boolean,
+/// definition text, restored_snapshot pg_snapshot, created_at timestamptz):
+/// registers the restored table `view` as a continuous view again, from the
+/// schema-qualified SQL text of its SELECT (views.query_sql); called by the
+/// restore trigger of velostream.dump_data. Raises if the query no longer
+/// analyses, names another stream layout, or its columns do not match the
+/// table's. The view waits for its unique index (restoring = true).
+Datum velostream_restore_view(PG_FUNCTION_ARGS) {
+  for (int a = 0; a < 5; ++a)
+    if (PG_ARGISNULL(a)) elog(ERROR, "velostream._restore_view: argument %d is NULL", a + 1);
+  Oid view_oid = PG_GETARG_OID(0);
+  char* query_sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
+  RestoredView restore;
+  restore.owned = PG_GETARG_BOOL(2);
+  char* definition = text_to_cstring(PG_GETARG_TEXT_PP(3));
+  restore.snapshot = TextDatumGetCString(DirectFunctionCall1(pg_snapshot_out, PG_GETARG_DATUM(4)));
+  restore.created_at = PG_ARGISNULL(5) ? 0 : PG_GETARG_TIMESTAMPTZ(5);
+  if (get_rel_relkind(view_oid) != RELKIND_RELATION)
+    ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+                    errmsg("cannot restore continuous view \"%s\": it is not a table", get_rel_name(view_oid))));
+  if (velostream_is_continuous_view(view_oid))
+    ereport(ERROR, (errcode(ERRCODE_DUPLICATE_OBJECT),
+                    errmsg("\"%s\" is a continuous view already", get_rel_name(view_oid)),
+                    errhint("Restore into a database without velostream's data.")));
+
+  Query* query = velostream_parse_query_sql(query_sql);
+  ViewDesc* d = velostream_translate_query(query);
+  // The restored table must have the view's columns, as its workers write them.
+  Relation rel = table_open(view_oid, AccessShareLock);
+  TupleDesc td = RelationGetDescr(rel);
+  int att = 0;
+  for (int c = 0; c < d->ncolumns; ++c) {
+    while (att < td->natts && TupleDescAttr(td, att)->attisdropped) ++att;
+    if (att >= td->natts || strcmp(NameStr(TupleDescAttr(td, att)->attname), d->columns[c].name) != 0 ||
+        TupleDescAttr(td, att)->atttypid != d->columns[c].type)
+      ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                      errmsg("cannot restore continuous view \"%s\": its table does not have the view's columns",
+                             RelationGetRelationName(rel)),
+                      errdetail("Column %d should be \"%s\" of type %s.", c + 1, d->columns[c].name,
+                                format_type_be(d->columns[c].type))));
+    ++att;
+  }
+  table_close(rel, AccessShareLock);
+  add_dependency(view_oid, d->stream, DEPENDENCY_NORMAL);
+  SPI_connect();
+  register_view(view_oid, query, d, definition, &restore);
+  SPI_finish();
+  PG_RETURN_VOID();
 }

@@ -81,8 +81,10 @@ void flush_partition(StreamWriter* w, int p) {
   bytea* data = (bytea*)palloc(VARHDRSZ + pb->bytes.size());
   SET_VARSIZE(data, VARHDRSZ + pb->bytes.size());
   memcpy(VARDATA(data), pb->bytes.data(), pb->bytes.size());
-  Datum values[3] = {w->xid, Int32GetDatum((int32)pb->rows), PointerGetDatum(data)};
-  bool nulls[3] = {false, false, false};
+  // (xid, rows, batch, restored_xid NULL); a log created by 0.1 or 0.2 got
+  // restored_xid as its fourth column from the 0.3 upgrade.
+  Datum values[4] = {w->xid, Int32GetDatum((int32)pb->rows), PointerGetDatum(data), (Datum)0};
+  bool nulls[4] = {false, false, false, true};
   HeapTuple tuple = heap_form_tuple(w->log_desc, values, nulls);
   heap_insert(w->logs[p], tuple, w->cid, 0, w->bistate[p]);
   heap_freetuple(tuple);
@@ -217,7 +219,7 @@ StreamWriter* velostream_writer_begin(Relation rel) {
     w->bistate[i] = GetBulkInsertState();
   }
   w->log_desc = RelationGetDescr(w->logs[0]);
-  if (w->log_desc->natts != 3)
+  if (w->log_desc->natts != 3 && w->log_desc->natts != 4)  // 4 since catalog 0.3
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("stream \"%s\" does not match its partition logs", RelationGetRelationName(rel)),
                     errhint("Drop and re-create the stream.")));

@@ -95,21 +95,20 @@ void velostream_create_stream(Oid relid) {
   for (int p = 0; p < nparts && !kafka; ++p) {
     // One row per batch of inserted rows: the inserting transaction's id,
     // the row count and the batch in the engine's log format
-    // (engine/batch_codec.h). Vacuum often: every row is deleted once its
-    // partition worker consumed it.
+    // (engine/batch_codec.h); restored_xid is set on batches pg_restore
+    // carried (the writer's transaction id in the dumped database). Vacuum
+    // often: every row is deleted once its partition worker consumed it.
     char log_name[NAMEDATALEN];
     snprintf(log_name, sizeof(log_name), "stream_%u_p%d", relid, p);
     Oid log_oid = velostream_create_blob_table(
         log_name,
-        "(" VELOSTREAM_XID_COLUMN " xid8 NOT NULL, rows int4 NOT NULL, batch bytea NOT NULL) "
+        "(" VELOSTREAM_XID_COLUMN " xid8 NOT NULL, rows int4 NOT NULL, batch bytea NOT NULL, restored_xid xid8) "
         "WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000, "
         "autovacuum_vacuum_insert_threshold = -1, autovacuum_vacuum_cost_delay = 0)",
         "batch");
-    // The log lives and dies with its stream (DROP of the log alone is refused).
-    ObjectAddress log_addr, stream_addr;
-    ObjectAddressSet(log_addr, RelationRelationId, log_oid);
-    ObjectAddressSet(stream_addr, RelationRelationId, relid);
-    recordDependencyOn(&log_addr, &stream_addr, DEPENDENCY_INTERNAL);
+    // The log is a member of the extension (pg_dump leaves it out, DROP of
+    // the log alone is refused); the sql_drop trigger drops it with its stream.
+    velostream_make_member(log_oid);
     resetStringInfo(&sql);
     appendStringInfo(&sql,
                      "INSERT INTO velostream.stream_partitions (stream, partition, log_table) VALUES (%u, %d, %u)",

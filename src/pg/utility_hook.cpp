@@ -194,10 +194,55 @@ void lock_out_workers(Node* parsetree) {
   if (OidIsValid(extension)) LockDatabaseObject(ExtensionRelationId, extension, 0, ShareLock);
 }
 
+// DROP OWNED BY r: the state tables behind r's continuous views belong to r
+// (the workers write them as the view's owner) and are members of the
+// extension, which DROP OWNED cannot drop by themselves. They are handed to
+// the bootstrap superuser first; DROP OWNED then drops the views, and the
+// sql_drop trigger their state tables.
+void release_owned_state(DropOwnedStmt* stmt) {
+  Oid nsp = get_namespace_oid("velostream", true);
+  if (!OidIsValid(get_extension_oid("velostream", true)) || !OidIsValid(nsp) ||
+      !OidIsValid(get_relname_relid("views", nsp)))
+    return;
+  List* roles = roleSpecsToIds(stmt->roles);
+  Oid save_userid;
+  int save_sec;
+  velostream_begin_as_superuser(&save_userid, &save_sec);
+  SPI_connect();
+  if (SPI_execute("SELECT state_table::oid FROM velostream.views WHERE state_table IS NOT NULL", true, 0) !=
+      SPI_OK_SELECT)
+    elog(ERROR, "velostream: reading velostream.views failed");
+  uint64 n = SPI_processed;
+  Oid* tables = (Oid*)palloc(sizeof(Oid) * (n + 1));
+  for (uint64 i = 0; i < n; ++i) {
+    bool isnull;
+    tables[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+  }
+  const char* superuser = quote_identifier(GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false));
+  for (uint64 i = 0; i < n; ++i) {
+    HeapTuple tp = SearchSysCache1(RELOID, ObjectIdGetDatum(tables[i]));
+    if (!HeapTupleIsValid(tp)) continue;
+    Oid owner = ((Form_pg_class)GETSTRUCT(tp))->relowner;
+    ReleaseSysCache(tp);
+    if (!list_member_oid(roles, owner)) continue;
+    velostream_spi_exec(psprintf("ALTER TABLE velostream.%s OWNER TO %s", quote_identifier(get_rel_name(tables[i])),
+                                 superuser),
+                        SPI_OK_UTILITY);
+  }
+  SPI_finish();
+  velostream_end_as_superuser(save_userid, save_sec);
+}
+
 void velostream_process_utility(PlannedStmt* pstmt, const char* query_string, bool read_only_tree,
                                 ProcessUtilityContext context, ParamListInfo params, QueryEnvironment* query_env,
                                 DestReceiver* dest, QueryCompletion* qc) {
   Node* parsetree = pstmt->utilityStmt;
+  // pg_upgrade's restore carries every table and catalog row as it was.
+  if (IsBinaryUpgrade) {
+    if (prev_hook) prev_hook(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc);
+    else standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc);
+    return;
+  }
   if ((IsA(parsetree, CreateTableAsStmt) && is_continuous((CreateTableAsStmt*)parsetree)) ||
       (IsA(parsetree, CopyStmt) && velostream_copy_applies((CopyStmt*)parsetree, query_string))) {
     if (prev_hook == nullptr) run_intercepted(pstmt, query_string, qc);
@@ -213,6 +258,7 @@ void velostream_process_utility(PlannedStmt* pstmt, const char* query_string, bo
     rewrite_drop((DropStmt*)parsetree);
   }
   if (IsA(parsetree, DropStmt) || IsA(parsetree, DropOwnedStmt)) lock_out_workers(parsetree);
+  if (IsA(parsetree, DropOwnedStmt)) release_owned_state((DropOwnedStmt*)parsetree);
   if (IsA(parsetree, AlterTableStmt)) check_alter((AlterTableStmt*)parsetree);
   if (IsA(parsetree, RenameStmt)) check_rename((RenameStmt*)parsetree);
   if (IsA(parsetree, TruncateStmt)) check_truncate((TruncateStmt*)parsetree);

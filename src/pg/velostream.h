@@ -17,7 +17,7 @@ extern bool velostream_fast_copy;
 /// The extension version whose catalog this library reads and writes
 /// (velostream.control's default_version). Workers only run against it: a
 /// database still on an older version waits for ALTER EXTENSION ... UPDATE.
-#define VELOSTREAM_CATALOG_VERSION "0.2"
+#define VELOSTREAM_CATALOG_VERSION "0.3"
 
 /// True if the installed extension's version is VELOSTREAM_CATALOG_VERSION.
 /// Call inside a transaction.
@@ -108,3 +108,20 @@ void velostream_spi_exec(const char* sql, int expected);
 /// without compression: written once, read once, compression would only cost
 /// CPU. Returns the table's oid. SPI connected.
 Oid velostream_create_blob_table(const char* name, const char* definition, const char* blob_column);
+
+/// Makes table `relid` (a partition log or view state velostream created in
+/// schema velostream) a member of extension velostream, and removes any
+/// internal dependency on its stream or view: pg_dump then leaves it out,
+/// and DROP ... CASCADE of its stream never reaches the extension. The
+/// sql_drop event trigger drops it with its stream or view
+/// (velostream._drop_member). Call as a superuser.
+void velostream_make_member(Oid relid);
+
+/// The analysed SELECT `query` as SQL text with every name schema-qualified
+/// (deparsed with an empty search_path), so it analyses to the same query in
+/// any session: what pg_restore registers a continuous view from.
+char* velostream_query_sql(Query* query);
+
+/// Parses and analyses velostream_query_sql's text back into a Query, with an
+/// empty search_path. Raises the parser's errors.
+Query* velostream_parse_query_sql(const char* sql);

@@ -64,6 +64,13 @@ struct WorkerView {
   bool pending_row;            // a row of velostream.pending_deltas exists
   uint64 saved_rows_in;        // agg->rows_in() when the pending row was written
   std::string* pending_buf;    // reused encode buffer for the pending delta
+  // Restored by pg_restore (velostream.views.restored_snapshot, restoring):
+  // the view counts a restored log batch iff its start snapshot in the
+  // dumped database did not hold the batch's writer; and it waits, counting
+  // but not writing, until its result table has its unique index back.
+  bool has_restored;
+  eng::StartSnapshot* restored;
+  bool restoring;
 };
 
 // Changelog compaction: a snapshot of all groups replaces the changelog
@@ -87,6 +94,7 @@ bool worker_error_recorded = false;  // stream_partitions.worker_error is set
 
 void delete_aggregator(void* arg) { delete static_cast<eng::ViewAggregator*>(arg); }
 void delete_string(void* arg) { delete static_cast<std::string*>(arg); }
+void delete_snapshot(void* arg) { delete static_cast<eng::StartSnapshot*>(arg); }
 
 // C++ calls on an owned view's state, with exceptions and error strings kept
 // inside: they return false with a message in `error`.
@@ -341,7 +349,8 @@ void refresh_retry(WorkerView* v) {
   }
 }
 
-WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* query_tree, bool owned) {
+WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* query_tree, bool owned,
+                     const char* restored_snapshot, bool restoring) {
   WorkerView* v = (WorkerView*)MemoryContextAllocZero(TopMemoryContext, sizeof(WorkerView));
   v->view = view;
   v->state = state;
@@ -366,9 +375,40 @@ WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* quer
     load_changelog(v);
     MemoryContextSwitchTo(v->cxt);  // SPI calls return in SPI's own context
   }
-  v->upsert = velostream_prepare_upsert(v->desc, view, state, owned);
+  if (restored_snapshot != nullptr) {
+    v->restored = new eng::StartSnapshot();
+    velostream_on_context_reset(v->cxt, delete_snapshot, v->restored);
+    parse_snapshot(restored_snapshot, v->restored);
+    v->has_restored = true;
+  }
+  v->restoring = restoring;
+  // A restoring view's ON CONFLICT needs the unique index it does not have yet.
+  if (!restoring) v->upsert = velostream_prepare_upsert(v->desc, view, state, owned);
   MemoryContextSwitchTo(old);
   return v;
+}
+
+// A restored view can be written once its result table has a valid unique
+// index again (pg_restore creates indexes after the data): then its writes
+// are prepared and views.restoring is cleared. False while it must wait.
+bool restore_done(WorkerView* v) {
+  if (!v->restoring) return true;
+  Oid types[1] = {OIDOID};
+  Datum args[1] = {ObjectIdGetDatum(v->view)};
+  if (SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_index WHERE indrelid = $1 AND indisunique AND indisvalid "
+                            "AND indisready",
+                            1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+    elog(ERROR, "velostream: reading pg_index failed");
+  if (SPI_processed == 0) return false;
+  MemoryContext old = MemoryContextSwitchTo(v->cxt);
+  v->upsert = velostream_prepare_upsert(v->desc, v->view, v->state, v->store != nullptr);
+  MemoryContextSwitchTo(old);
+  if (SPI_execute_with_args("UPDATE velostream.views SET restoring = false WHERE view = $1", 1, types, args, NULL,
+                            false, 0) != SPI_OK_UPDATE)
+    elog(ERROR, "velostream: updating velostream.views failed");
+  v->restoring = false;
+  elog(LOG, "velostream: restored continuous view %s runs on partition %d", get_rel_name(v->view), partition_no);
+  return true;
 }
 
 // Brings the view list in line with the catalog as the active snapshot sees
@@ -378,8 +418,8 @@ void refresh_views() {
   Oid argtypes[1] = {OIDOID};
   Datum args[1] = {ObjectIdGetDatum(stream_oid)};
   int rc = SPI_execute_with_args(
-      "SELECT view::oid, coalesce(state_table::oid, 0), start_snapshot::text, query_tree, owned "
-      "FROM velostream.views WHERE stream = $1 ORDER BY view::oid",
+      "SELECT view::oid, coalesce(state_table::oid, 0), start_snapshot::text, query_tree, owned, "
+      "restored_snapshot::text, restoring FROM velostream.views WHERE stream = $1 ORDER BY view::oid",
       1, argtypes, args, NULL, true, 0);
   if (rc != SPI_OK_SELECT) elog(ERROR, "velostream: reading velostream.views failed");
   ListCell* lc;
@@ -400,7 +440,9 @@ void refresh_views() {
       char* snapshot = SPI_getvalue(tt->vals[i], tt->tupdesc, 3);
       char* tree = SPI_getvalue(tt->vals[i], tt->tupdesc, 4);
       bool owned = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 5, &isnull));
-      found = add_view(view, state, snapshot, tree, owned);
+      char* restored = SPI_getvalue(tt->vals[i], tt->tupdesc, 6);
+      bool restoring = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 7, &isnull));
+      found = add_view(view, state, snapshot, tree, owned, restored, restoring);
       MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
       views = lappend(views, found);
       MemoryContextSwitchTo(old);
@@ -430,7 +472,13 @@ void refresh_views() {
   }
 }
 
-// Runs every view over the first `rows` rows of the batch.
+// While a log batch pg_restore carried is fed: its writer's transaction id
+// in the dumped database; -1 otherwise.
+int64_t restored_batch_xid = -1;
+
+// Runs every view over the first `rows` rows of the batch. A restored batch
+// goes only to the restored views whose dumped start snapshot did not hold
+// its writer (views created after the restore never count it).
 void feed_views(size_t rows) {
   batch->rows = rows;
   batch->xid.resize(rows);
@@ -439,6 +487,7 @@ void feed_views(size_t rows) {
   ListCell* lc;
   foreach (lc, views) {
     WorkerView* v = (WorkerView*)lfirst(lc);
+    if (restored_batch_xid >= 0 && !(v->has_restored && !v->restored->visible(restored_batch_xid))) continue;
     try {
       if (!v->agg->consume(*batch)) snprintf(error, sizeof(error), "%s", v->agg->error().c_str());
     } catch (const std::exception& e) {
@@ -501,22 +550,26 @@ void record_stats(WorkerView* v, uint64 groups) {
 // max_rows rows or the flush interval. Returns the rows consumed.
 uint64 read_log(Oid log_oid, Snapshot snap, uint64 max_rows, TimestampTz start) {
   pgstat_report_activity(STATE_RUNNING, "velostream: consuming");
+  restored_batch_xid = -1;  // also after an error in an earlier cycle
   Relation log = table_open(log_oid, RowExclusiveLock);
   TupleDesc desc = RelationGetDescr(log);
   TableScanDesc scan = table_beginscan(log, snap, 0, NULL);
   uint64 consumed = 0;
   HeapTuple tuple;
   while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL) {
-    Datum values[3];
-    bool nulls[3];
-    heap_deform_tuple(tuple, desc, values, nulls);
+    Datum values[4];
+    bool nulls[4] = {false, false, false, true};
+    if (desc->natts > 4) elog(ERROR, "velostream: partition log %s has unexpected columns", get_rel_name(log_oid));
+    heap_deform_tuple(tuple, desc, values, nulls);  // restored_xid: 4th column since 0.3
     MemoryContext old = MemoryContextSwitchTo(batch_cxt);
     bytea* data = DatumGetByteaP(values[2]);
     MemoryContextSwitchTo(old);
     int64_t xid = (int64_t)U64FromFullTransactionId(DatumGetFullTransactionId(values[0]));
     char error[256];
     if (decode_log_batch(VARDATA(data), VARSIZE(data) - VARHDRSZ, xid, error, sizeof(error))) {
+      restored_batch_xid = nulls[3] ? -1 : (int64_t)U64FromFullTransactionId(DatumGetFullTransactionId(values[3]));
       feed_views(batch->rows);
+      restored_batch_xid = -1;
     } else {
       char* reason = psprintf("unreadable log batch of %d rows: %s", DatumGetInt32(values[1]), error);
       dead_letter("", reason);
@@ -571,6 +624,11 @@ uint64 write_view(WorkerView* v) {
 // retry is due), in a subtransaction of the cycle's transaction.
 void flush_view(WorkerView* v) {
   bool has_delta = v->agg->rows_in() > 0 || v->agg->group_count() > 0;
+  if (!has_delta && !v->failing && !v->restoring) return;
+  if (!restore_done(v)) {
+    if (has_delta) save_pending(v);  // counted, kept with the consumed positions
+    return;
+  }
   if (!has_delta && !v->failing) return;
   if (v->failing) {
     refresh_retry(v);
