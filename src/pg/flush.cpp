@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "pg/types.h"
 #include "pg/velostream.h"
 
 namespace eng = velostream::engine;
@@ -34,35 +35,16 @@ void append_merge(StringInfo sql, SqlAgg agg, const char* col) {
   }
 }
 
-Datum numeric_from_text(const std::string& s) {
-  return DirectFunctionCall3(numeric_in, CStringGetDatum(s.c_str()), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-}
-
 Datum int128_numeric(__int128 v) {
   if (v >= INT64_MIN && v <= INT64_MAX) return NumericGetDatum(int64_to_numeric((int64)v));  // no text round trip
   eng::Decimal d;
   d.coef = v;
-  return numeric_from_text(d.to_string());
+  return velostream_value_datum(NUMERICOID, 0, 0, d, nullptr, 0);
 }
 
 // A value of SQL type `type` from its engine form.
 Datum to_datum(Oid type, int64_t i, double f, const eng::Decimal& d, std::string_view s) {
-  switch (type) {
-    case INT2OID: return Int16GetDatum((int16)i);
-    case INT4OID: return Int32GetDatum((int32)i);
-    case INT8OID: return Int64GetDatum(i);
-    case BOOLOID: return BoolGetDatum(i != 0);
-    case DATEOID: return DateADTGetDatum((DateADT)i);
-    case TIMESTAMPOID:
-    case TIMESTAMPTZOID: return TimestampGetDatum(i);
-    case FLOAT4OID: return Float4GetDatum((float4)f);
-    case FLOAT8OID: return Float8GetDatum(f);
-    case NUMERICOID: return numeric_from_text(d.to_string());
-    case TEXTOID:
-    case VARCHAROID: return PointerGetDatum(cstring_to_text_with_len(s.data(), (int)s.size()));
-    default: elog(ERROR, "velostream: unsupported type %u", type);
-  }
-  return (Datum)0;
+  return velostream_value_datum(type, i, f, d, s.data(), s.size());
 }
 
 // A sum's value as SQL type `type` (int8, numeric or float8).
@@ -74,7 +56,7 @@ Datum sum_datum(const eng::AggSpec& spec, Oid type, const eng::AggState& s) {
   }
   if (spec.input == eng::Type::kInt64) return int128_numeric(s.i);
   if (spec.input == eng::Type::kFloat64) return Float8GetDatum(s.f);
-  return numeric_from_text(s.d.to_string());
+  return velostream_value_datum(NUMERICOID, 0, 0, s.d, nullptr, 0);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "kafka/assignment.h"
 #include "kafka/consumer.h"
 #include "pg/kafka_source.h"
+#include "pg/types.h"
 #include "pg/velostream.h"
 
 namespace eng = velostream::engine;
@@ -68,20 +69,10 @@ constexpr size_t kExcerpt = 256;
 
 bool owns(const KafkaSource* s, int32_t p) { return p % s->nworkers == s->worker; }
 
+// Kafka stream columns are of native types (streams.cpp checks at CREATE).
 eng::FieldKind kind_of(Oid type) {
-  switch (type) {
-    case INT2OID: return eng::FieldKind::kInt16;
-    case INT4OID: return eng::FieldKind::kInt32;
-    case INT8OID: return eng::FieldKind::kInt64;
-    case FLOAT4OID: return eng::FieldKind::kFloat32;
-    case FLOAT8OID: return eng::FieldKind::kFloat64;
-    case NUMERICOID: return eng::FieldKind::kNumeric;
-    case BOOLOID: return eng::FieldKind::kBool;
-    case DATEOID: return eng::FieldKind::kDate;
-    case TIMESTAMPOID: return eng::FieldKind::kTimestamp;
-    case TIMESTAMPTZOID: return eng::FieldKind::kTimestampTz;
-    default: return eng::FieldKind::kText;
-  }
+  const SqlType* t = velostream_sql_type(type);
+  return t ? t->field : eng::FieldKind::kText;
 }
 
 void add_options(List* options, std::vector<std::pair<std::string, std::string>>* conf) {

@@ -4,6 +4,7 @@
 #include "engine/batch_codec.h"
 #include "pg/translate.h"
 #include "pg/stream_writer.h"
+#include "pg/types.h"
 #include "pg/velostream.h"
 
 extern "C" {
@@ -124,18 +125,9 @@ bool hashes_text_bytes(Oid type, Oid collation) {
 // The PostgreSQL value of a staged routing column, for its hash function.
 Datum route_datum(StreamWriter* w, const StagedValue& v) {
   if (v.has_datum) return v.datum;
-  switch (w->types[w->route]) {
-    case INT2OID: return Int16GetDatum((int16)v.i);
-    case INT4OID: return Int32GetDatum((int32)v.i);
-    case INT8OID: case TIMESTAMPOID: case TIMESTAMPTZOID: return Int64GetDatum(v.i);
-    case BOOLOID: return BoolGetDatum(v.i != 0);
-    case DATEOID: return DateADTGetDatum((DateADT)v.i);
-    case FLOAT4OID: return Float4GetDatum((float4)v.f);
-    case FLOAT8OID: return Float8GetDatum(v.f);
-    case TEXTOID: case VARCHAROID: return PointerGetDatum(cstring_to_text_with_len(v.s, (int)v.len));
-    default: elog(ERROR, "velostream: cannot route a staged value of type %u", w->types[w->route]);
-  }
-  return (Datum)0;
+  if (w->types[w->route] == NUMERICOID)  // staged values of this type always carry their Datum
+    elog(ERROR, "velostream: cannot route a staged numeric value without its Datum");
+  return velostream_value_datum(w->types[w->route], v.i, v.f, v.d, v.s, v.len);
 }
 
 int partition_of(StreamWriter* w) {
@@ -249,14 +241,8 @@ void velostream_writer_stage_datum(StreamWriter* w, int c, Datum v, bool isnull)
   s.has_datum = !isnull;
   s.datum = v;
   if (isnull) return;
+  if (velostream_datum_fixed(w->types[c], v, &s.i, &s.f)) return;
   switch (w->types[c]) {
-    case INT2OID: s.i = DatumGetInt16(v); break;
-    case INT4OID: s.i = DatumGetInt32(v); break;
-    case INT8OID: case TIMESTAMPOID: case TIMESTAMPTZOID: s.i = DatumGetInt64(v); break;
-    case BOOLOID: s.i = DatumGetBool(v); break;
-    case DATEOID: s.i = DatumGetDateADT(v); break;
-    case FLOAT4OID: s.f = DatumGetFloat4(v); break;
-    case FLOAT8OID: s.f = DatumGetFloat8(v); break;
     case NUMERICOID: {
       if (!w->stored[c]) break;
       char* text = DatumGetCString(DirectFunctionCall1(numeric_out, v));

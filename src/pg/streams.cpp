@@ -1,5 +1,6 @@
 // Stream creation: the partition log tables behind a stream fed by
 // INSERT/COPY, and its catalog rows.
+#include "pg/types.h"
 #include "pg/velostream.h"
 
 namespace {
@@ -27,17 +28,12 @@ void check_kafka_stream(Oid relid, TupleDesc desc) {
                         errmsg("metadata column \"%s\" must be of type %s", name,
                                format_type_be(velostream_kafka_metadata_types[m]))));
     }
-    switch (att->atttypid) {
-      case INT2OID: case INT4OID: case INT8OID: case FLOAT4OID: case FLOAT8OID: case NUMERICOID:
-      case TEXTOID: case VARCHAROID: case BOOLOID: case DATEOID: case TIMESTAMPOID: case TIMESTAMPTZOID:
-        break;
-      default:
-        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                        errmsg("column \"%s\" of a Kafka stream cannot be of type %s", name,
-                               format_type_be(att->atttypid)),
-                        errhint("Supported: smallint, integer, bigint, real, double precision, numeric, text, "
-                                "varchar, boolean, date, timestamp, timestamptz.")));
-    }
+    if (velostream_sql_type(att->atttypid) == nullptr)
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                      errmsg("column \"%s\" of a Kafka stream cannot be of type %s", name,
+                             format_type_be(att->atttypid)),
+                      errhint("Supported: smallint, integer, bigint, real, double precision, numeric, text, "
+                              "varchar, boolean, date, timestamp, timestamptz.")));
   }
 }
 

@@ -1,6 +1,7 @@
 #include "pg/translate.h"
 
 #include "engine/window.h"
+#include "pg/types.h"
 #include "pg/velostream.h"
 
 namespace eng = velostream::engine;
@@ -24,19 +25,17 @@ char* describe(Node* expr, Query* query) {
 
 void delete_plan(void* arg) { delete static_cast<eng::ViewPlan*>(arg); }
 
-bool is_int_type(Oid t) { return t == INT2OID || t == INT4OID || t == INT8OID; }
+bool is_int_type(Oid t) {
+  const SqlType* st = velostream_sql_type(t);
+  return st != nullptr && st->integer;
+}
 
 // Comparison domain of an operator's input type; false if unsupported.
 bool domain_of(Oid t, eng::CmpDomain* d) {
-  switch (t) {
-    case INT2OID: case INT4OID: case INT8OID:
-    case BOOLOID: case DATEOID: case TIMESTAMPOID: case TIMESTAMPTZOID:
-      *d = eng::CmpDomain::kInt; return true;
-    case FLOAT4OID: case FLOAT8OID: *d = eng::CmpDomain::kFloat; return true;
-    case NUMERICOID: *d = eng::CmpDomain::kNumeric; return true;
-    case TEXTOID: case VARCHAROID: *d = eng::CmpDomain::kText; return true;
-    default: return false;
-  }
+  const SqlType* st = velostream_sql_type(t);
+  if (st == nullptr) return false;
+  *d = st->domain;
+  return true;
 }
 
 // Strips binary-compatible relabelling and the implicit numeric widening
@@ -74,15 +73,9 @@ void set_const(Const* c, eng::CmpDomain domain, eng::Scalar* out, Query* query) 
   out->is_null = c->constisnull;
   if (c->constisnull) return;
   Datum v = c->constvalue;
-  switch (c->consttype) {
-    case INT2OID: out->i = DatumGetInt16(v); break;
-    case INT4OID: out->i = DatumGetInt32(v); break;
-    case INT8OID: out->i = DatumGetInt64(v); break;
-    case BOOLOID: out->i = DatumGetBool(v) ? 1 : 0; break;
-    case DATEOID: out->i = DatumGetDateADT(v); break;
-    case TIMESTAMPOID: case TIMESTAMPTZOID: out->i = DatumGetInt64(v); break;
-    case FLOAT4OID: out->f = DatumGetFloat4(v); break;
-    case FLOAT8OID: out->f = DatumGetFloat8(v); break;
+  if (velostream_datum_fixed(c->consttype, v, &out->i, &out->f)) {
+    // integers, bool, date, timestamps, floats
+  } else switch (c->consttype) {
     case NUMERICOID: {
       char* text = DatumGetCString(DirectFunctionCall1(numeric_out, v));
       if (!eng::Decimal::parse(text, &out->d))
@@ -323,7 +316,8 @@ eng::AggSpec translate_agg(Aggref* a, ViewColumn* col, Query* query) {
   Oid t = exprType(arg);
   col->input_type = t;
   spec.column = column_of((Var*)arg, query);
-  bool numeric_input = is_int_type(t) || t == FLOAT8OID || t == FLOAT4OID || t == NUMERICOID;
+  const SqlType* st = velostream_sql_type(t);
+  bool numeric_input = st != nullptr && st->number;
   if (!velostream_engine_type(t, &spec.input))
     unsupported("an aggregate over a column of this type", (Node*)a, query, nullptr);
 
@@ -341,8 +335,7 @@ eng::AggSpec translate_agg(Aggref* a, ViewColumn* col, Query* query) {
     col->agg = SqlAgg::kAvg;
     spec.func = eng::AggFunc::kAvg;
   } else if (strcmp(name, "min") == 0 || strcmp(name, "max") == 0) {
-    bool ordered = numeric_input || t == DATEOID || t == TIMESTAMPOID || t == TIMESTAMPTZOID;
-    if (!ordered)
+    if (st == nullptr || !st->ordered)
       unsupported("min()/max() over this type", (Node*)a, query,
                   "min() and max() are supported on numbers, dates and timestamps.");
     col->agg = strcmp(name, "min") == 0 ? SqlAgg::kMin : SqlAgg::kMax;
@@ -358,18 +351,6 @@ eng::AggSpec translate_agg(Aggref* a, ViewColumn* col, Query* query) {
 char* velostream_key_index_expr(const char* quoted_name, Oid type) {
   if (type == TEXTOID || type == VARCHAROID) return psprintf("%s COLLATE \"C\"", quoted_name);
   return pstrdup(quoted_name);
-}
-
-bool velostream_engine_type(Oid type, eng::Type* out) {
-  switch (type) {
-    case INT2OID: case INT4OID: case INT8OID: case BOOLOID:
-    case DATEOID: case TIMESTAMPOID: case TIMESTAMPTZOID:
-      *out = eng::Type::kInt64; return true;
-    case FLOAT4OID: case FLOAT8OID: *out = eng::Type::kFloat64; return true;
-    case NUMERICOID: *out = eng::Type::kNumeric; return true;
-    case TEXTOID: case VARCHAROID: *out = eng::Type::kText; return true;
-    default: return false;
-  }
 }
 
 ViewDesc* velostream_translate_query(Query* query) {

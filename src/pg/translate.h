@@ -48,5 +48,4 @@ ViewDesc* velostream_translate_query(Query* query);
 /// Returns a palloc'd string.
 char* velostream_key_index_expr(const char* quoted_name, Oid type);
 
-/// The engine storage type of SQL type `type`; false if unsupported.
-bool velostream_engine_type(Oid type, velostream::engine::Type* out);
+// SQL type <-> engine mapping: pg/types.h.

@@ -12,6 +12,7 @@
 #include "pg/flush.h"
 #include "pg/kafka_source.h"
 #include "pg/translate.h"
+#include "pg/types.h"
 #include "pg/velostream.h"
 
 namespace eng = velostream::engine;

@@ -1,0 +1,77 @@
+#include "pg/types.h"
+
+namespace eng = velostream::engine;
+
+namespace {
+
+using T = eng::Type;
+using D = eng::CmpDomain;
+using F = eng::FieldKind;
+
+// oid, storage, WHERE domain, parser, integer, number, ordered
+const SqlType kTypes[] = {
+    {INT2OID, T::kInt64, D::kInt, F::kInt16, true, true, true},
+    {INT4OID, T::kInt64, D::kInt, F::kInt32, true, true, true},
+    {INT8OID, T::kInt64, D::kInt, F::kInt64, true, true, true},
+    {FLOAT4OID, T::kFloat64, D::kFloat, F::kFloat32, false, true, true},
+    {FLOAT8OID, T::kFloat64, D::kFloat, F::kFloat64, false, true, true},
+    {NUMERICOID, T::kNumeric, D::kNumeric, F::kNumeric, false, true, true},
+    {TEXTOID, T::kText, D::kText, F::kText, false, false, false},
+    {VARCHAROID, T::kText, D::kText, F::kText, false, false, false},
+    {BOOLOID, T::kInt64, D::kInt, F::kBool, false, false, false},
+    {DATEOID, T::kInt64, D::kInt, F::kDate, false, false, true},
+    {TIMESTAMPOID, T::kInt64, D::kInt, F::kTimestamp, false, false, true},
+    {TIMESTAMPTZOID, T::kInt64, D::kInt, F::kTimestampTz, false, false, true},
+};
+
+}  // namespace
+
+const SqlType* velostream_sql_type(Oid oid) {
+  for (const SqlType& t : kTypes)
+    if (t.oid == oid) return &t;
+  return nullptr;
+}
+
+bool velostream_engine_type(Oid type, eng::Type* out) {
+  const SqlType* t = velostream_sql_type(type);
+  if (t == nullptr) return false;
+  *out = t->storage;
+  return true;
+}
+
+Datum velostream_value_datum(Oid type, int64_t i, double f, const eng::Decimal& d, const char* s, size_t len) {
+  switch (type) {
+    case INT2OID: return Int16GetDatum((int16)i);
+    case INT4OID: return Int32GetDatum((int32)i);
+    case INT8OID: return Int64GetDatum(i);
+    case BOOLOID: return BoolGetDatum(i != 0);
+    case DATEOID: return DateADTGetDatum((DateADT)i);
+    case TIMESTAMPOID:
+    case TIMESTAMPTZOID: return TimestampGetDatum(i);
+    case FLOAT4OID: return Float4GetDatum((float4)f);
+    case FLOAT8OID: return Float8GetDatum(f);
+    case NUMERICOID: {
+      char* text = pstrdup(d.to_string().c_str());  // no C++ object alive if numeric_in raises
+      return DirectFunctionCall3(numeric_in, CStringGetDatum(text), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+    }
+    case TEXTOID:
+    case VARCHAROID: return PointerGetDatum(cstring_to_text_with_len(s, (int)len));
+    default: elog(ERROR, "velostream: type %s is not handled natively", format_type_be(type));
+  }
+  return (Datum)0;
+}
+
+bool velostream_datum_fixed(Oid type, Datum v, int64_t* i, double* f) {
+  switch (type) {
+    case INT2OID: *i = DatumGetInt16(v); return true;
+    case INT4OID: *i = DatumGetInt32(v); return true;
+    case INT8OID:
+    case TIMESTAMPOID:
+    case TIMESTAMPTZOID: *i = DatumGetInt64(v); return true;
+    case BOOLOID: *i = DatumGetBool(v) ? 1 : 0; return true;
+    case DATEOID: *i = DatumGetDateADT(v); return true;
+    case FLOAT4OID: *f = DatumGetFloat4(v); return true;
+    case FLOAT8OID: *f = DatumGetFloat8(v); return true;
+    default: return false;
+  }
+}

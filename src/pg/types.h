@@ -1,0 +1,42 @@
+// The SQL types velostream's engine handles natively, in one table: how each
+// is stored in a batch column, compared in WHERE, parsed from Kafka / COPY
+// text, and converted between PostgreSQL Datums and engine values. Every
+// other file asks this one; a new native type is one row here.
+#pragma once
+
+#include "engine/decimal.h"
+#include "engine/fields.h"
+#include "engine/predicate.h"
+#include "pg/pg.h"
+
+/// One natively handled SQL type.
+struct SqlType {
+  Oid oid;
+  velostream::engine::Type storage;      ///< batch column: int64, float64, numeric (38 digits) or text
+  velostream::engine::CmpDomain domain;  ///< domain of comparisons in WHERE
+  velostream::engine::FieldKind field;   ///< how the decoders parse its text
+  bool integer;                          ///< int2, int4, int8
+  bool number;                           ///< sum() / avg() input: integers, floats, numeric
+  bool ordered;                          ///< native min() / max(): numbers, date, timestamp[tz]
+};
+
+/// The row of SQL type `oid`, or NULL if the engine does not handle it
+/// natively (int2, int4, int8, float4, float8, numeric, text, varchar, bool,
+/// date, timestamp, timestamptz).
+const SqlType* velostream_sql_type(Oid oid);
+
+/// The engine storage type of SQL type `type`; false if not native.
+bool velostream_engine_type(Oid type, velostream::engine::Type* out);
+
+/// The Datum of an engine value of SQL type `type`: integers, bool, date and
+/// timestamps from `i` (PostgreSQL's own units: days since 2000-01-01,
+/// microseconds since 2000-01-01), floats from `f`, numeric from `d`
+/// (through numeric_in), text from s[0..len) (palloc'd). Raises for a type
+/// that is not native.
+Datum velostream_value_datum(Oid type, int64_t i, double f, const velostream::engine::Decimal& d, const char* s,
+                             size_t len);
+
+/// The engine value of a fixed-width Datum of SQL type `type` (integers,
+/// bool, date, timestamps into *i; floats into *f). False for numeric, text
+/// and types that are not native (the caller converts those itself).
+bool velostream_datum_fixed(Oid type, Datum v, int64_t* i, double* f);
