@@ -243,6 +243,13 @@ BEGIN
   END LOOP;
 END $$;
 
+-- C: waits for running worker cycles and holds off new ones until the
+-- current transaction ends (the extension's lock in SHARE mode, which every
+-- cycle takes in ROW EXCLUSIVE mode first).
+CREATE FUNCTION velostream._hold_workers() RETURNS void
+  AS 'MODULE_PATHNAME', 'velostream_hold_workers' LANGUAGE C STRICT;
+REVOKE EXECUTE ON FUNCTION velostream._hold_workers() FROM PUBLIC;
+
 -- C: registers continuous view `view` (an existing table: the restored
 -- result table) again from its SQL text: analyses and checks the query,
 -- creates its state table, inserts its catalog row (restoring = true).
@@ -277,6 +284,15 @@ BEGIN
         USING ERRCODE = 'object_not_in_prerequisite_state',
               HINT = 'Restore into a server whose velostream.partitions is the dumped server''s, or give the stream OPTIONS (partitions).';
     END IF;
+    -- Its workers started when the restored CREATE FOREIGN TABLE committed:
+    -- a Kafka stream's may have consumed (no views yet), committed offsets
+    -- and written dead letters. Hold every worker off until this restore
+    -- commits, and drop what they wrote: the dumped offsets and dead letters
+    -- that follow replace it, and a worker whose offsets moved restarts from
+    -- the restored ones (compare-and-set), re-reading what it read before.
+    PERFORM velostream._hold_workers();
+    DELETE FROM velostream.kafka_offsets k WHERE k.stream = NEW.object;
+    DELETE FROM velostream.errors e WHERE e.stream = NEW.object;
     SELECT a.attnum INTO route FROM pg_attribute a
      WHERE a.attrelid = NEW.object AND a.attname = i->>'route_column' AND NOT a.attisdropped;
     UPDATE velostream.streams s SET paused = (i->>'paused')::boolean, route_column = route,

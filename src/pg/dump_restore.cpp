@@ -54,6 +54,8 @@ extern "C" {
 PGDLLEXPORT Datum velostream_make_member_sql(PG_FUNCTION_ARGS);
 PGDLLEXPORT Datum velostream_drop_member(PG_FUNCTION_ARGS);
 PGDLLEXPORT Datum velostream_query_sql_fn(PG_FUNCTION_ARGS);
+PGDLLEXPORT Datum velostream_hold_workers(PG_FUNCTION_ARGS);
+PG_FUNCTION_INFO_V1(velostream_hold_workers);
 PG_FUNCTION_INFO_V1(velostream_make_member_sql);
 PG_FUNCTION_INFO_V1(velostream_drop_member);
 PG_FUNCTION_INFO_V1(velostream_query_sql_fn);
@@ -103,4 +105,13 @@ Datum velostream_drop_member(PG_FUNCTION_ARGS) {
 Datum velostream_query_sql_fn(PG_FUNCTION_ARGS) {
   Query* query = (Query*)stringToNode(text_to_cstring(PG_GETARG_TEXT_PP(0)));
   PG_RETURN_TEXT_P(cstring_to_text(velostream_query_sql(query)));
+}
+
+/// velostream._hold_workers(): takes the extension's lock in SHARE mode until
+/// the end of the transaction: waits for running worker cycles (they hold it
+/// in ROW EXCLUSIVE mode) and holds off new ones. Used by the restore of a
+/// stream (sql/velostream--0.2--0.3.sql).
+Datum velostream_hold_workers(PG_FUNCTION_ARGS) {
+  LockDatabaseObject(ExtensionRelationId, get_extension_oid("velostream", false), 0, ShareLock);
+  PG_RETURN_VOID();
 }

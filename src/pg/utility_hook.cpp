@@ -155,14 +155,30 @@ void check_rename(RenameStmt* stmt) {
     refuse_view_column_change(stmt->relation->relname, stmt->subname, "rename");
 }
 
+// True if continuous view `relid` was restored by pg_restore and is still
+// waiting for its unique index (velostream.views.restoring).
+bool view_restoring(Oid relid) {
+  if (!velostream_catalog_current()) return false;  // no restore before 0.3
+  SPI_connect();
+  Oid argtypes[1] = {OIDOID};
+  Datum args[1] = {ObjectIdGetDatum(relid)};
+  bool restoring = SPI_execute_with_args("SELECT 1 FROM velostream.views WHERE view = $1 AND restoring", 1, argtypes,
+                                         args, NULL, true, 1) == SPI_OK_SELECT &&
+                   SPI_processed > 0;
+  SPI_finish();
+  return restoring;
+}
+
 // TRUNCATE of a continuous view's table would not reset the view: its
-// workers keep the groups' state and would write the totals back.
+// workers keep the groups' state and would write the totals back. Allowed
+// while pg_restore is loading a restored view's table (pg_restore -j
+// truncates each table it loads; nothing has written it but the restore).
 void check_truncate(TruncateStmt* stmt) {
   ListCell* lc;
   foreach (lc, stmt->relations) {
     RangeVar* rv = (RangeVar*)lfirst(lc);
     Oid relid = RangeVarGetRelid(rv, NoLock, true);
-    if (OidIsValid(relid) && velostream_is_continuous_view(relid))
+    if (OidIsValid(relid) && velostream_is_continuous_view(relid) && !view_restoring(relid))
       ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                       errmsg("cannot truncate continuous view \"%s\"", rv->relname),
                       errdetail("Its partition workers keep the state of every group."),
