@@ -2,6 +2,7 @@
 # integration tests. Source it, then:
 #   cluster_start DIR PORT [extra postgresql.conf lines...]
 #   psql_c SQL...        (runs against the last started cluster)
+#   poll SQL EXPECTED SECONDS
 #   cluster_stop
 # PostgreSQL refuses to run as root, so clusters run as user postgres.
 # Every cluster has locale C.UTF-8 and encoding UTF8 (C.UTF-8 exists on every
@@ -47,4 +48,17 @@ psql_c() {
 # psql_f FILE: runs a file of SQL the same way.
 psql_f() {
   "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -At -h "$VS_DIR" -p "$VS_PORT" -U postgres -d postgres -f "$1"
+}
+
+# poll SQL EXPECTED SECONDS: runs SQL (psql_c) until it returns EXPECTED, for at most SECONDS;
+# prints the last value, fails on timeout.
+poll() {
+  local v
+  for _ in $(seq 1 $((${3} * 5))); do
+    v=$(psql_c "$1" 2>&1)
+    [ "$v" = "$2" ] && { echo "$v"; return 0; }
+    sleep 0.2
+  done
+  echo "$v"
+  return 1
 }

@@ -51,17 +51,6 @@ REDUMP_DIR=/tmp/velostream-dump-again; REDUMP_PORT=55465
 npass=0; nfail=0
 pass() { echo "PASS: $*"; npass=$((npass + 1)); }
 failed() { echo "FAIL: $*"; nfail=$((nfail + 1)); }
-# poll SQL EXPECTED SECONDS: until SQL returns EXPECTED; prints the last value
-poll() {
-  local v
-  for _ in $(seq 1 $((${3} * 5))); do
-    v=$(psql_c "$1" 2>&1)
-    [ "$v" = "$2" ] && { echo "$v"; return 0; }
-    sleep 0.2
-  done
-  echo "$v"
-  return 1
-}
 # psql_as ROLE SQL: like psql_c, logged in as ROLE
 psql_as() {
   "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -At -h "$VS_DIR" -p "$VS_PORT" -U "$1" -d postgres -c "$2"

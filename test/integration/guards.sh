@@ -28,17 +28,6 @@ workers() { pgrep -P "$(head -n 1 "$VS_DIR/data/postmaster.pid")" -f "velostream
 # lines N: N CSV messages "i,1"
 lines() { seq 1 "$1" | sed 's/$/,1/'; }
 produce() { "$root/build/velostream-kafka-produce" --brokers "$BS" --topic "$1" "${@:2}"; }
-# poll SQL EXPECTED SECONDS: until SQL returns EXPECTED; prints the last value
-poll() {
-  local v
-  for _ in $(seq 1 $((${3} * 5))); do
-    v=$(psql_c "$1" 2>&1)
-    [ "$v" = "$2" ] && { echo "$v"; return 0; }
-    sleep 0.2
-  done
-  echo "$v"
-  return 1
-}
 
 psql_c "CREATE EXTENSION velostream;
 CREATE SERVER kafka FOREIGN DATA WRAPPER velostream OPTIONS (brokers '$BS');"
