@@ -13,14 +13,6 @@ struct RestoredView {
   TimestampTz created_at;
 };
 
-Oid rel_owner(Oid relid) {
-  HeapTuple tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-  if (!HeapTupleIsValid(tp)) elog(ERROR, "velostream: cache lookup failed for relation %u", relid);
-  Oid owner = ((Form_pg_class)GETSTRUCT(tp))->relowner;
-  ReleaseSysCache(tp);
-  return owner;
-}
-
 void add_dependency(Oid dependent, Oid referenced, DependencyType type) {
   ObjectAddress a, b;
   ObjectAddressSet(a, RelationRelationId, dependent);
@@ -137,7 +129,7 @@ static void register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
   Oid save_userid;
   int save_sec;
   velostream_begin_as_superuser(&save_userid, &save_sec);
-  const char* owner_name = quote_identifier(GetUserNameFromId(rel_owner(view_oid), false));
+  const char* owner_name = quote_identifier(GetUserNameFromId(velostream_rel_owner(view_oid), false));
   StringInfoData sql;
   initStringInfo(&sql);
 

@@ -85,6 +85,14 @@ Oid velostream_create_blob_table(const char* name, const char* definition, const
   return get_relname_relid(name, get_namespace_oid("velostream", false));
 }
 
+Oid velostream_rel_owner(Oid relid) {
+  HeapTuple tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+  if (!HeapTupleIsValid(tp)) return InvalidOid;
+  Oid owner = ((Form_pg_class)GETSTRUCT(tp))->relowner;
+  ReleaseSysCache(tp);
+  return owner;
+}
+
 void velostream_begin_as_superuser(Oid* save_userid, int* save_sec_context) {
   GetUserIdAndSecContext(save_userid, save_sec_context);
   SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, *save_sec_context | SECURITY_LOCAL_USERID_CHANGE);

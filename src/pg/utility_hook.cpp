@@ -236,11 +236,8 @@ void release_owned_state(DropOwnedStmt* stmt) {
   }
   const char* superuser = quote_identifier(GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false));
   for (uint64 i = 0; i < n; ++i) {
-    HeapTuple tp = SearchSysCache1(RELOID, ObjectIdGetDatum(tables[i]));
-    if (!HeapTupleIsValid(tp)) continue;
-    Oid owner = ((Form_pg_class)GETSTRUCT(tp))->relowner;
-    ReleaseSysCache(tp);
-    if (!list_member_oid(roles, owner)) continue;
+    Oid owner = velostream_rel_owner(tables[i]);
+    if (!OidIsValid(owner) || !list_member_oid(roles, owner)) continue;
     velostream_spi_exec(psprintf("ALTER TABLE velostream.%s OWNER TO %s", quote_identifier(get_rel_name(tables[i])),
                                  superuser),
                         SPI_OK_UTILITY);

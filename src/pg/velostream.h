@@ -87,6 +87,9 @@ bool velostream_is_continuous_view(Oid relid);
 /// attributes; columns added later by ALTER TABLE are the user's).
 int velostream_view_column_count(Oid relid);
 
+/// Owner of relation `relid`, or InvalidOid if it does not exist.
+Oid velostream_rel_owner(Oid relid);
+
 /// Switches the current user to the bootstrap superuser, so that a
 /// non-superuser's CREATE of a stream or view can write velostream's catalog
 /// and create its internal tables; restores the saved user with

@@ -29,15 +29,6 @@ struct WorkerArgs {
 
 namespace {
 
-// Owner of relation `relid` (InvalidOid if it is gone).
-Oid get_rel_owner(Oid relid) {
-  HeapTuple tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-  if (!HeapTupleIsValid(tp)) return InvalidOid;
-  Oid owner = ((Form_pg_class)GETSTRUCT(tp))->relowner;
-  ReleaseSysCache(tp);
-  return owner;
-}
-
 // One continuous view as this worker runs it. Lives in its own memory
 // context; the C++ plan and aggregator are deleted with it.
 struct WorkerView {
@@ -591,8 +582,8 @@ uint64 read_log(Oid log_oid, Snapshot snap, uint64 max_rows, TimestampTz start) 
 // table never run with the worker's superuser rights). Returns the groups
 // written. Raises on failure; the caller's subtransaction is then rolled back.
 uint64 write_view(WorkerView* v) {
-  Oid owner = get_rel_owner(v->view);
-  if (OidIsValid(v->state) && get_rel_owner(v->state) != owner) {
+  Oid owner = velostream_rel_owner(v->view);
+  if (OidIsValid(v->state) && velostream_rel_owner(v->state) != owner) {
     // the view changed hands (ALTER TABLE ... OWNER TO): its state follows
     char* sql = psprintf("ALTER TABLE %s OWNER TO %s",
                          quote_qualified_identifier("velostream", get_rel_name(v->state)),
