@@ -62,3 +62,29 @@ poll() {
   echo "$v"
   return 1
 }
+
+# kafka_mock_start WORK --topic NAME:PARTITIONS ...: starts the embedded Kafka
+# broker (build/velostream-kafka-mock, built if missing) with its log in
+# WORK/mock.log and its stdin kept open on file descriptor 9 (write "down" /
+# "up" to it to stop / restart the broker), waits for it and sets BS to its
+# bootstrap servers. kafka_mock_stop stops it (call it from the EXIT trap).
+kafka_mock_start() {
+  local work=$1 root
+  shift
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  [ -x "$root/build/velostream-kafka-mock" ] ||
+    { cmake -S "$root" -B "$root/build" >/dev/null && cmake --build "$root/build" -j2 >/dev/null; }
+  mkfifo "$work/mock.in"
+  "$root/build/velostream-kafka-mock" "$@" --bootstrap-file "$work/bootstrap" \
+    < "$work/mock.in" > /dev/null 2> "$work/mock.log" &
+  VS_MOCK_PID=$!
+  exec 9> "$work/mock.in"
+  for _ in $(seq 1 50); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
+  BS=$(cat "$work/bootstrap")
+}
+
+kafka_mock_stop() {
+  exec 9>&-
+  [ -n "${VS_MOCK_PID:-}" ] && kill "$VS_MOCK_PID" 2>/dev/null
+  return 0
+}

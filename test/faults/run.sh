@@ -35,20 +35,9 @@ cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release >/dev/null &&
 
 work=$(mktemp -d /tmp/velostream-faults-work.XXXXXX)
 chmod 755 "$work"
-mkfifo "$work/mock.in"
-"$root/build/velostream-kafka-mock" --topic flights:$partitions --bootstrap-file "$work/bootstrap" \
-  < "$work/mock.in" > /dev/null 2> "$work/mock.log" &
-mock=$!
-exec 9> "$work/mock.in"  # keeps the mock's stdin open; the driver writes "down" / "up" to it
-cleanup() {
-  exec 9>&-
-  kill $mock 2>/dev/null
-  cluster_stop
-  rm -rf "$work"
-}
-trap cleanup EXIT
-for _ in $(seq 1 50); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
-bs=$(cat "$work/bootstrap")
+trap 'kafka_mock_stop; cluster_stop; rm -rf "$work"' EXIT
+kafka_mock_start "$work" --topic flights:$partitions  # the driver writes "down" / "up" to $work/mock.in
+bs=$BS
 zcat "$root/data/flights-2001-01.csv.gz" | tail -n +2 > "$work/flights.csv"
 
 cluster_start "$dir" "$port" "velostream.flush_interval = 50" "restart_after_crash = on" \

@@ -7,18 +7,10 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/test/cluster.sh"
-[ -x "$root/build/velostream-kafka-mock" ] || { cmake -S "$root" -B "$root/build" >/dev/null && cmake --build "$root/build" -j2 >/dev/null; }
 work=$(mktemp -d /tmp/velostream-guards.XXXXXX)
 chmod 755 "$work"
-mock_in="$work/mock.in"
-mkfifo "$mock_in"
-"$root/build/velostream-kafka-mock" --topic fence:8 --topic gap:1 --bootstrap-file "$work/bootstrap" \
-  < "$mock_in" > /dev/null 2> "$work/mock.log" &
-mock=$!
-exec 9> "$mock_in"
-trap 'exec 9>&-; kill $mock 2>/dev/null; cluster_stop; rm -rf "$work"' EXIT
-for _ in $(seq 1 50); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
-BS=$(cat "$work/bootstrap")
+trap 'kafka_mock_stop; cluster_stop; rm -rf "$work"' EXIT
+kafka_mock_start "$work" --topic fence:8 --topic gap:1
 
 cluster_start /tmp/velostream-guards 55446 "velostream.flush_interval = 50"
 fail=0

@@ -12,19 +12,12 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/test/cluster.sh"
-[ -x "$root/build/velostream-kafka-mock" ] || { cmake -S "$root" -B "$root/build" >/dev/null && cmake --build "$root/build" -j2 >/dev/null; }
 work=$(mktemp -d /tmp/velostream-kafka.XXXXXX)
 chmod 755 "$work"
-mock_in="$work/mock.in"
-mkfifo "$mock_in"
+trap 'kafka_mock_stop; cluster_stop; rm -rf "$work"' EXIT
 parts=16  # partitions of each topic that gets all the flights
-"$root/build/velostream-kafka-mock" --topic plain:$parts --topic kill:$parts --topic crash:$parts --topic bad:$parts \
-  --topic late:$parts --topic events:2 --topic altered:2 --bootstrap-file "$work/bootstrap" < "$mock_in" > /dev/null 2> "$work/mock.log" &
-mock=$!
-exec 9> "$mock_in"  # keeps the mock's stdin open for "down" / "up"
-trap 'exec 9>&-; kill $mock 2>/dev/null; cluster_stop; rm -rf "$work"' EXIT
-for _ in $(seq 1 50); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
-BS=$(cat "$work/bootstrap")
+kafka_mock_start "$work" --topic plain:$parts --topic kill:$parts --topic crash:$parts --topic bad:$parts \
+  --topic late:$parts --topic events:2 --topic altered:2  # "down" / "up" go to fd 9
 echo "mock Kafka cluster at $BS"
 
 cluster_start /tmp/velostream-kafka-pg 55444 "velostream.flush_interval = 50"
