@@ -4,7 +4,8 @@
 set -euo pipefail
 PKGS=(build-essential pkg-config cmake procps gzip postgresql-15 postgresql-server-dev-15
       libabsl-dev libgtest-dev libbenchmark-dev librdkafka-dev libsimdjson-dev libpqxx-dev kcat
-      clang libclang-rt-14-dev)  # clang's libFuzzer and sanitizer runtimes: test/fuzz
+      clang libclang-rt-14-dev  # clang's libFuzzer and sanitizer runtimes: test/fuzz
+      postgresql-15-hll postgresql-15-tdigest)  # aggregates with combine functions the tests use
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

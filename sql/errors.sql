@@ -19,7 +19,24 @@ CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS
 CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, destination FROM s;
 CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, count(*) FROM s GROUP BY origin HAVING count(*) > 1;
 CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, count(DISTINCT delay) FROM s GROUP BY origin;
-CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, sum(delay * 2) FROM s GROUP BY origin;
+-- Ordered-set aggregates, aggregates without a combine function, volatile
+-- functions, window functions, subqueries and joins, each with its SQLSTATE.
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS
+  SELECT origin, percentile_cont(0.5) WITHIN GROUP (ORDER BY delay) FROM s GROUP BY origin;
+\echo :LAST_ERROR_SQLSTATE
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, sum(delay * random()) FROM s GROUP BY origin;
+\echo :LAST_ERROR_SQLSTATE
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, array_agg(delay) FROM s GROUP BY origin;
+\echo :LAST_ERROR_SQLSTATE
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS
+  SELECT origin, count(*), rank() OVER (ORDER BY origin) FROM s GROUP BY origin;
+\echo :LAST_ERROR_SQLSTATE
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS
+  SELECT origin, count(*) FROM s WHERE delay > (SELECT 1) GROUP BY origin;
+\echo :LAST_ERROR_SQLSTATE
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS
+  SELECT a.origin, count(*) FROM s a JOIN s b ON a.origin = b.origin GROUP BY a.origin;
+\echo :LAST_ERROR_SQLSTATE
 CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, count(*) * 2 FROM s GROUP BY origin;
 CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, string_agg(destination, ',') FROM s GROUP BY origin;
 CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT count(*) FROM s GROUP BY origin;
@@ -30,7 +47,6 @@ CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, count(
 CREATE COLLATION not_c (provider = libc, locale = 'C.UTF-8');
 CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, count(*) FROM s WHERE origin COLLATE not_c < 'M' GROUP BY origin;
 CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, count(*) FROM s GROUP BY origin ORDER BY origin;
-CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS SELECT origin, sum(f4) FROM s GROUP BY origin;
 CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS
   SELECT tumble(ts, interval '1 month') AS m, count(*) FROM s GROUP BY tumble(ts, interval '1 month');
 CREATE MATERIALIZED VIEW v WITH (velostream.continuous, velostream.emit = 'final') AS SELECT origin, count(*) FROM s GROUP BY origin;

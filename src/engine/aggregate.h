@@ -1,28 +1,42 @@
-// Aggregate functions with mergeable partial states.
+// Aggregate functions with mergeable partial states: one interface for the
+// engine's native aggregates and for the ones the glue layer implements with
+// PostgreSQL's own aggregate protocol (pg/pg_aggregate.h).
 //
-// A partial state covers the records of one group seen since the last flush;
-// the database merges it into the stored total (count + count, sum + sum,
-// least / greatest, and sum and count for avg), so states are never
-// finalised in the engine.
+// The protocol is PostgreSQL's (pg_aggregate, parallel aggregation): a state
+// per group, updated a batch of rows at a time (transition function), two
+// partial states combined into one (combine function), serialised to bytes
+// and back (serialise / deserialise functions) for the changelog, and turned
+// into the SQL result (final function). DuckDB's AggregateFunction has the
+// same shape; states live in the aggregator's row of per-group bytes.
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "engine/batch.h"
 
 namespace velostream::engine {
 
-enum class AggFunc : uint8_t { kCountStar, kCount, kSum, kAvg, kMin, kMax };
+/// The engine's native aggregates, and kExternal: an implementation the glue
+/// layer supplies (AggSpec::external).
+enum class AggFunc : uint8_t { kCountStar, kCount, kSum, kAvg, kMin, kMax, kExternal };
 
-/// One aggregate of a view: the function, the column it reads (-1 for
-/// count(*)), and how that column is stored.
+class AggregateFunction;
+
+/// One aggregate of a view: a native function over one column (-1 for
+/// count(*)) stored as `input`, or an external implementation (cloned for
+/// every aggregator, so each has its own memory).
 struct AggSpec {
   AggFunc func = AggFunc::kCountStar;
   int column = -1;
   Type input = Type::kInt64;
+  std::shared_ptr<const AggregateFunction> external;
 };
 
-/// The partial state of one aggregate for one group.
+/// The partial state of one native aggregate for one group.
 ///  - count / count(*): n.
 ///  - sum, avg: the sum in i (integers, 128-bit so sum(bigint) never
 ///    overflows), f (float8) or d (numeric); n counts the non-NULL inputs,
@@ -34,5 +48,74 @@ struct AggState {
   Decimal d;
   int64_t n = 0;
 };
+
+/// A finalised aggregate value, which the glue layer turns into the result
+/// column's SQL type (pg/types.h velostream_final_datum).
+struct Value {
+  enum class Kind : uint8_t {
+    kNull,
+    kInt,         ///< i (128-bit: an integer sum may exceed bigint)
+    kFloat,       ///< f
+    kNumeric,     ///< d
+    kIntRatio,    ///< i / n, as numeric division (avg of integers)
+    kNumericRatio,  ///< d / n, as numeric division (avg of numerics)
+    kDatum,       ///< an external aggregate's own result, its bits in `datum`
+  };
+  Kind kind = Kind::kNull;
+  __int128 i = 0;
+  double f = 0;
+  Decimal d;
+  int64_t n = 0;
+  uint64_t datum = 0;
+};
+
+/// The rows of one batch an aggregate folds in: `count` selected rows, row
+/// numbers rows[k] of `batch`, going to group ids groups[k].
+struct AggRows {
+  const RecordBatch* batch = nullptr;
+  const uint32_t* rows = nullptr;
+  const uint32_t* groups = nullptr;
+  size_t count = 0;
+};
+
+/// One aggregate's implementation, instantiated once per aggregator (clone):
+/// it may own memory that all its groups' states point into. States are
+/// state_size() bytes (16-byte aligned) in the aggregator's per-group rows and
+/// must stay valid when those bytes are moved (memcpy). Methods never throw
+/// for bad data: they return false with a message in `error`. Not
+/// thread-safe; one partition worker's main thread calls it.
+class AggregateFunction {
+ public:
+  virtual ~AggregateFunction() = default;
+  /// A fresh instance with no states (the prototype of a view's plan is
+  /// cloned for each aggregator).
+  virtual std::unique_ptr<AggregateFunction> clone() const = 0;
+  /// Bytes of one group's state (at most 64 KB).
+  virtual size_t state_size() const = 0;
+  /// Sets up the empty state (no input) in zeroed bytes.
+  virtual void init(void* state) = 0;
+  /// Folds the rows into the states of their groups: group g's state is at
+  /// states + g * stride. Returns false (error set) if a value cannot be
+  /// aggregated (overflow, an error of the external function).
+  virtual bool update(const AggRows& rows, char* states, size_t stride, std::string* error) = 0;
+  /// Merges partial state `src` (of another instance of the same aggregate)
+  /// into `dst` (of this one). Returns false (error set) on overflow.
+  virtual bool combine(const void* src, void* dst, std::string* error) = 0;
+  /// Appends the state's bytes to `out`.
+  virtual bool serialize(const void* state, std::string* out, std::string* error) = 0;
+  /// Reads bytes written by serialize from [p, end) into an init'ed state,
+  /// advancing p. Returns false if they are truncated or invalid.
+  virtual bool deserialize(const char*& p, const char* end, void* state, std::string* error) = 0;
+  /// The SQL result of the state (the state stays usable).
+  virtual bool finalize(const void* state, Value* out, std::string* error) = 0;
+  /// Frees what every state of this instance holds; states are init'ed again
+  /// before use.
+  virtual void reset() {}
+  /// Sets used[c] = 1 for every stream column the aggregate reads.
+  virtual void mark_used(std::vector<uint8_t>* used) const = 0;
+};
+
+/// The native implementation of `spec` (func != kExternal).
+std::unique_ptr<AggregateFunction> make_native_aggregate(const AggSpec& spec);
 
 }  // namespace velostream::engine

@@ -10,13 +10,6 @@
 namespace velostream::engine {
 namespace {
 
-// PostgreSQL's float8 order: NaN above everything, equal to itself.
-inline bool float_greater(double a, double b) {
-  if (std::isnan(a)) return !std::isnan(b);
-  if (std::isnan(b)) return false;
-  return a > b;
-}
-
 template <typename T>
 inline void put(std::string* out, const T& v) {
   out->append(reinterpret_cast<const char*>(&v), sizeof(T));
@@ -49,18 +42,41 @@ void mark_predicate(const Predicate& p, std::vector<uint8_t>* used) {
 void mark_used_columns(const ViewPlan& plan, std::vector<uint8_t>* used) {
   if (plan.filter) mark_predicate(*plan.filter, used);
   for (const KeySpec& k : plan.keys) (*used)[k.column] = 1;
-  for (const AggSpec& a : plan.aggs)
-    if (a.column >= 0) (*used)[a.column] = 1;
+  for (const AggSpec& a : plan.aggs) {
+    if (a.func == AggFunc::kExternal) a.external->mark_used(used);
+    else if (a.column >= 0) (*used)[a.column] = 1;
+  }
 }
 
-ViewAggregator::ViewAggregator(ViewPlan plan) : plan_(std::move(plan)) {}
+ViewAggregator::ViewAggregator(ViewPlan plan) : plan_(std::move(plan)) {
+  for (const AggSpec& a : plan_.aggs) {
+    fns_.push_back(a.func == AggFunc::kExternal ? a.external->clone() : make_native_aggregate(a));
+    offsets_.push_back(stride_);
+    stride_ += (fns_.back()->state_size() + 15) / 16 * 16;
+  }
+}
 
 void ViewAggregator::clear() {
   index_.clear();
   keys_.clear();
   states_.clear();
+  for (auto& f : fns_) f->reset();
   rows_in_ = rows_selected_ = 0;
   error_.clear();
+}
+
+uint32_t ViewAggregator::add_group(std::string_view key) {
+  const uint32_t g = static_cast<uint32_t>(keys_.size());
+  keys_.emplace_back(key);
+  index_.emplace(std::string_view(keys_.back()), g);
+  states_.resize(states_.size() + stride_ / 16);
+  char* r = row(g);
+  for (size_t a = 0; a < fns_.size(); ++a) fns_[a]->init(r + offsets_[a]);
+  return g;
+}
+
+bool ViewAggregator::finalize(uint32_t g, size_t a, Value* out) {
+  return fns_[a]->finalize(state_ptr(g, a), out, &error_);
 }
 
 // Key encoding: per part a NULL flag byte, then the value: 8 raw bytes for
@@ -166,7 +182,6 @@ bool ViewAggregator::consume(const RecordBatch& b) {
   rows_selected_ += sel_.size();
 
   // 2. Group ids: one hash probe per row; a new group copies its key once.
-  const size_t naggs = plan_.aggs.size();
   group_of_.resize(sel_.size());
   for (size_t k = 0; k < sel_.size(); ++k) {
     if (!encode_key(b, sel_[k], &key_buf_)) {
@@ -178,88 +193,14 @@ bool ViewAggregator::consume(const RecordBatch& b) {
       group_of_[k] = it->second;
       continue;
     }
-    uint32_t g = static_cast<uint32_t>(keys_.size());
-    keys_.push_back(key_buf_);
-    index_.emplace(std::string_view(keys_.back()), g);
-    states_.resize(states_.size() + naggs);
-    group_of_[k] = g;
+    group_of_[k] = add_group(key_buf_);
   }
 
   // 3. Aggregates, one column-at-a-time loop each.
-  for (size_t a = 0; a < naggs; ++a) {
-    if (!update(plan_.aggs[a], a, b)) return false;
-  }
-  return true;
-}
-
-bool ViewAggregator::update(const AggSpec& spec, size_t a, const RecordBatch& b) {
-  const size_t naggs = plan_.aggs.size();
-  const size_t m = sel_.size();
-  AggState* states = states_.data();
-  if (spec.func == AggFunc::kCountStar) {
-    for (size_t k = 0; k < m; ++k) states[group_of_[k] * naggs + a].n++;
-    return true;
-  }
-  const Column& c = b.columns[spec.column];
-  const uint8_t* nulls = c.null.data();
-  switch (spec.func) {
-    case AggFunc::kCountStar:
-      break;
-    case AggFunc::kCount:
-      for (size_t k = 0; k < m; ++k)
-        if (!nulls[sel_[k]]) states[group_of_[k] * naggs + a].n++;
-      break;
-    case AggFunc::kSum:
-    case AggFunc::kAvg:
-      for (size_t k = 0; k < m; ++k) {
-        uint32_t r = sel_[k];
-        if (nulls[r]) continue;
-        AggState& s = states[group_of_[k] * naggs + a];
-        switch (spec.input) {
-          case Type::kInt64: s.i += c.i64[r]; break;
-          case Type::kFloat64: s.f += c.f64[r]; break;
-          case Type::kNumeric:
-            if (s.n == 0) {
-              s.d = c.dec[r];
-            } else if (!decimal_add(s.d, c.dec[r], &s.d)) {
-              error_ = "numeric sum exceeds 38 significant digits";
-              return false;
-            }
-            break;
-          case Type::kText: break;
-        }
-        s.n++;
-      }
-      break;
-    case AggFunc::kMin:
-    case AggFunc::kMax: {
-      const bool is_max = spec.func == AggFunc::kMax;
-      for (size_t k = 0; k < m; ++k) {
-        uint32_t r = sel_[k];
-        if (nulls[r]) continue;
-        AggState& s = states[group_of_[k] * naggs + a];
-        bool take = s.n == 0;
-        switch (spec.input) {
-          case Type::kInt64:
-            take = take || (is_max ? c.i64[r] > s.i : c.i64[r] < s.i);
-            if (take) s.i = c.i64[r];
-            break;
-          case Type::kFloat64:
-            take = take || (is_max ? float_greater(c.f64[r], s.f) : float_greater(s.f, c.f64[r]));
-            if (take) s.f = c.f64[r];
-            break;
-          case Type::kNumeric: {
-            int cmp = take ? 0 : decimal_cmp(c.dec[r], s.d);
-            take = take || (is_max ? cmp > 0 : cmp < 0);
-            if (take) s.d = c.dec[r];
-            break;
-          }
-          case Type::kText: break;
-        }
-        s.n++;
-      }
-      break;
-    }
+  AggRows rows{&b, sel_.data(), group_of_.data(), sel_.size()};
+  char* base = reinterpret_cast<char*>(states_.data());
+  for (size_t a = 0; a < fns_.size(); ++a) {
+    if (!fns_[a]->update(rows, base + offsets_[a], stride_, &error_)) return false;
   }
   return true;
 }
@@ -270,17 +211,12 @@ uint32_t ViewAggregator::find_or_add(std::string_view key, bool* added) {
     *added = false;
     return it->second;
   }
-  uint32_t g = static_cast<uint32_t>(keys_.size());
-  keys_.emplace_back(key);
-  index_.emplace(std::string_view(keys_.back()), g);
-  states_.resize(states_.size() + plan_.aggs.size());
   *added = true;
-  return g;
+  return add_group(key);
 }
 
 bool ViewAggregator::merge(const ViewAggregator& delta, std::vector<uint32_t>* groups,
                            std::vector<uint8_t>* created) {
-  const size_t naggs = plan_.aggs.size();
   std::vector<uint32_t> order = delta.groups_in_key_order();
   groups->resize(order.size());
   created->resize(order.size());
@@ -290,59 +226,8 @@ bool ViewAggregator::merge(const ViewAggregator& delta, std::vector<uint32_t>* g
     const uint32_t g = find_or_add(delta.keys_[dg], &added);
     (*groups)[j] = g;
     (*created)[j] = added ? 1 : 0;
-    for (size_t a = 0; a < naggs; ++a) {
-      const AggSpec& spec = plan_.aggs[a];
-      const AggState& d = delta.states_[dg * naggs + a];
-      AggState& s = states_[g * naggs + a];
-      if (d.n == 0) continue;
-      switch (spec.func) {
-        case AggFunc::kCountStar:
-        case AggFunc::kCount:
-          break;
-        case AggFunc::kSum:
-        case AggFunc::kAvg:
-          switch (spec.input) {
-            case Type::kInt64: s.i += d.i; break;
-            case Type::kFloat64: s.f += d.f; break;
-            case Type::kNumeric:
-              if (s.n == 0) {
-                s.d = d.d;
-              } else if (!decimal_add(s.d, d.d, &s.d)) {
-                error_ = "numeric sum exceeds 38 significant digits";
-                return false;
-              }
-              break;
-            case Type::kText: break;
-          }
-          break;
-        case AggFunc::kMin:
-        case AggFunc::kMax: {
-          const bool is_max = spec.func == AggFunc::kMax;
-          bool take = s.n == 0;
-          switch (spec.input) {
-            case Type::kInt64:
-              take = take || (is_max ? d.i > s.i : d.i < s.i);
-              if (take) s.i = d.i;
-              break;
-            case Type::kFloat64:
-              take = take || (is_max ? float_greater(d.f, s.f) : float_greater(s.f, d.f));
-              if (take) s.f = d.f;
-              break;
-            case Type::kNumeric: {
-              int cmp = take ? 0 : decimal_cmp(d.d, s.d);
-              take = take || (is_max ? cmp > 0 : cmp < 0);
-              if (take) s.d = d.d;
-              break;
-            }
-            case Type::kText: break;
-          }
-          break;
-        }
-      }
-      if (__builtin_add_overflow(s.n, d.n, &s.n)) {
-        error_ = "a count exceeds bigint (bigint out of range)";
-        return false;
-      }
+    for (size_t a = 0; a < fns_.size(); ++a) {
+      if (!fns_[a]->combine(delta.state_ptr(dg, a), row(g) + offsets_[a], &error_)) return false;
     }
   }
   return true;
@@ -351,65 +236,27 @@ bool ViewAggregator::merge(const ViewAggregator& delta, std::vector<uint32_t>* g
 namespace {
 constexpr uint32_t kGroupsMagic = 0x32475356;  // "VSG2"
 
-// Counts and integer sums as zigzag LEB128 varints: most are small, and the
-// changelog is written at every flush.
-void put_varint(std::string* out, __int128 v) {
-  unsigned __int128 z = (static_cast<unsigned __int128>(v) << 1) ^ static_cast<unsigned __int128>(v >> 127);
-  while (z >= 0x80) {
-    out->push_back(static_cast<char>(static_cast<uint8_t>(z) | 0x80));
-    z >>= 7;
-  }
-  out->push_back(static_cast<char>(z));
-}
-
-bool get_varint(const char*& p, const char* end, __int128* v) {
-  unsigned __int128 z = 0;
-  for (int shift = 0; shift < 133; shift += 7) {
-    if (p == end) return false;
-    uint8_t b = static_cast<uint8_t>(*p++);
-    z |= static_cast<unsigned __int128>(b & 0x7F) << shift;
-    if (!(b & 0x80)) {
-      *v = static_cast<__int128>(z >> 1) ^ -static_cast<__int128>(z & 1);
-      return true;
-    }
-  }
-  return false;
-}
 }  // namespace
 
-void ViewAggregator::encode_all(std::string* out) const {
+bool ViewAggregator::encode_all(std::string* out) const {
   std::vector<uint32_t> all(keys_.size());
   for (uint32_t g = 0; g < all.size(); ++g) all[g] = g;
-  encode_groups(all.data(), all.size(), out);
+  return encode_groups(all.data(), all.size(), out);
 }
 
-void ViewAggregator::encode_groups(const uint32_t* groups, size_t n, std::string* out) const {
-  const size_t naggs = plan_.aggs.size();
+bool ViewAggregator::encode_groups(const uint32_t* groups, size_t n, std::string* out) const {
   put<uint32_t>(out, kGroupsMagic);
   put<uint32_t>(out, static_cast<uint32_t>(n));
-  put<uint32_t>(out, static_cast<uint32_t>(naggs));
+  put<uint32_t>(out, static_cast<uint32_t>(fns_.size()));
   for (size_t j = 0; j < n; ++j) {
     const uint32_t g = groups[j];
     const std::string& key = keys_[g];
     put<uint32_t>(out, static_cast<uint32_t>(key.size()));
     out->append(key);
-    for (size_t a = 0; a < naggs; ++a) {
-      const AggSpec& spec = plan_.aggs[a];
-      const AggState& s = states_[g * naggs + a];
-      put_varint(out, s.n);
-      if (spec.func == AggFunc::kCountStar || spec.func == AggFunc::kCount) continue;
-      switch (spec.input) {
-        case Type::kInt64: put_varint(out, s.i); break;
-        case Type::kFloat64: put(out, s.f); break;
-        case Type::kNumeric:
-          put(out, s.d.coef);
-          put(out, s.d.scale);
-          out->push_back(static_cast<char>(s.d.kind));
-          break;
-        case Type::kText: break;
-      }
-    }
+    for (size_t a = 0; a < fns_.size(); ++a)
+      if (!fns_[a]->serialize(state_ptr(g, a), out, &error_)) return false;
   }
+  return true;
 }
 
 bool ViewAggregator::valid_key(std::string_view key) const {
@@ -471,36 +318,12 @@ bool ViewAggregator::load_groups(const char* data, size_t len, std::string* erro
       uint32_t g = find_or_add(std::string_view(p, klen), &added);
       p += klen;
       for (size_t a = 0; a < naggs; ++a) {
-        const AggSpec& spec = plan_.aggs[a];
-        AggState& s = states_[g * naggs + a];
-        s = AggState();
-        __int128 n;
-        if (!get_varint(p, end, &n) || n < 0 || n > std::numeric_limits<int64_t>::max()) goto corrupt;
-        s.n = static_cast<int64_t>(n);
-        if (spec.func == AggFunc::kCountStar || spec.func == AggFunc::kCount) continue;
-        switch (spec.input) {
-          case Type::kInt64: {
-            if (!get_varint(p, end, &s.i)) goto corrupt;
-            // A sum of n int8 values is within n * 2^63 (so two sums added
-            // never overflow 128 bits); a min or max is an int8.
-            const bool is_sum = spec.func == AggFunc::kSum || spec.func == AggFunc::kAvg;
-            const __int128 bound = is_sum ? static_cast<__int128>(s.n) << 63 : std::numeric_limits<int64_t>::max();
-            if (s.i > bound || s.i < (is_sum ? -bound : std::numeric_limits<int64_t>::min())) goto corrupt;
-            break;
-          }
-          case Type::kFloat64:
-            if (!need(8)) goto corrupt;
-            s.f = get<double>(p);
-            break;
-          case Type::kNumeric:
-            if (!need(19)) goto corrupt;
-            s.d.coef = get<__int128>(p);
-            s.d.scale = get<int16_t>(p);
-            s.d.kind = static_cast<Decimal::Kind>(*p++);
-            if (!s.d.valid()) goto corrupt;
-            break;
-          case Type::kText: break;
+        void* state = row(g) + offsets_[a];
+        if (!added) {  // a later write replaces the state
+          std::memset(state, 0, fns_[a]->state_size());
+          fns_[a]->init(state);
         }
+        if (!fns_[a]->deserialize(p, end, state, error)) return false;
       }
     }
   }

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,6 +60,7 @@ struct KeyValue {
 /// flush). Owned by one partition worker; not thread-safe, no locks.
 class ViewAggregator {
  public:
+  /// Instantiates the plan's aggregates (external ones are cloned).
   explicit ViewAggregator(ViewPlan plan);
 
   /// Filters `batch` and folds every selected row into its group's partial
@@ -74,8 +76,14 @@ class ViewAggregator {
   std::vector<uint32_t> groups_in_key_order() const;
   /// Key part `k` of group `g`.
   KeyValue key(uint32_t g, size_t k) const;
-  /// Partial state of aggregate `a` for group `g`.
-  const AggState& state(uint32_t g, size_t a) const { return states_[g * plan_.aggs.size() + a]; }
+  /// Partial state of aggregate `a` for group `g` (its AggregateFunction's
+  /// bytes).
+  const void* state_ptr(uint32_t g, size_t a) const { return row(g) + offsets_[a]; }
+  /// The state of native aggregate `a` (func != kExternal) of group `g`.
+  const AggState& state(uint32_t g, size_t a) const { return *static_cast<const AggState*>(state_ptr(g, a)); }
+  /// The SQL result of aggregate `a` for group `g`. Returns false (error()
+  /// set) if the aggregate's final function fails.
+  bool finalize(uint32_t g, size_t a, Value* out);
 
   /// Forgets the delta (after it was merged into the database).
   void clear();
@@ -95,12 +103,14 @@ class ViewAggregator {
 
   /// Appends the keys and partial states of groups[0..n) to `out` in a compact
   /// binary form ("VSG2": u32 magic, u32 count, u32 aggregates, then per
-  /// group u32 key length, key bytes, and per aggregate the count and the
-  /// sum / extreme: integers as zigzag LEB128 varints, float8 and numeric
-  /// raw). Host byte order.
-  void encode_groups(const uint32_t* groups, size_t n, std::string* out) const;
+  /// group u32 key length, key bytes, and each aggregate's state as its
+  /// AggregateFunction::serialize writes it; host byte order. For
+  /// the native ones: the count, then the sum / extreme, integers as zigzag
+  /// LEB128 varints, float8 and numeric raw). Returns false (error() set) if
+  /// an external aggregate's serialise function fails.
+  bool encode_groups(const uint32_t* groups, size_t n, std::string* out) const;
   /// All groups, for a snapshot.
-  void encode_all(std::string* out) const;
+  bool encode_all(std::string* out) const;
   /// Reads bytes written by encode_groups: each group's states replace the
   /// stored ones (later writes win). Returns false with `error` set if the
   /// bytes are corrupt or of another plan's shape: keys must have this plan's
@@ -118,13 +128,25 @@ class ViewAggregator {
  private:
   bool encode_key(const RecordBatch& b, size_t row, std::string* out) const;
   bool valid_key(std::string_view key) const;  // as encode_key can write for plan_
-  bool update(const AggSpec& spec, size_t a, const RecordBatch& b);
   uint32_t find_or_add(std::string_view key, bool* added);
+  uint32_t add_group(std::string_view key);
+  char* row(uint32_t g) { return reinterpret_cast<char*>(states_.data()) + static_cast<size_t>(g) * stride_; }
+  const char* row(uint32_t g) const {
+    return reinterpret_cast<const char*>(states_.data()) + static_cast<size_t>(g) * stride_;
+  }
+
+  // 16-byte units, so every state is aligned as AggState (__int128) needs.
+  struct alignas(16) Unit {
+    char bytes[16];
+  };
 
   ViewPlan plan_;
+  std::vector<std::unique_ptr<AggregateFunction>> fns_;  // one per aggregate, this aggregator's own
+  std::vector<size_t> offsets_;      // byte offset of each aggregate's state in a group's row
+  size_t stride_ = 0;                // bytes per group row (a multiple of 16)
   absl::flat_hash_map<std::string_view, uint32_t> index_;
   std::deque<std::string> keys_;     // encoded keys; a deque so views into it stay valid
-  std::vector<AggState> states_;     // group-major: states_[g * aggs + a]
+  std::vector<Unit> states_;         // group rows: group g's at g * stride_
   // Per-batch scratch, kept to avoid allocating per batch.
   std::vector<uint8_t> truth_;
   std::deque<std::vector<uint8_t>> scratch_;
@@ -132,7 +154,7 @@ class ViewAggregator {
   std::vector<uint32_t> group_of_;   // group id of each selected row
   std::string key_buf_;
   uint64_t rows_in_ = 0, rows_selected_ = 0;
-  std::string error_;
+  mutable std::string error_;
 };
 
 }  // namespace velostream::engine

@@ -182,6 +182,18 @@ static void register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
     for (int k = 0; k < d->nkeys && !route_null; ++k)
       if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column + 1 == route) owned = true;
   }
+  if (!owned)
+    for (int a = 0; a < d->naggs; ++a)
+      if (d->columns[d->agg_column[a]].agg == SqlAgg::kExternal)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("column \"%s\": only count, sum, avg, min and max of plain columns are supported yet "
+                               "in a continuous view whose groups span stream partitions",
+                               d->columns[d->agg_column[a]].name),
+                        errdetail("The view does not group by the column stream \"%s\" routes rows by, so its "
+                                  "partial states are merged in SQL, which only count, sum, avg, min and max of "
+                                  "plain columns support.",
+                                  get_rel_name(d->stream)),
+                        errhint("Group by the stream's routing column, or give the stream one partition.")));
   if (restore != nullptr && owned != restore->owned)
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("cannot restore continuous view \"%s\": its stream no longer routes rows as it did",
@@ -397,7 +409,7 @@ Datum velostream_restore_view(PG_FUNCTION_ARGS) {
   RestoredView restore;
   restore.owned = PG_GETARG_BOOL(2);
   char* definition = text_to_cstring(PG_GETARG_TEXT_PP(3));
-  restore.snapshot = TextDatumGetCString(DirectFunctionCall1(pg_snapshot_out, PG_GETARG_DATUM(4)));
+  restore.snapshot = DatumGetCString(DirectFunctionCall1(pg_snapshot_out, PG_GETARG_DATUM(4)));
   restore.created_at = PG_ARGISNULL(5) ? 0 : PG_GETARG_TIMESTAMPTZ(5);
   if (get_rel_relkind(view_oid) != RELKIND_RELATION)
     ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),

@@ -32,14 +32,10 @@ void append_merge(StringInfo sql, SqlAgg agg, const char* col) {
     case SqlAgg::kMin: appendStringInfo(sql, "least(t.%s, excluded.%s)", col, col); break;
     case SqlAgg::kMax: appendStringInfo(sql, "greatest(t.%s, excluded.%s)", col, col); break;
     case SqlAgg::kAvg: break;  // only through the state table
+    case SqlAgg::kExternal:
+      elog(ERROR, "velostream: a view sharing its groups has an external aggregate");
+      break;
   }
-}
-
-Datum int128_numeric(__int128 v) {
-  if (v >= INT64_MIN && v <= INT64_MAX) return NumericGetDatum(int64_to_numeric((int64)v));  // no text round trip
-  eng::Decimal d;
-  d.coef = v;
-  return velostream_value_datum(NUMERICOID, 0, 0, d, nullptr, 0);
 }
 
 // A value of SQL type `type` from its engine form.
@@ -49,14 +45,14 @@ Datum to_datum(Oid type, int64_t i, double f, const eng::Decimal& d, std::string
 
 // A sum's value as SQL type `type` (int8, numeric or float8).
 Datum sum_datum(const eng::AggSpec& spec, Oid type, const eng::AggState& s) {
-  if (spec.input == eng::Type::kInt64 && type == INT8OID) {
-    if (s.i > INT64_MAX || s.i < INT64_MIN)
-      ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("bigint out of range")));
-    return Int64GetDatum((int64)s.i);
-  }
-  if (spec.input == eng::Type::kInt64) return int128_numeric(s.i);
-  if (spec.input == eng::Type::kFloat64) return Float8GetDatum(s.f);
-  return velostream_value_datum(NUMERICOID, 0, 0, s.d, nullptr, 0);
+  eng::Value v;
+  v.kind = spec.input == eng::Type::kInt64 ? eng::Value::Kind::kInt
+         : spec.input == eng::Type::kFloat64 ? eng::Value::Kind::kFloat : eng::Value::Kind::kNumeric;
+  v.i = s.i;
+  v.f = s.f;
+  v.d = s.d;
+  bool isnull;
+  return velostream_final_datum(v, type, &isnull);
 }
 
 }  // namespace
@@ -64,7 +60,7 @@ Datum sum_datum(const eng::AggSpec& spec, Oid type, const eng::AggState& s) {
 ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state_oid, bool owned) {
   ViewUpsert* u = (ViewUpsert*)palloc0(sizeof(ViewUpsert));
   u->view = view_oid;
-  u->elem_types = (Oid*)palloc0(sizeof(Oid) * (d->nkeys + 2 * d->naggs + 1));
+  u->elem_types = (Oid*)palloc0(sizeof(Oid) * (d->ncolumns + d->naggs + 1));
   StringInfoData unnest, keycols, sql;
   initStringInfo(&unnest);
   initStringInfo(&keycols);
@@ -126,10 +122,10 @@ ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state
     }
     appendStringInfo(&viewsets, "%s%s = excluded.%s", a ? ", " : "", vcol, vcol);
   }
-  Oid* argtypes = (Oid*)palloc(sizeof(Oid) * p);
+  Oid* argtypes = (Oid*)palloc(sizeof(Oid) * (d->ncolumns + d->naggs + 1));
   for (int i = 0; i < p; ++i) argtypes[i] = get_array_type(u->elem_types[i]);
   auto prepare = [&](const char* text) {
-    SPIPlanPtr plan = SPI_prepare(text, p, argtypes);
+    SPIPlanPtr plan = SPI_prepare(text, u->nparams, argtypes);
     if (plan == NULL)
       elog(ERROR, "velostream: could not prepare the writes of \"%s\" (%s): %s", view,
            SPI_result_code_string(SPI_result), text);
@@ -138,10 +134,22 @@ ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state
   };
 
   if (owned) {
-    // The worker holds the full state: write final values. New groups with a
-    // plain INSERT, known ones with ON CONFLICT ... SET col = excluded.col.
-    appendStringInfo(&sql, "INSERT INTO %s AS t (%s) SELECT %s FROM (%s) AS u(%s)", view, viewcols.data, finals.data,
-                     unnest.data, statecols.data);
+    // The worker holds the full state and finalises it (final_row): write
+    // final values, one array per view column. New groups with a plain
+    // INSERT, known ones with ON CONFLICT ... SET col = excluded.col.
+    for (int i = 0; i < d->ncolumns; ++i) u->elem_types[i] = d->columns[i].type;
+    u->nparams = d->ncolumns;
+    for (int i = 0; i < d->ncolumns; ++i) argtypes[i] = get_array_type(d->columns[i].type);
+    p = d->ncolumns;
+    resetStringInfo(&unnest);
+    appendStringInfoString(&unnest, "SELECT * FROM unnest(");
+    for (int i = 0; i < p; ++i) appendStringInfo(&unnest, "%s$%d", i ? ", " : "", i + 1);
+    appendStringInfoChar(&unnest, ')');
+    StringInfoData allcols;  // in the view's column order, as fill_finals
+    initStringInfo(&allcols);
+    for (int i = 0; i < d->ncolumns; ++i)
+      appendStringInfo(&allcols, "%s%s", i ? ", " : "", quote_identifier(d->columns[i].name));
+    appendStringInfo(&sql, "INSERT INTO %s AS t (%s) %s", view, allcols.data, unnest.data);
     u->insert_plan = prepare(sql.data);
     appendStringInfo(&sql, " ON CONFLICT (%s) DO ", conflict);
     if (d->naggs == 0) appendStringInfoString(&sql, "NOTHING");
@@ -252,6 +260,9 @@ void fill_params(const ViewDesc* d, const ViewUpsert* u, const eng::ViewAggregat
         }
         break;
       }
+      case SqlAgg::kExternal:
+        elog(ERROR, "velostream: a view sharing its groups has an external aggregate");
+        break;
       case SqlAgg::kMin:
       case SqlAgg::kMax:
         for (size_t j = 0; j < n; ++j) {
@@ -289,8 +300,10 @@ uint64 velostream_upsert_delta(const ViewDesc* d, const ViewUpsert* u, const eng
 
 namespace {
 
-// The final values of group `g` of `store`, one per view column.
-void final_row(const ViewDesc* d, const eng::ViewAggregator& store, uint32_t g, Datum* values, bool* nulls) {
+// The final values of group `g` of `store`, one per view column: keys as
+// they are, aggregates finalised by their AggregateFunction. Raises the
+// aggregate's error.
+void final_row(const ViewDesc* d, eng::ViewAggregator& store, uint32_t g, Datum* values, bool* nulls) {
   for (int i = 0; i < d->ncolumns; ++i) {
     const ViewColumn& c = d->columns[i];
     if (c.is_key) {
@@ -299,28 +312,10 @@ void final_row(const ViewDesc* d, const eng::ViewAggregator& store, uint32_t g, 
       values[i] = v.is_null ? (Datum)0 : to_datum(c.type, v.i, v.f, v.d, v.s);
       continue;
     }
-    const eng::AggState& s = store.state(g, c.index);
-    const eng::AggSpec& spec = store.plan().aggs[c.index];
-    nulls[i] = s.n == 0 && c.agg != SqlAgg::kCount && c.agg != SqlAgg::kCountStar;
-    if (nulls[i]) {
-      values[i] = (Datum)0;
-      continue;
-    }
-    switch (c.agg) {
-      case SqlAgg::kCountStar:
-      case SqlAgg::kCount: values[i] = Int64GetDatum(s.n); break;
-      case SqlAgg::kSum: values[i] = sum_datum(spec, c.type, s); break;
-      case SqlAgg::kAvg:
-        // as the SQL path's a_sum / a_n::float8 or ::numeric
-        if (sum_state_type(c) == FLOAT8OID)
-          values[i] = Float8GetDatum(s.f / (double)s.n);
-        else
-          values[i] = DirectFunctionCall2(numeric_div, sum_datum(spec, NUMERICOID, s),
-                                          NumericGetDatum(int64_to_numeric(s.n)));
-        break;
-      case SqlAgg::kMin:
-      case SqlAgg::kMax: values[i] = to_datum(c.type, (int64_t)s.i, s.f, s.d, std::string_view()); break;
-    }
+    eng::Value v;
+    if (!store.finalize(g, c.index, &v))
+      ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("%s", store.error().c_str())));
+    values[i] = velostream_final_datum(v, c.type, &nulls[i]);
   }
 }
 
@@ -330,7 +325,7 @@ void final_row(const ViewDesc* d, const eng::ViewAggregator& store, uint32_t g, 
 // executor: triggers, row-level security, constraints, columns that no longer
 // match the view's, or no INSERT right for the current (owner) role. A key
 // that exists raises unique_violation, as the INSERT would.
-bool insert_direct(const ViewDesc* d, Oid view_oid, const eng::ViewAggregator& store, const uint32_t* groups,
+bool insert_direct(const ViewDesc* d, Oid view_oid, eng::ViewAggregator& store, const uint32_t* groups,
                    size_t n) {
   Relation rel = table_open(view_oid, RowExclusiveLock);
   TupleDesc td = RelationGetDescr(rel);
@@ -383,7 +378,42 @@ bool insert_direct(const ViewDesc* d, Oid view_oid, const eng::ViewAggregator& s
 
 }  // namespace
 
-uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, const eng::ViewAggregator& store,
+namespace {
+
+// Fills one array parameter per view column with the final values of
+// groups[0..n) of `store`, in that order.
+void fill_finals(const ViewDesc* d, eng::ViewAggregator& store, const uint32_t* groups, size_t n, Datum* params,
+                 char* param_nulls) {
+  Datum** values = (Datum**)palloc(sizeof(Datum*) * d->ncolumns);
+  bool** nulls = (bool**)palloc(sizeof(bool*) * d->ncolumns);
+  for (int i = 0; i < d->ncolumns; ++i) {
+    values[i] = (Datum*)palloc(sizeof(Datum) * (n ? n : 1));
+    nulls[i] = (bool*)palloc(sizeof(bool) * (n ? n : 1));
+  }
+  Datum* row = (Datum*)palloc(sizeof(Datum) * d->ncolumns);
+  bool* row_nulls = (bool*)palloc(sizeof(bool) * d->ncolumns);
+  for (size_t j = 0; j < n; ++j) {
+    final_row(d, store, groups[j], row, row_nulls);
+    for (int i = 0; i < d->ncolumns; ++i) {
+      values[i][j] = row[i];
+      nulls[i][j] = row_nulls[i];
+    }
+  }
+  int dims[1] = {(int)n}, lbs[1] = {1};
+  for (int i = 0; i < d->ncolumns; ++i) {
+    Oid elem = d->columns[i].type;
+    int16 typlen;
+    bool typbyval;
+    char typalign;
+    get_typlenbyvalalign(elem, &typlen, &typbyval, &typalign);
+    params[i] = PointerGetDatum(construct_md_array(values[i], nulls[i], 1, dims, lbs, elem, typlen, typbyval, typalign));
+    param_nulls[i] = ' ';
+  }
+}
+
+}  // namespace
+
+uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, eng::ViewAggregator& store,
                               const uint32_t* groups, const uint8_t* created, size_t n) {
   if (n == 0) return 0;
   uint32_t* fresh = (uint32_t*)palloc(sizeof(uint32_t) * n);
@@ -398,7 +428,7 @@ uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, const eng:
   if (nknown > 0) {
     // Rows written before: set their final values (ON CONFLICT also brings
     // back a row somebody deleted from the table).
-    fill_params(d, u, store, known, nknown, params, param_nulls);
+    fill_finals(d, store, known, nknown, params, param_nulls);
     int rc = SPI_execute_plan(u->set_plan, params, param_nulls, false, 0);
     if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: update of owned groups failed: %s", SPI_result_code_string(rc));
   }
@@ -417,7 +447,7 @@ uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, const eng:
     PG_TRY();
     {
       if (!insert_direct(d, u->view, store, fresh, nfresh)) {
-        fill_params(d, u, store, fresh, nfresh, params, param_nulls);
+        fill_finals(d, store, fresh, nfresh, params, param_nulls);
         int rc = SPI_execute_plan(u->insert_plan, params, param_nulls, false, 0);
         if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: insert of new groups failed: %s", SPI_result_code_string(rc));
       }

@@ -37,5 +37,5 @@ uint64 velostream_upsert_delta(const ViewDesc* desc, const ViewUpsert* upsert,
 /// raises UNIQUE_VIOLATION (never an overwrite); call it in a subtransaction
 /// to survive that. SPI connected. Returns n.
 uint64 velostream_write_owned(const ViewDesc* desc, const ViewUpsert* upsert,
-                              const velostream::engine::ViewAggregator& store, const uint32_t* groups,
+                              velostream::engine::ViewAggregator& store, const uint32_t* groups,
                               const uint8_t* created, size_t n);

@@ -1,6 +1,7 @@
 #include "pg/translate.h"
 
 #include "engine/window.h"
+#include "pg/pg_aggregate.h"
 #include "pg/types.h"
 #include "pg/velostream.h"
 
@@ -287,62 +288,73 @@ eng::KeySpec translate_key(Node* expr, Query* query) {
   unsupported("this GROUP BY expression", expr, query, "GROUP BY columns and tumble(column, interval).");
 }
 
-// An aggregate of the select list.
-eng::AggSpec translate_agg(Aggref* a, ViewColumn* col, Query* query) {
-  eng::AggSpec spec;
-  if (a->aggdistinct != NIL) unsupported("DISTINCT inside an aggregate", (Node*)a, query, nullptr);
-  if (a->aggorder != NIL) unsupported("ORDER BY inside an aggregate", (Node*)a, query, nullptr);
-  if (a->aggfilter != NULL) unsupported("FILTER on an aggregate", (Node*)a, query, nullptr);
-  if (a->aggkind != AGGKIND_NORMAL) unsupported("ordered-set aggregates", (Node*)a, query, nullptr);
+// The native implementation of aggregate `a`, if the engine has one: count,
+// sum, avg, min and max of pg_catalog over one plain column of a type they
+// handle natively. Sets col->agg and *spec; false otherwise.
+bool translate_native_agg(Aggref* a, ViewColumn* col, eng::AggSpec* spec, Query* query) {
   HeapTuple tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(a->aggfnoid));
   if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for function %u", a->aggfnoid);
   Form_pg_proc proc = (Form_pg_proc)GETSTRUCT(tup);
   char* name = pstrdup(NameStr(proc->proname));
   Oid nsp = proc->pronamespace;
   ReleaseSysCache(tup);
-  if (nsp != PG_CATALOG_NAMESPACE) unsupported("this aggregate", (Node*)a, query, nullptr);
-
+  if (nsp != PG_CATALOG_NAMESPACE) return false;
   if (a->aggstar) {
-    if (strcmp(name, "count") != 0) unsupported("this aggregate", (Node*)a, query, nullptr);
+    if (strcmp(name, "count") != 0) return false;
     col->agg = SqlAgg::kCountStar;
-    spec.func = eng::AggFunc::kCountStar;
-    return spec;
+    spec->func = eng::AggFunc::kCountStar;
+    return true;
   }
-  if (list_length(a->args) != 1) unsupported("this aggregate", (Node*)a, query, nullptr);
+  if (list_length(a->args) != 1) return false;
   Node* arg = (Node*)((TargetEntry*)linitial(a->args))->expr;
   while (IsA(arg, RelabelType)) arg = (Node*)((RelabelType*)arg)->arg;
-  if (!IsA(arg, Var))
-    unsupported("an aggregate over an expression", (Node*)a, query, "Aggregate a plain column.");
+  if (!IsA(arg, Var)) return false;
   Oid t = exprType(arg);
-  col->input_type = t;
-  spec.column = column_of((Var*)arg, query);
   const SqlType* st = velostream_sql_type(t);
-  bool numeric_input = st != nullptr && st->number;
-  if (!velostream_engine_type(t, &spec.input))
-    unsupported("an aggregate over a column of this type", (Node*)a, query, nullptr);
-
+  if (st == nullptr || !velostream_engine_type(t, &spec->input)) return false;
+  const bool number = st->number;
   if (strcmp(name, "count") == 0) {
     col->agg = SqlAgg::kCount;
-    spec.func = eng::AggFunc::kCount;
-  } else if (strcmp(name, "sum") == 0) {
-    if (!numeric_input || t == FLOAT4OID)
-      unsupported("sum() over this type", (Node*)a, query, "sum() is supported on smallint, integer, bigint, double precision and numeric.");
+    spec->func = eng::AggFunc::kCount;
+  } else if (strcmp(name, "sum") == 0 && number && t != FLOAT4OID) {
     col->agg = SqlAgg::kSum;
-    spec.func = eng::AggFunc::kSum;
-  } else if (strcmp(name, "avg") == 0) {
-    if (!numeric_input)
-      unsupported("avg() over this type", (Node*)a, query, nullptr);
+    spec->func = eng::AggFunc::kSum;
+  } else if (strcmp(name, "avg") == 0 && number) {
     col->agg = SqlAgg::kAvg;
-    spec.func = eng::AggFunc::kAvg;
-  } else if (strcmp(name, "min") == 0 || strcmp(name, "max") == 0) {
-    if (st == nullptr || !st->ordered)
-      unsupported("min()/max() over this type", (Node*)a, query,
-                  "min() and max() are supported on numbers, dates and timestamps.");
+    spec->func = eng::AggFunc::kAvg;
+  } else if ((strcmp(name, "min") == 0 || strcmp(name, "max") == 0) && st->ordered) {
     col->agg = strcmp(name, "min") == 0 ? SqlAgg::kMin : SqlAgg::kMax;
-    spec.func = strcmp(name, "min") == 0 ? eng::AggFunc::kMin : eng::AggFunc::kMax;
+    spec->func = strcmp(name, "min") == 0 ? eng::AggFunc::kMin : eng::AggFunc::kMax;
   } else {
-    unsupported("this aggregate", (Node*)a, query, "Supported: count(*), count(x), sum, avg, min, max.");
+    return false;
   }
+  col->input_type = t;
+  spec->column = column_of((Var*)arg, query);
+  return true;
+}
+
+// An aggregate of the select list: native if the engine has it, otherwise
+// PostgreSQL's own aggregate (pg_aggregate.h), which needs a combine function.
+eng::AggSpec translate_agg(Aggref* a, ViewColumn* col, Query* query) {
+  eng::AggSpec spec;
+  if (a->aggkind != AGGKIND_NORMAL)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("ordered-set aggregates are not supported in a continuous view: %s",
+                           describe((Node*)a, query)),
+                    errdetail("An ordered-set aggregate needs all of a group's rows at once; a continuous view keeps "
+                              "mergeable partial states."),
+                    errhint("For percentiles use tdigest_percentile() of the tdigest extension.")));
+  if (a->aggdistinct != NIL) unsupported("DISTINCT inside an aggregate", (Node*)a, query, nullptr);
+  if (a->aggorder != NIL) unsupported("ORDER BY inside an aggregate", (Node*)a, query, nullptr);
+  if (a->aggfilter != NULL) unsupported("FILTER on an aggregate", (Node*)a, query, nullptr);
+  if (contain_volatile_functions((Node*)a->args))
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("volatile functions are not supported in a continuous view: %s", describe((Node*)a, query)),
+                    errdetail("A continuous view must give the same result whenever its rows are counted.")));
+  if (translate_native_agg(a, col, &spec, query)) return spec;
+  col->agg = SqlAgg::kExternal;
+  spec.func = eng::AggFunc::kExternal;
+  spec.external = velostream_pg_aggregate(a, describe((Node*)a, query));
   return spec;
 }
 
@@ -369,18 +381,18 @@ ViewDesc* velostream_translate_query(Query* query) {
                         ? errdetail("\"%s\" is not a foreign table on a velostream server.", get_rel_name(rte->relid))
                         : 0,
                     errhint("Create the stream with CREATE FOREIGN TABLE ... SERVER velostream.")));
-  if (query->hasWindowFuncs) unsupported("window functions", nullptr, query, nullptr);
-  if (query->hasSubLinks) unsupported("subqueries", nullptr, query, nullptr);
-  if (query->hasTargetSRFs) unsupported("set-returning functions", nullptr, query, nullptr);
+  if (query->hasWindowFuncs) unsupported("a window function", nullptr, query, nullptr);
+  if (query->hasSubLinks) unsupported("a subquery", nullptr, query, nullptr);
+  if (query->hasTargetSRFs) unsupported("a set-returning function", nullptr, query, nullptr);
   if (query->cteList != NIL) unsupported("WITH", nullptr, query, nullptr);
-  if (query->setOperations != NULL) unsupported("UNION, INTERSECT and EXCEPT", nullptr, query, nullptr);
+  if (query->setOperations != NULL) unsupported("UNION, INTERSECT or EXCEPT", nullptr, query, nullptr);
   if (query->distinctClause != NIL) unsupported("DISTINCT", nullptr, query, nullptr);
   if (query->havingQual != NULL)
     unsupported("HAVING", nullptr, query, "Filter the view's table when you read it instead.");
   if (query->sortClause != NIL)
     unsupported("ORDER BY", nullptr, query, "Order the rows when you read the view's table.");
-  if (query->limitCount != NULL || query->limitOffset != NULL) unsupported("LIMIT and OFFSET", nullptr, query, nullptr);
-  if (query->groupingSets != NIL) unsupported("GROUPING SETS, ROLLUP and CUBE", nullptr, query, nullptr);
+  if (query->limitCount != NULL || query->limitOffset != NULL) unsupported("LIMIT or OFFSET", nullptr, query, nullptr);
+  if (query->groupingSets != NIL) unsupported("GROUPING SETS, ROLLUP or CUBE", nullptr, query, nullptr);
   if (query->rowMarks != NIL) unsupported("FOR UPDATE/SHARE", nullptr, query, nullptr);
   if (!query->hasAggs && query->groupClause == NIL)
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -9,7 +9,9 @@
 #include "pg/pg.h"
 
 /// How one SQL aggregate maps onto the engine.
-enum class SqlAgg { kCountStar, kCount, kSum, kAvg, kMin, kMax };
+/// kExternal: any other aggregate, run through PostgreSQL's own aggregate
+/// protocol (pg/pg_aggregate.h); only views that own their groups.
+enum class SqlAgg { kCountStar, kCount, kSum, kAvg, kMin, kMax, kExternal };
 
 /// One column of the view's result, in select-list order.
 struct ViewColumn {

@@ -75,3 +75,38 @@ bool velostream_datum_fixed(Oid type, Datum v, int64_t* i, double* f) {
     default: return false;
   }
 }
+
+namespace {
+
+Datum int128_numeric(__int128 v) {
+  if (v >= INT64_MIN && v <= INT64_MAX) return NumericGetDatum(int64_to_numeric((int64)v));  // no text round trip
+  eng::Decimal d;
+  d.coef = v;
+  return velostream_value_datum(NUMERICOID, 0, 0, d, nullptr, 0);
+}
+
+}  // namespace
+
+Datum velostream_final_datum(const eng::Value& v, Oid type, bool* isnull) {
+  using K = eng::Value::Kind;
+  *isnull = v.kind == K::kNull;
+  switch (v.kind) {
+    case K::kNull: return (Datum)0;
+    case K::kDatum: return (Datum)v.datum;
+    case K::kInt:
+      if (type == NUMERICOID) return int128_numeric(v.i);
+      if (v.i > INT64_MAX || v.i < INT64_MIN || (type == INT4OID && (v.i > INT32_MAX || v.i < INT32_MIN)) ||
+          (type == INT2OID && (v.i > INT16_MAX || v.i < INT16_MIN)))
+        ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                        errmsg("%s out of range", type == INT2OID ? "smallint" : type == INT4OID ? "integer" : "bigint")));
+      return velostream_value_datum(type, (int64_t)v.i, 0, v.d, nullptr, 0);
+    case K::kFloat:
+    case K::kNumeric: return velostream_value_datum(type, 0, v.f, v.d, nullptr, 0);
+    case K::kIntRatio:
+    case K::kNumericRatio: {
+      Datum num = v.kind == K::kIntRatio ? int128_numeric(v.i) : velostream_value_datum(NUMERICOID, 0, 0, v.d, nullptr, 0);
+      return DirectFunctionCall2(numeric_div, num, NumericGetDatum(int64_to_numeric(v.n)));
+    }
+  }
+  return (Datum)0;
+}

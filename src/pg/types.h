@@ -4,6 +4,7 @@
 // other file asks this one; a new native type is one row here.
 #pragma once
 
+#include "engine/aggregate.h"
 #include "engine/decimal.h"
 #include "engine/fields.h"
 #include "engine/predicate.h"
@@ -40,3 +41,12 @@ Datum velostream_value_datum(Oid type, int64_t i, double f, const velostream::en
 /// bool, date, timestamps into *i; floats into *f). False for numeric, text
 /// and types that are not native (the caller converts those itself).
 bool velostream_datum_fixed(Oid type, Datum v, int64_t* i, double* f);
+
+/// The Datum of a finalised aggregate value (engine/aggregate.h) as the
+/// result column's SQL type `type`: an integer as int2/int4/int8 (raising
+/// NUMERIC_VALUE_OUT_OF_RANGE "bigint out of range" as int8 arithmetic does),
+/// numeric (exact, up to 128 bits) or another native type; a ratio through
+/// numeric_div, as PostgreSQL's avg() finalises; an external aggregate's
+/// Datum as is. Sets *isnull for a NULL value. Allocates in the current
+/// memory context.
+Datum velostream_final_datum(const velostream::engine::Value& v, Oid type, bool* isnull);

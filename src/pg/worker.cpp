@@ -63,6 +63,7 @@ struct WorkerView {
   bool has_restored;
   eng::StartSnapshot* restored;
   bool restoring;
+  bool runs_functions;         // has an aggregate PostgreSQL runs (pg_aggregate.h)
 };
 
 // Changelog compaction: a snapshot of all groups replaces the changelog
@@ -88,9 +89,30 @@ void delete_aggregator(void* arg) { delete static_cast<eng::ViewAggregator*>(arg
 void delete_string(void* arg) { delete static_cast<std::string*>(arg); }
 void delete_snapshot(void* arg) { delete static_cast<eng::StartSnapshot*>(arg); }
 
+// PostgreSQL functions a view calls (its aggregates' transition, combine,
+// serialise and final functions, expressions) run as the view's owner in a
+// restricted context, never as the worker. An abort restores the user.
+struct OwnerContext {
+  Oid user = InvalidOid;
+  int sec = 0;
+  bool active = false;
+};
+
+void enter_owner(const WorkerView* v, OwnerContext* c) {
+  if (!v->runs_functions) return;
+  Oid owner = velostream_rel_owner(v->view);
+  GetUserIdAndSecContext(&c->user, &c->sec);
+  SetUserIdAndSecContext(owner, c->sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+  c->active = true;
+}
+
+void leave_owner(const OwnerContext& c) {
+  if (c.active) SetUserIdAndSecContext(c.user, c.sec);
+}
+
 // C++ calls on an owned view's state, with exceptions and error strings kept
 // inside: they return false with a message in `error`.
-bool load_state(eng::ViewAggregator* into, const char* data, size_t len, char* error, size_t error_len) {
+bool load_groups(eng::ViewAggregator* into, const char* data, size_t len, char* error, size_t error_len) {
   try {
     std::string why;
     if (into->load_groups(data, len, &why)) return true;
@@ -99,6 +121,15 @@ bool load_state(eng::ViewAggregator* into, const char* data, size_t len, char* e
     snprintf(error, error_len, "%s", e.what());
   }
   return false;
+}
+
+bool load_state(const WorkerView* v, eng::ViewAggregator* into, const char* data, size_t len, char* error,
+                size_t error_len) {
+  OwnerContext owner;
+  enter_owner(v, &owner);
+  bool ok = load_groups(into, data, len, error, error_len);
+  leave_owner(owner);
+  return ok;
 }
 
 bool merge_delta(WorkerView* v, uint32_t* groups, uint8_t* created, char* error, size_t error_len) {
@@ -119,15 +150,30 @@ bool merge_delta(WorkerView* v, uint32_t* groups, uint8_t* created, char* error,
 }
 
 // Encodes groups[0..n) of `from` (all groups if groups is NULL) into `out`.
-bool encode_state(const eng::ViewAggregator* from, const uint32_t* groups, size_t n, std::string* out) {
+bool encode_groups(const eng::ViewAggregator* from, const uint32_t* groups, size_t n, std::string* out,
+                   char* error, size_t error_len) {
   try {
     out->clear();
-    if (groups == nullptr) from->encode_all(out);
-    else from->encode_groups(groups, n, out);
-    return true;
-  } catch (const std::exception&) {
+    bool ok = groups == nullptr ? from->encode_all(out) : from->encode_groups(groups, n, out);
+    if (!ok) snprintf(error, error_len, "%s", from->error().c_str());
+    return ok;
+  } catch (const std::exception& e) {
+    snprintf(error, error_len, "%s", e.what());
     return false;
   }
+}
+
+// encode_groups as view v's owner; raises the error.
+void encode_state(const WorkerView* v, const eng::ViewAggregator* from, const uint32_t* groups, size_t n,
+                  std::string* out) {
+  char error[256];
+  OwnerContext owner;
+  enter_owner(v, &owner);
+  if (!encode_groups(from, groups, n, out, error, sizeof(error)))
+    ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION),
+                    errmsg("velostream: could not save the state of continuous view \"%s\": %s", get_rel_name(v->view),
+                           error)));
+  leave_owner(owner);
 }
 
 // A palloc'd bytea copy of `s`.
@@ -160,7 +206,7 @@ void replay_changelog(WorkerView* v) {
     bool isnull;
     bytea* data = DatumGetByteaP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
     char error[256];
-    if (!load_state(v->store, VARDATA(data), VARSIZE(data) - VARHDRSZ, error, sizeof(error)))
+    if (!load_state(v, v->store, VARDATA(data), VARSIZE(data) - VARHDRSZ, error, sizeof(error)))
       ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
                       errmsg("velostream: state of continuous view \"%s\" is unreadable: %s", get_rel_name(v->view),
                              error),
@@ -189,8 +235,7 @@ void load_changelog(WorkerView* v) {
 // Runs in the flush's transaction, so state and result rows commit together.
 void write_changelog(WorkerView* v, const uint32_t* groups, size_t n) {
   bool snapshot = v->log_bytes > 4 * v->snapshot_bytes + kSnapshotSlack;
-  if (!encode_state(v->store, snapshot ? nullptr : groups, n, v->encoded))
-    ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory encoding the state of a continuous view")));
+  encode_state(v, v->store, snapshot ? nullptr : groups, n, v->encoded);
   size_t len = v->encoded->size();
   bytea* data = to_bytea(*v->encoded);
   Datum args[2] = {Int32GetDatum(partition_no), PointerGetDatum(data)};
@@ -251,7 +296,7 @@ void load_pending(WorkerView* v) {
     bool isnull;
     bytea* data = DatumGetByteaP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
     char error[256];
-    if (!load_state(v->agg, VARDATA(data), VARSIZE(data) - VARHDRSZ, error, sizeof(error)))
+    if (!load_state(v, v->agg, VARDATA(data), VARSIZE(data) - VARHDRSZ, error, sizeof(error)))
       ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
                       errmsg("velostream: pending delta of continuous view \"%s\" is unreadable: %s",
                              get_rel_name(v->view), error),
@@ -276,8 +321,7 @@ void load_pending(WorkerView* v) {
 // current transaction, when it changed.
 void save_pending(WorkerView* v) {
   if (v->pending_row && v->agg->rows_in() == v->saved_rows_in) return;
-  if (!encode_state(v->agg, nullptr, 0, v->pending_buf))
-    ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory encoding a pending delta")));
+  encode_state(v, v->agg, nullptr, 0, v->pending_buf);
   Oid types[4] = {OIDOID, INT4OID, INT8OID, BYTEAOID};
   Datum args[4] = {ObjectIdGetDatum(v->view), Int32GetDatum(partition_no), Int64GetDatum((int64)v->agg->rows_in()),
                    PointerGetDatum(to_bytea(*v->pending_buf))};
@@ -350,6 +394,7 @@ WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* quer
   MemoryContext old = MemoryContextSwitchTo(v->cxt);
   Query* query = (Query*)stringToNode(query_tree);
   v->desc = velostream_translate_query(query);
+  for (const eng::AggSpec& a : v->desc->plan->aggs) v->runs_functions |= a.func == eng::AggFunc::kExternal;
   // Local streams: rows committed before the view was created are not its
   // own. A Kafka view starts at the stream's current offsets instead.
   if (kafka == nullptr) parse_snapshot(snapshot, &v->desc->plan->start);
@@ -471,6 +516,15 @@ int64_t restored_batch_xid = -1;
 // Runs every view over the first `rows` rows of the batch. A restored batch
 // goes only to the restored views whose dumped start snapshot did not hold
 // its writer (views created after the restore never count it).
+// Feeds the batch to view v's delta (C++ kept inside); error set on failure.
+void consume_batch(WorkerView* v, char* error, size_t error_len) {
+  try {
+    if (!v->agg->consume(*batch)) snprintf(error, error_len, "%s", v->agg->error().c_str());
+  } catch (const std::exception& e) {
+    snprintf(error, error_len, "%s", e.what());
+  }
+}
+
 void feed_views(size_t rows) {
   batch->rows = rows;
   batch->xid.resize(rows);
@@ -480,11 +534,10 @@ void feed_views(size_t rows) {
   foreach (lc, views) {
     WorkerView* v = (WorkerView*)lfirst(lc);
     if (restored_batch_xid >= 0 && !(v->has_restored && !v->restored->visible(restored_batch_xid))) continue;
-    try {
-      if (!v->agg->consume(*batch)) snprintf(error, sizeof(error), "%s", v->agg->error().c_str());
-    } catch (const std::exception& e) {
-      snprintf(error, sizeof(error), "%s", e.what());
-    }
+    OwnerContext owner;
+    enter_owner(v, &owner);
+    consume_batch(v, error, sizeof(error));
+    leave_owner(owner);
     if (error[0])
       ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
                       errmsg("velostream: continuous view \"%s\" failed: %s", get_rel_name(v->view), error)));

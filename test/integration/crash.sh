@@ -62,14 +62,14 @@ done
 echo "loaded $n chunks, killed $kills workers"
 
 fail=0
-for v in delay_by_origin long_delays totals west_coast_daily; do
+for v in delay_by_origin long_delays totals west_coast_daily origin_spread; do
   ok=$(psql_c "SELECT velostream.wait('$v', '600 s')" || echo f)
   [ "$ok" = t ] || { echo "FAIL: $v did not catch up"; fail=1; }
 done
 rows=$(psql_c "SELECT count(*) FROM flights_plain")
 echo "oracle holds $rows committed rows"
 [ "$rows" -ge 508239 ] || { echo "FAIL: oracle lost rows"; fail=1; }
-for v in delay_by_origin long_delays totals west_coast_daily; do
+for v in delay_by_origin long_delays totals west_coast_daily origin_spread; do
   d=$(psql_c "SELECT count(*) FROM ((TABLE $v EXCEPT TABLE oracle_$v) UNION ALL (TABLE oracle_$v EXCEPT TABLE $v)) d")
   if [ "$d" = 0 ]; then echo "PASS: $v equals its batch query after crashes"; else echo "FAIL: $v ($d differences)"; fail=1; fi
 done

@@ -24,7 +24,7 @@ start=$(date +%s%N)
 psql_c "\\copy flights FROM PROGRAM 'zcat $data' (FORMAT csv, HEADER)"
 psql_c "\\copy flights_plain FROM PROGRAM 'zcat $data' (FORMAT csv, HEADER)"
 psql_c "INSERT INTO flights_x SELECT ts, delay / 7.0, distance / 3.0, origin FROM flights_plain"
-for v in delay_by_origin long_delays totals west_coast_daily x_by_origin; do
+for v in delay_by_origin long_delays totals west_coast_daily origin_spread x_by_origin; do
   [ "$(psql_c "SELECT velostream.wait('$v', '600 s')")" = t ] || { echo "FAIL: $v did not catch up"; exit 1; }
 done
 echo "all views complete after $(( ($(date +%s%N) - start) / 1000000 )) ms"
@@ -37,7 +37,7 @@ check() {  # check NAME SQL-returning-a-count-of-differences
 }
 rows=$(psql_c "SELECT count(*) FROM flights_plain")
 [ "$rows" = 508239 ] && echo "PASS: loaded $rows rows" || { echo "FAIL: loaded $rows rows"; fail=1; }
-for v in delay_by_origin long_delays totals west_coast_daily; do
+for v in delay_by_origin long_delays totals west_coast_daily origin_spread; do
   check "$v equals its batch query ($(psql_c "SELECT count(*) FROM $v") rows)" \
     "SELECT count(*) FROM ((TABLE $v EXCEPT TABLE oracle_$v) UNION ALL (TABLE oracle_$v EXCEPT TABLE $v)) d"
 done

@@ -47,3 +47,16 @@ CREATE VIEW oracle_west_coast_daily AS
   WHERE origin IN ('SFO', 'LAX', 'SEA', 'SAN', 'PDX') AND (delay BETWEEN -10 AND 30 OR delay IS NULL)
         AND destination COLLATE "C" >= 'M' AND NOT distance < 300
   GROUP BY destination, tumble(ts, interval '1 day');
+
+-- Aggregates PostgreSQL runs through its own aggregate protocol (exact
+-- numeric results, so the tables compare with EXCEPT).
+CREATE MATERIALIZED VIEW origin_spread WITH (velostream.continuous) AS
+  SELECT origin, stddev_samp(delay) AS sd_delay, var_pop(distance) AS var_distance, bool_or(delay > 120) AS any_long,
+         bool_and(delay IS NOT NULL) AS all_known, min(destination) AS first_dest, max(destination) AS last_dest,
+         sum(delay * 2) AS double_delay, max(ts + interval '1 day') AS next_day
+  FROM flights GROUP BY origin;
+CREATE VIEW oracle_origin_spread AS
+  SELECT origin, stddev_samp(delay) AS sd_delay, var_pop(distance) AS var_distance, bool_or(delay > 120) AS any_long,
+         bool_and(delay IS NOT NULL) AS all_known, min(destination) AS first_dest, max(destination) AS last_dest,
+         sum(delay * 2) AS double_delay, max(ts + interval '1 day') AS next_day
+  FROM flights_plain GROUP BY origin;

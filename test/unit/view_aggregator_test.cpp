@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <string>
 
@@ -517,4 +518,134 @@ TEST(ViewAggregator, MergeRefusesACountBeyondBigint) {
   std::vector<uint8_t> created;
   EXPECT_FALSE(store.merge(delta, &groups, &created));
   EXPECT_NE(store.error().find("bigint out of range"), std::string::npos) << store.error();
+}
+
+namespace {
+
+// An external aggregate as the glue layer supplies one: sum of squares of a
+// column in a 16-byte state, with instance-owned memory counted so the test
+// sees the aggregator clone, reset and use it.
+struct SumSquares final : AggregateFunction {
+  explicit SumSquares(int column, int* clones, int* resets) : column(column), clones(clones), resets(resets) {}
+  struct State {
+    int64_t sum;
+    int64_t n;
+  };
+  std::unique_ptr<AggregateFunction> clone() const override {
+    ++*clones;
+    return std::make_unique<SumSquares>(column, clones, resets);
+  }
+  size_t state_size() const override { return sizeof(State); }
+  void init(void* s) override { *static_cast<State*>(s) = State{0, 0}; }
+  bool update(const AggRows& in, char* states, size_t stride, std::string* error) override {
+    const Column& c = in.batch->columns[column];
+    for (size_t k = 0; k < in.count; ++k) {
+      if (c.null[in.rows[k]]) continue;
+      State& s = *reinterpret_cast<State*>(states + in.groups[k] * stride);
+      int64_t v = c.i64[in.rows[k]];
+      if (v == 999) {
+        *error = "value 999 refused";
+        return false;
+      }
+      s.sum += v * v;
+      s.n++;
+    }
+    return true;
+  }
+  bool combine(const void* src, void* dst, std::string*) override {
+    auto& d = *static_cast<State*>(dst);
+    auto& s = *static_cast<const State*>(src);
+    d.sum += s.sum;
+    d.n += s.n;
+    return true;
+  }
+  bool serialize(const void* state, std::string* out, std::string*) override {
+    out->append(static_cast<const char*>(state), sizeof(State));
+    return true;
+  }
+  bool deserialize(const char*& p, const char* end, void* state, std::string* error) override {
+    if (static_cast<size_t>(end - p) < sizeof(State)) {
+      *error = "short";
+      return false;
+    }
+    std::memcpy(state, p, sizeof(State));
+    p += sizeof(State);
+    return true;
+  }
+  bool finalize(const void* state, Value* out, std::string*) override {
+    auto& s = *static_cast<const State*>(state);
+    *out = Value();
+    if (s.n == 0) return true;
+    out->kind = Value::Kind::kInt;
+    out->i = s.sum;
+    return true;
+  }
+  void reset() override { ++*resets; }
+  void mark_used(std::vector<uint8_t>* used) const override { (*used)[column] = 1; }
+  int column;
+  int* clones;
+  int* resets;
+};
+
+}  // namespace
+
+TEST(ViewAggregator, ExternalAggregateBesideNativeOnes) {
+  int clones = 0, resets = 0;
+  ViewPlan p;
+  p.keys.push_back({kOrigin, Type::kText, 0, 0});
+  p.aggs.push_back({AggFunc::kCountStar, -1, Type::kInt64});
+  AggSpec ext;
+  ext.func = AggFunc::kExternal;
+  ext.external = std::make_shared<SumSquares>(kDelay, &clones, &resets);
+  p.aggs.push_back(ext);
+  p.aggs.push_back({AggFunc::kAvg, kDelay, Type::kInt64});
+  std::vector<uint8_t> used(4, 0);
+  mark_used_columns(p, &used);
+  EXPECT_EQ(used, (std::vector<uint8_t>{1, 1, 0, 0}));
+
+  ViewAggregator delta(p), store(p);
+  EXPECT_EQ(clones, 2);  // one instance per aggregator
+  Rows r;
+  r.origin = {"SFO", "LAX", "SFO", "SFO"};
+  r.delay = {3, 4, 0, 5};
+  r.delay_null = {false, false, true, false};
+  r.ts = {0, 0, 0, 0};
+  RecordBatch b;
+  fill(r, &b);
+  ASSERT_TRUE(delta.consume(b));
+  std::vector<uint32_t> groups;
+  std::vector<uint8_t> created;
+  ASSERT_TRUE(store.merge(delta, &groups, &created));
+  delta.clear();
+  EXPECT_EQ(resets, 1);
+  ASSERT_TRUE(delta.consume(b));
+  ASSERT_TRUE(store.merge(delta, &groups, &created));
+
+  std::map<std::string, std::pair<int64_t, int64_t>> got;  // count(*), sum of squares
+  for (uint32_t g : store.groups_in_key_order()) {
+    Value n, sq, avg;
+    ASSERT_TRUE(store.finalize(g, 0, &n));
+    ASSERT_TRUE(store.finalize(g, 1, &sq));
+    ASSERT_TRUE(store.finalize(g, 2, &avg));
+    EXPECT_EQ(avg.kind, Value::Kind::kIntRatio);
+    got[std::string(store.key(g, 0).s)] = {static_cast<int64_t>(n.i), static_cast<int64_t>(sq.i)};
+  }
+  EXPECT_EQ(got["SFO"], std::make_pair(int64_t{6}, int64_t{2 * (9 + 25)}));
+  EXPECT_EQ(got["LAX"], std::make_pair(int64_t{2}, int64_t{2 * 16}));
+
+  // The external state goes through the changelog bytes like the native ones.
+  std::string bytes;
+  ASSERT_TRUE(store.encode_all(&bytes));
+  ViewAggregator reloaded(p);
+  std::string error;
+  ASSERT_TRUE(reloaded.load_groups(bytes.data(), bytes.size(), &error)) << error;
+  std::string again;
+  ASSERT_TRUE(reloaded.encode_all(&again));
+  EXPECT_EQ(bytes, again);
+
+  // Its errors stop the batch with the message.
+  r.delay = {999, 1, 1, 1};
+  fill(r, &b);
+  EXPECT_FALSE(delta.consume(b));
+  EXPECT_EQ(delta.error(), "value 999 refused");
 }

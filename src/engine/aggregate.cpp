@@ -1,0 +1,313 @@
+#include "engine/aggregate.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace velostream::engine {
+namespace {
+
+// PostgreSQL's float8 order: NaN above everything, equal to itself.
+inline bool float_greater(double a, double b) {
+  if (std::isnan(a)) return !std::isnan(b);
+  if (std::isnan(b)) return false;
+  return a > b;
+}
+
+template <typename T>
+inline void put(std::string* out, const T& v) {
+  out->append(reinterpret_cast<const char*>(&v), sizeof(T));
+}
+
+template <typename T>
+inline T get(const char*& p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  p += sizeof(T);
+  return v;
+}
+
+// Counts and integer sums as zigzag LEB128 varints: most are small, and the
+// changelog is written at every flush.
+void put_varint(std::string* out, __int128 v) {
+  unsigned __int128 z = (static_cast<unsigned __int128>(v) << 1) ^ static_cast<unsigned __int128>(v >> 127);
+  while (z >= 0x80) {
+    out->push_back(static_cast<char>(static_cast<uint8_t>(z) | 0x80));
+    z >>= 7;
+  }
+  out->push_back(static_cast<char>(z));
+}
+
+bool get_varint(const char*& p, const char* end, __int128* v) {
+  unsigned __int128 z = 0;
+  for (int shift = 0; shift < 133; shift += 7) {
+    if (p == end) return false;
+    uint8_t b = static_cast<uint8_t>(*p++);
+    z |= static_cast<unsigned __int128>(b & 0x7F) << shift;
+    if (!(b & 0x80)) {
+      *v = static_cast<__int128>(z >> 1) ^ -static_cast<__int128>(z & 1);
+      return true;
+    }
+  }
+  return false;
+}
+
+constexpr const char* kNumericOverflow = "numeric sum exceeds 38 significant digits";
+
+// count(*), count(x), sum, avg, min and max over one column, with the state
+// AggState. Serialised form ("VSG2" changelogs): the count n as a varint,
+// then for sum / avg / min / max the value: integers as a varint, float8 and
+// numeric (coefficient, scale, kind) raw.
+class NativeAggregate final : public AggregateFunction {
+ public:
+  explicit NativeAggregate(const AggSpec& spec) : func_(spec.func), column_(spec.column), input_(spec.input) {}
+
+  std::unique_ptr<AggregateFunction> clone() const override { return std::make_unique<NativeAggregate>(*this); }
+  size_t state_size() const override { return sizeof(AggState); }
+  void init(void* state) override { new (state) AggState(); }
+  void mark_used(std::vector<uint8_t>* used) const override {
+    if (column_ >= 0) (*used)[column_] = 1;
+  }
+
+  bool update(const AggRows& in, char* states, size_t stride, std::string* error) override {
+    const size_t m = in.count;
+    const uint32_t* sel = in.rows;
+    const uint32_t* group_of = in.groups;
+    auto at = [&](size_t k) -> AggState& { return *reinterpret_cast<AggState*>(states + group_of[k] * stride); };
+    if (func_ == AggFunc::kCountStar) {
+      for (size_t k = 0; k < m; ++k) at(k).n++;
+      return true;
+    }
+    const Column& c = in.batch->columns[column_];
+    const uint8_t* nulls = c.null.data();
+    switch (func_) {
+      case AggFunc::kCountStar:
+      case AggFunc::kExternal:
+        break;
+      case AggFunc::kCount:
+        for (size_t k = 0; k < m; ++k)
+          if (!nulls[sel[k]]) at(k).n++;
+        break;
+      case AggFunc::kSum:
+      case AggFunc::kAvg:
+        switch (input_) {
+          case Type::kInt64:
+            for (size_t k = 0; k < m; ++k) {
+              uint32_t r = sel[k];
+              if (nulls[r]) continue;
+              AggState& s = at(k);
+              s.i += c.i64[r];
+              s.n++;
+            }
+            break;
+          case Type::kFloat64:
+            for (size_t k = 0; k < m; ++k) {
+              uint32_t r = sel[k];
+              if (nulls[r]) continue;
+              AggState& s = at(k);
+              s.f += c.f64[r];
+              s.n++;
+            }
+            break;
+          case Type::kNumeric:
+            for (size_t k = 0; k < m; ++k) {
+              uint32_t r = sel[k];
+              if (nulls[r]) continue;
+              AggState& s = at(k);
+              if (s.n == 0) {
+                s.d = c.dec[r];
+              } else if (!decimal_add(s.d, c.dec[r], &s.d)) {
+                *error = kNumericOverflow;
+                return false;
+              }
+              s.n++;
+            }
+            break;
+          case Type::kText: break;
+        }
+        break;
+      case AggFunc::kMin:
+      case AggFunc::kMax: {
+        const bool is_max = func_ == AggFunc::kMax;
+        for (size_t k = 0; k < m; ++k) {
+          uint32_t r = sel[k];
+          if (nulls[r]) continue;
+          AggState& s = at(k);
+          bool take = s.n == 0;
+          switch (input_) {
+            case Type::kInt64:
+              take = take || (is_max ? c.i64[r] > s.i : c.i64[r] < s.i);
+              if (take) s.i = c.i64[r];
+              break;
+            case Type::kFloat64:
+              take = take || (is_max ? float_greater(c.f64[r], s.f) : float_greater(s.f, c.f64[r]));
+              if (take) s.f = c.f64[r];
+              break;
+            case Type::kNumeric: {
+              int cmp = take ? 0 : decimal_cmp(c.dec[r], s.d);
+              take = take || (is_max ? cmp > 0 : cmp < 0);
+              if (take) s.d = c.dec[r];
+              break;
+            }
+            case Type::kText: break;
+          }
+          s.n++;
+        }
+        break;
+      }
+    }
+    return true;
+  }
+
+  bool combine(const void* src_state, void* dst_state, std::string* error) override {
+    const AggState& d = *static_cast<const AggState*>(src_state);
+    AggState& s = *static_cast<AggState*>(dst_state);
+    if (d.n == 0) return true;
+    switch (func_) {
+      case AggFunc::kCountStar:
+      case AggFunc::kCount:
+      case AggFunc::kExternal:
+        break;
+      case AggFunc::kSum:
+      case AggFunc::kAvg:
+        switch (input_) {
+          case Type::kInt64: s.i += d.i; break;
+          case Type::kFloat64: s.f += d.f; break;
+          case Type::kNumeric:
+            if (s.n == 0) {
+              s.d = d.d;
+            } else if (!decimal_add(s.d, d.d, &s.d)) {
+              *error = kNumericOverflow;
+              return false;
+            }
+            break;
+          case Type::kText: break;
+        }
+        break;
+      case AggFunc::kMin:
+      case AggFunc::kMax: {
+        const bool is_max = func_ == AggFunc::kMax;
+        bool take = s.n == 0;
+        switch (input_) {
+          case Type::kInt64:
+            take = take || (is_max ? d.i > s.i : d.i < s.i);
+            if (take) s.i = d.i;
+            break;
+          case Type::kFloat64:
+            take = take || (is_max ? float_greater(d.f, s.f) : float_greater(s.f, d.f));
+            if (take) s.f = d.f;
+            break;
+          case Type::kNumeric: {
+            int cmp = take ? 0 : decimal_cmp(d.d, s.d);
+            take = take || (is_max ? cmp > 0 : cmp < 0);
+            if (take) s.d = d.d;
+            break;
+          }
+          case Type::kText: break;
+        }
+        break;
+      }
+    }
+    if (__builtin_add_overflow(s.n, d.n, &s.n)) {
+      *error = "a count exceeds bigint (bigint out of range)";
+      return false;
+    }
+    return true;
+  }
+
+  bool serialize(const void* state, std::string* out, std::string*) override {
+    const AggState& s = *static_cast<const AggState*>(state);
+    put_varint(out, s.n);
+    if (func_ == AggFunc::kCountStar || func_ == AggFunc::kCount) return true;
+    switch (input_) {
+      case Type::kInt64: put_varint(out, s.i); break;
+      case Type::kFloat64: put(out, s.f); break;
+      case Type::kNumeric:
+        put(out, s.d.coef);
+        put(out, s.d.scale);
+        out->push_back(static_cast<char>(s.d.kind));
+        break;
+      case Type::kText: break;
+    }
+    return true;
+  }
+
+  bool deserialize(const char*& p, const char* end, void* state, std::string* error) override {
+    AggState& s = *static_cast<AggState*>(state);
+    s = AggState();
+    auto need = [&](size_t n) { return static_cast<size_t>(end - p) >= n; };
+    __int128 n;
+    if (!get_varint(p, end, &n) || n < 0 || n > std::numeric_limits<int64_t>::max()) goto corrupt;
+    s.n = static_cast<int64_t>(n);
+    if (func_ == AggFunc::kCountStar || func_ == AggFunc::kCount) return true;
+    switch (input_) {
+      case Type::kInt64: {
+        if (!get_varint(p, end, &s.i)) goto corrupt;
+        // A sum of n int8 values is within n * 2^63 (so two sums added
+        // never overflow 128 bits); a min or max is an int8.
+        const bool is_sum = func_ == AggFunc::kSum || func_ == AggFunc::kAvg;
+        const __int128 bound = is_sum ? static_cast<__int128>(s.n) << 63 : std::numeric_limits<int64_t>::max();
+        if (s.i > bound || s.i < (is_sum ? -bound : std::numeric_limits<int64_t>::min())) goto corrupt;
+        break;
+      }
+      case Type::kFloat64:
+        if (!need(8)) goto corrupt;
+        s.f = get<double>(p);
+        break;
+      case Type::kNumeric:
+        if (!need(19)) goto corrupt;
+        s.d.coef = get<__int128>(p);
+        s.d.scale = get<int16_t>(p);
+        s.d.kind = static_cast<Decimal::Kind>(*p++);
+        if (!s.d.valid()) goto corrupt;
+        break;
+      case Type::kText: break;
+    }
+    return true;
+  corrupt:
+    *error = "state batch is truncated or corrupt";
+    return false;
+  }
+
+  bool finalize(const void* state, Value* out, std::string*) override {
+    const AggState& s = *static_cast<const AggState*>(state);
+    *out = Value();
+    if (func_ == AggFunc::kCountStar || func_ == AggFunc::kCount) {
+      out->kind = Value::Kind::kInt;
+      out->i = s.n;
+      return true;
+    }
+    if (s.n == 0) return true;  // NULL
+    const bool avg = func_ == AggFunc::kAvg;
+    switch (input_) {
+      case Type::kInt64:
+        out->kind = avg ? Value::Kind::kIntRatio : Value::Kind::kInt;
+        out->i = s.i;
+        break;
+      case Type::kFloat64:
+        out->kind = Value::Kind::kFloat;
+        out->f = avg ? s.f / static_cast<double>(s.n) : s.f;
+        break;
+      case Type::kNumeric:
+        out->kind = avg ? Value::Kind::kNumericRatio : Value::Kind::kNumeric;
+        out->d = s.d;
+        break;
+      case Type::kText: break;
+    }
+    out->n = s.n;
+    return true;
+  }
+
+ private:
+  AggFunc func_;
+  int column_;
+  Type input_;
+};
+
+}  // namespace
+
+std::unique_ptr<AggregateFunction> make_native_aggregate(const AggSpec& spec) {
+  return std::make_unique<NativeAggregate>(spec);
+}
+
+}  // namespace velostream::engine

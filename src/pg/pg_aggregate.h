@@ -1,0 +1,21 @@
+// Any PostgreSQL aggregate with a combine function, run through PostgreSQL's
+// own aggregate protocol (pg_aggregate): the general path behind the engine's
+// AggregateFunction interface, for what the engine has no native
+// implementation of (stddev, bool_or, min(text) with its collation,
+// hll_add_agg, tdigest, user-defined PARALLEL SAFE aggregates, ...).
+#pragma once
+
+#include "engine/aggregate.h"
+#include "pg/pg.h"
+
+/// The engine aggregate for `aggref` (a plain aggregate of a continuous view,
+/// without DISTINCT, ORDER BY or FILTER), whose arguments are stream columns
+/// (Var of varno 1) of engine-native types or constants. Raises
+/// FEATURE_NOT_SUPPORTED naming the aggregate if it has no combine function
+/// (with a hint for ordered-set ones and array_agg / string_agg), an
+/// internal transition state without serialise / deserialise functions, or a
+/// final function that modifies its state. `describe` names the aggregate in
+/// errors. The returned prototype holds copies of what it needs; each
+/// aggregator clones it (pg_aggregate.cpp has the memory rules).
+std::shared_ptr<const velostream::engine::AggregateFunction> velostream_pg_aggregate(Aggref* aggref,
+                                                                                     const char* describe);
