@@ -32,10 +32,27 @@ CREATE VIEW oracle_pg_aggs AS
          bit_or(distance) AS bits, covar_pop(delay, distance) AS covar, corr(delay, distance) AS r
   FROM fl_plain GROUP BY origin;
 \d pg_aggs
--- Not yet in a view whose groups span partitions (fl routes rows by origin).
-CREATE MATERIALIZED VIEW by_dest WITH (velostream.continuous) AS
-  SELECT destination, stddev_samp(delay) FROM fl GROUP BY destination;
-\echo :LAST_ERROR_SQLSTATE
+-- The same aggregates in a view whose groups span partitions (fl routes rows
+-- by origin): partial states merged by the combine functions in its state table.
+CREATE MATERIALIZED VIEW pg_aggs_shared WITH (velostream.continuous) AS
+  SELECT destination AS origin, count(*) AS n,
+         stddev_samp(delay) AS sd_int, var_pop(price) AS vp_num, stddev_pop(f4) AS sd_f4,
+         variance(distance::float8) AS var_f8, sum(f4) AS sum_f4, avg(f4) AS avg_f4,
+         bool_and(delay > 0) AS all_late, bool_or(delay > 100) AS any_long, every(distance < 3000) AS all_short,
+         min(destination) AS first_dest, max(destination COLLATE "C") AS last_dest_c,
+         sum(delay * 2) AS double_delay, max(ts - interval '1 hour') AS last_shifted,
+         bit_or(distance) AS bits, covar_pop(delay, distance) AS covar, corr(delay, distance) AS r
+  FROM fl GROUP BY destination;
+CREATE VIEW oracle_pg_aggs_shared AS
+  SELECT destination AS origin, count(*) AS n,
+         stddev_samp(delay) AS sd_int, var_pop(price) AS vp_num, stddev_pop(f4) AS sd_f4,
+         variance(distance::float8) AS var_f8, sum(f4) AS sum_f4, avg(f4) AS avg_f4,
+         bool_and(delay > 0) AS all_late, bool_or(delay > 100) AS any_long, every(distance < 3000) AS all_short,
+         min(destination) AS first_dest, max(destination COLLATE "C") AS last_dest_c,
+         sum(delay * 2) AS double_delay, max(ts - interval '1 hour') AS last_shifted,
+         bit_or(distance) AS bits, covar_pop(delay, distance) AS covar, corr(delay, distance) AS r
+  FROM fl_plain GROUP BY destination;
+SELECT view, owned FROM velostream.views ORDER BY view::text;
 
 -- Rows with NULLs in every column, in four transactions.
 CREATE TEMP TABLE src AS
@@ -53,7 +70,7 @@ INSERT INTO fl SELECT ts, delay, distance, origin, destination, price, f4 FROM s
 INSERT INTO fl SELECT ts, delay, distance, origin, destination, price, f4 FROM src WHERE i % 4 = 2;
 INSERT INTO fl SELECT ts, delay, distance, origin, destination, price, f4 FROM src WHERE i % 4 = 3;
 INSERT INTO fl_plain SELECT ts, delay, distance, origin, destination, price, f4 FROM src;
-SELECT velostream.wait('pg_aggs'), velostream.wait('sketches');
+SELECT velostream.wait('pg_aggs'), velostream.wait('pg_aggs_shared'), velostream.wait('sketches');
 
 -- Exact columns are equal; float8 ones within 1e-9 relative, float4 sums
 -- within 1e-6 (their rounding depends on the order rows are added in).
@@ -69,6 +86,16 @@ SELECT count(*) AS groups,
                           AND close(v.sum_f4, o.sum_f4, 1e-6) AND close(v.avg_f4, o.avg_f4, 1e-9)
                           AND close(v.covar, o.covar, 1e-9) AND close(v.r, o.r, 1e-9)) AS floats_close
 FROM pg_aggs v FULL JOIN oracle_pg_aggs o ON coalesce(v.origin, '-') = coalesce(o.origin, '-');
+SELECT count(*) AS groups,
+       count(*) FILTER (WHERE (v.n, v.sd_int, v.vp_num, v.all_late, v.any_long, v.all_short, v.first_dest,
+                               v.last_dest_c, v.double_delay, v.last_shifted, v.bits)
+                              IS NOT DISTINCT FROM
+                              (o.n, o.sd_int, o.vp_num, o.all_late, o.any_long, o.all_short, o.first_dest,
+                               o.last_dest_c, o.double_delay, o.last_shifted, o.bits)) AS exact_equal,
+       count(*) FILTER (WHERE close(v.sd_f4, o.sd_f4, 1e-9) AND close(v.var_f8, o.var_f8, 1e-9)
+                          AND close(v.sum_f4, o.sum_f4, 1e-6) AND close(v.avg_f4, o.avg_f4, 1e-9)
+                          AND close(v.covar, o.covar, 1e-9) AND close(v.r, o.r, 1e-9)) AS floats_close
+FROM pg_aggs_shared v FULL JOIN oracle_pg_aggs_shared o ON coalesce(v.origin, '-') = coalesce(o.origin, '-');
 SELECT origin, n, sd_int, vp_num, all_late, any_long, all_short, first_dest, last_dest_c, double_delay, last_shifted,
        bits
 FROM pg_aggs ORDER BY origin COLLATE "C";

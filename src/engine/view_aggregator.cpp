@@ -334,4 +334,60 @@ corrupt:
   return false;
 }
 
+bool ViewAggregator::group_state_bytes(uint32_t g, std::string* out) const {
+  for (size_t a = 0; a < fns_.size(); ++a)
+    if (!fns_[a]->serialize(state_ptr(g, a), out, &error_)) return false;
+  return true;
+}
+
+namespace {
+// Zeroed rows of `stride` bytes, 16-byte aligned.
+struct alignas(16) ScratchUnit {
+  char bytes[16];
+};
+}  // namespace
+
+bool ViewAggregator::merge_state_bytes(std::string_view a, std::string_view b, std::string* out) {
+  std::vector<ScratchUnit> rows(2 * stride_ / 16 + 1);
+  char* ra = reinterpret_cast<char*>(rows.data());
+  char* rb = ra + stride_;
+  const char* pa = a.data();
+  const char* pb = b.data();
+  for (size_t i = 0; i < fns_.size(); ++i) {
+    fns_[i]->init(ra + offsets_[i]);
+    fns_[i]->init(rb + offsets_[i]);
+    if (!fns_[i]->deserialize(pa, a.data() + a.size(), ra + offsets_[i], &error_) ||
+        !fns_[i]->deserialize(pb, b.data() + b.size(), rb + offsets_[i], &error_) ||
+        !fns_[i]->combine(rb + offsets_[i], ra + offsets_[i], &error_) ||
+        !fns_[i]->serialize(ra + offsets_[i], out, &error_))
+      return false;
+  }
+  if (pa != a.data() + a.size() || pb != b.data() + b.size()) {
+    error_ = "state is truncated or corrupt";
+    return false;
+  }
+  return true;
+}
+
+bool ViewAggregator::finalize_state_bytes(std::string_view s, Value* out) {
+  std::vector<ScratchUnit> rows(stride_ / 16 + 1);
+  char* r = reinterpret_cast<char*>(rows.data());
+  const char* p = s.data();
+  for (size_t i = 0; i < fns_.size(); ++i) {
+    fns_[i]->init(r + offsets_[i]);
+    if (!fns_[i]->deserialize(p, s.data() + s.size(), r + offsets_[i], &error_) ||
+        !fns_[i]->finalize(r + offsets_[i], &out[i], &error_))
+      return false;
+  }
+  if (p != s.data() + s.size()) {
+    error_ = "state is truncated or corrupt";
+    return false;
+  }
+  return true;
+}
+
+void ViewAggregator::reset_scratch() {
+  for (auto& f : fns_) f->reset();
+}
+
 }  // namespace velostream::engine

@@ -120,6 +120,23 @@ class ViewAggregator {
   /// the error stay loaded.
   bool load_groups(const char* data, size_t len, std::string* error);
 
+  // ---- Shared groups ---------------------------------------------------
+  // A view whose groups several workers update keeps each group's partial
+  // states in the database as one bytea: every aggregate's serialize bytes
+  // in turn. These work on such bytes with this aggregator's functions.
+
+  /// Appends group g's states (every aggregate's serialize bytes) to `out`.
+  bool group_state_bytes(uint32_t g, std::string* out) const;
+  /// Combines the states of `b` into those of `a` (both as group_state_bytes
+  /// writes them) and writes the result to `out`.
+  bool merge_state_bytes(std::string_view a, std::string_view b, std::string* out);
+  /// The SQL results of states `s` (group_state_bytes form), one per
+  /// aggregate, into out[0..aggs).
+  bool finalize_state_bytes(std::string_view s, Value* out);
+  /// Frees what merge_state_bytes and finalize_state_bytes left in the
+  /// aggregates' memory (call after each flush).
+  void reset_scratch();
+
   const ViewPlan& plan() const { return plan_; }
   uint64_t rows_in() const { return rows_in_; }          ///< rows seen since clear()
   uint64_t rows_selected() const { return rows_selected_; }  ///< rows that passed the filter

@@ -2,6 +2,7 @@
 // query, creates the result table (and the partial-state table behind it
 // when an aggregate needs one) and registers the view for the workers.
 #include "pg/translate.h"
+#include "pg/types.h"
 #include "pg/velostream.h"
 
 namespace {
@@ -46,12 +47,6 @@ void append_column(StringInfo sql, const char* name, Oid type, int32 typmod, Oid
   appendStringInfo(sql, "%s %s", quote_identifier(name), format_type_with_typemod(type, typmod));
   if (OidIsValid(collation) && collation != get_typcollation(type) && collation != DEFAULT_COLLATION_OID)
     appendStringInfo(sql, " COLLATE %s", generate_collation_name(collation));
-}
-
-// Type of the partial state kept for aggregate column c in the state table.
-Oid state_sum_type(const ViewColumn& c) {
-  if (c.input_type == FLOAT8OID || c.input_type == FLOAT4OID) return FLOAT8OID;
-  return NUMERICOID;
 }
 
 }  // namespace
@@ -115,6 +110,45 @@ bool wrote_to_stream(Oid stream) {
     if (SPI_processed > 0) return true;
   }
   return false;
+}
+
+// 3b. The partial-state table of a view with shared groups: keys k0.., and
+//     every aggregate's partial state in s (bytea, as
+//     ViewAggregator::group_state_bytes writes them), merged by the
+//     aggregates' combine functions (velostream._merge_states). Unique on the
+//     keys, owned by the view's owner (workers write it as the owner), a
+//     member of the extension. Returns its OID. SPI connected, superuser.
+static Oid create_shared_state(Oid view_oid, const ViewDesc* d, const char* owner_name) {
+  StringInfoData sql;
+  initStringInfo(&sql);
+  char state_name[NAMEDATALEN];
+  snprintf(state_name, sizeof(state_name), "view_%u_state", view_oid);
+  appendStringInfo(&sql, "CREATE TABLE velostream.%s (", state_name);
+  for (int k = 0; k < d->nkeys; ++k) {
+    const ViewColumn& col = d->columns[d->key_column[k]];
+    char name[32];
+    snprintf(name, sizeof(name), "k%d", k);
+    append_column(&sql, name, col.type, col.typmod, col.collation);
+    appendStringInfoString(&sql, ", ");
+  }
+  appendStringInfoString(&sql, "s bytea NOT NULL");
+  appendStringInfoString(&sql, ") WITH (fillfactor = 70)");
+  velostream_spi_exec(sql.data, SPI_OK_UTILITY);
+  Oid state_oid = get_relname_relid(state_name, get_namespace_oid("velostream", false));
+  resetStringInfo(&sql);
+  appendStringInfo(&sql, "CREATE UNIQUE INDEX ON velostream.%s (", state_name);
+  for (int k = 0; k < d->nkeys; ++k)
+    appendStringInfo(&sql, "%s%s", k ? ", " : "",
+                     velostream_key_index_expr(psprintf("k%d", k), d->columns[d->key_column[k]].type));
+  if (d->nkeys == 0) appendStringInfoString(&sql, "(true)");
+  appendStringInfoString(&sql, ") NULLS NOT DISTINCT");
+  velostream_spi_exec(sql.data, SPI_OK_UTILITY);
+  // Owned like the view: workers write both as the view's owner.
+  resetStringInfo(&sql);
+  appendStringInfo(&sql, "ALTER TABLE velostream.%s OWNER TO %s", state_name, owner_name);
+  velostream_spi_exec(sql.data, SPI_OK_UTILITY);
+  velostream_make_member(state_oid);
+  return state_oid;
 }
 
 // Registers continuous view `view_oid` (its result table exists) for the
@@ -182,18 +216,6 @@ static void register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
     for (int k = 0; k < d->nkeys && !route_null; ++k)
       if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column + 1 == route) owned = true;
   }
-  if (!owned)
-    for (int a = 0; a < d->naggs; ++a)
-      if (d->columns[d->agg_column[a]].agg == SqlAgg::kExternal)
-        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                        errmsg("column \"%s\": only count, sum, avg, min and max of plain columns are supported yet "
-                               "in a continuous view whose groups span stream partitions",
-                               d->columns[d->agg_column[a]].name),
-                        errdetail("The view does not group by the column stream \"%s\" routes rows by, so its "
-                                  "partial states are merged in SQL, which only count, sum, avg, min and max of "
-                                  "plain columns support.",
-                                  get_rel_name(d->stream)),
-                        errhint("Group by the stream's routing column, or give the stream one partition.")));
   if (restore != nullptr && owned != restore->owned)
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("cannot restore continuous view \"%s\": its stream no longer routes rows as it did",
@@ -216,45 +238,8 @@ static void register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
     appendStringInfo(&sql, "ALTER TABLE velostream.%s OWNER TO %s", state_name, owner_name);
     velostream_spi_exec(sql.data, SPI_OK_UTILITY);
     velostream_make_member(state_oid);
-  } else if (d->needs_state) {
-    // 3b. The partial-state table of a view with shared groups, when an
-    //     aggregate's result is not mergeable by itself (avg = sum / count):
-    //     keys k0.., then a0.. (avg: a<i>_sum, a<i>_n).
-    char state_name[NAMEDATALEN];
-    snprintf(state_name, sizeof(state_name), "view_%u_state", view_oid);
-    resetStringInfo(&sql);
-    appendStringInfo(&sql, "CREATE TABLE velostream.%s (", state_name);
-    for (int k = 0; k < d->nkeys; ++k) {
-      const ViewColumn& col = d->columns[d->key_column[k]];
-      char name[32];
-      snprintf(name, sizeof(name), "k%d", k);
-      append_column(&sql, name, col.type, col.typmod, col.collation);
-      appendStringInfoString(&sql, ", ");
-    }
-    for (int a = 0; a < d->naggs; ++a) {
-      const ViewColumn& col = d->columns[d->agg_column[a]];
-      if (a) appendStringInfoString(&sql, ", ");
-      if (col.agg == SqlAgg::kAvg)
-        appendStringInfo(&sql, "a%d_sum %s, a%d_n bigint", a, format_type_be(state_sum_type(col)), a);
-      else
-        appendStringInfo(&sql, "a%d %s", a, format_type_with_typemod(col.type, col.typmod));
-    }
-    appendStringInfoString(&sql, ") WITH (fillfactor = 70)");
-    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
-    state_oid = get_relname_relid(state_name, get_namespace_oid("velostream", false));
-    resetStringInfo(&sql);
-    appendStringInfo(&sql, "CREATE UNIQUE INDEX ON velostream.%s (", state_name);
-    for (int k = 0; k < d->nkeys; ++k)
-      appendStringInfo(&sql, "%s%s", k ? ", " : "",
-                       velostream_key_index_expr(psprintf("k%d", k), d->columns[d->key_column[k]].type));
-    if (d->nkeys == 0) appendStringInfoString(&sql, "(true)");
-    appendStringInfoString(&sql, ") NULLS NOT DISTINCT");
-    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
-    // Owned like the view: workers write both as the view's owner.
-    resetStringInfo(&sql);
-    appendStringInfo(&sql, "ALTER TABLE velostream.%s OWNER TO %s", state_name, owner_name);
-    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
-    velostream_make_member(state_oid);
+  } else if (d->naggs > 0) {
+    state_oid = create_shared_state(view_oid, d, owner_name);
   }
 
   // 4. The catalog row; the workers pick it up on their next flush.
@@ -440,6 +425,181 @@ Datum velostream_restore_view(PG_FUNCTION_ARGS) {
   add_dependency(view_oid, d->stream, DEPENDENCY_NORMAL);
   SPI_connect();
   register_view(view_oid, query, d, definition, &restore);
+  SPI_finish();
+  PG_RETURN_VOID();
+}
+
+// ---- Upgrade to catalog 0.4: shared views' partial states as bytea -------
+
+namespace {
+
+// The engine's serialised bytes of native aggregate `spec` in state `st`.
+bool native_state_bytes(const velostream::engine::AggSpec& spec, const velostream::engine::AggState& st,
+                        std::string* out) {
+  try {
+    std::string error;
+    return velostream::engine::make_native_aggregate(spec)->serialize(&st, out, &error);
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+// A numeric, integer or float Datum of SQL type `type` as an engine state
+// value: integers into i, floats into f, numerics into d (and i, when their
+// scale is 0: sums of integers).
+void state_value(Oid type, Datum v, velostream::engine::AggState* st) {
+  int64_t i = 0;
+  double f = 0;
+  if (velostream_datum_fixed(type, v, &i, &f)) {
+    st->i = i;
+    st->f = f;
+    return;
+  }
+  char* text = DatumGetCString(DirectFunctionCall1(numeric_out, v));
+  if (!velostream::engine::Decimal::parse(text, &st->d))
+    ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                    errmsg("velostream: partial state %s has more than 38 digits", text)));
+  if (st->d.scale == 0 && st->d.kind == velostream::engine::Decimal::kFinite) st->i = st->d.coef;
+}
+
+}  // namespace
+
+extern "C" {
+PGDLLEXPORT Datum velostream_convert_shared_state(PG_FUNCTION_ARGS);
+PG_FUNCTION_INFO_V1(velostream_convert_shared_state);
+}
+
+/// velostream._convert_shared_state(view regclass): rewrites the partial
+/// states of a continuous view whose groups are shared (catalog 0.3: merged
+/// in SQL, count/sum/min/max in the view's own columns, avg's sum and count
+/// in view_<oid>_state) into the 0.4 state table (keys, s bytea with every
+/// aggregate's engine state, merged by velostream._merge_states). Run by the
+/// 0.3 -> 0.4 update script with the workers held off; does nothing for
+/// owned views.
+Datum velostream_convert_shared_state(PG_FUNCTION_ARGS) {
+  namespace eng = velostream::engine;
+  Oid view = PG_GETARG_OID(0);
+  SPI_connect();
+  Oid argtypes[1] = {OIDOID};
+  Datum args[1] = {ObjectIdGetDatum(view)};
+  if (SPI_execute_with_args("SELECT query_tree, coalesce(state_table::oid, 0), owned FROM velostream.views "
+                            "WHERE view = $1",
+                            1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
+      SPI_processed != 1)
+    elog(ERROR, "velostream: %u is not a continuous view", view);
+  bool isnull;
+  char* tree = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+  Oid old_state = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+  bool owned = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+  // Owned views keep their changelog; a state table with column s was made
+  // by this library already (a view created on the older catalog with it).
+  if (owned || (OidIsValid(old_state) && get_attnum(old_state, "s") != InvalidAttrNumber)) {
+    SPI_finish();
+    PG_RETURN_VOID();
+  }
+  ViewDesc* d = velostream_translate_query((Query*)stringToNode(tree));
+  StringInfoData sql;
+  initStringInfo(&sql);
+  if (d->naggs == 0) {  // nothing to keep: the keys are the view's rows
+    if (OidIsValid(old_state)) {
+      appendStringInfo(&sql, "SELECT velostream._drop_member(%u)", old_state);
+      velostream_spi_exec(sql.data, SPI_OK_SELECT);
+    }
+    SPI_finish();
+    PG_RETURN_VOID();
+  }
+
+  // The old partial states, from the old state table (keys k<i>, a<i> or
+  // a<i>_sum, a<i>_n for avg) or, without one, the view's own columns.
+  appendStringInfoString(&sql, "SELECT ");
+  for (int k = 0; k < d->nkeys; ++k) {
+    const char* name = OidIsValid(old_state) ? psprintf("k%d", k) : quote_identifier(d->columns[d->key_column[k]].name);
+    appendStringInfo(&sql, "%s%s", k ? ", " : "", name);
+  }
+  for (int a = 0; a < d->naggs; ++a) {
+    const char* sep = (d->nkeys || a) ? ", " : "";
+    const ViewColumn& c = d->columns[d->agg_column[a]];
+    if (!OidIsValid(old_state)) appendStringInfo(&sql, "%s%s, NULL::int8", sep, quote_identifier(c.name));
+    else if (c.agg == SqlAgg::kAvg) appendStringInfo(&sql, "%sa%d_sum, a%d_n", sep, a, a);
+    else appendStringInfo(&sql, "%sa%d, NULL::int8", sep, a);
+  }
+  Oid source = OidIsValid(old_state) ? old_state : view;
+  appendStringInfo(&sql, " FROM %s",
+                   quote_qualified_identifier(get_namespace_name(get_rel_namespace(source)), get_rel_name(source)));
+  if (SPI_execute(sql.data, false, 0) != SPI_OK_SELECT) elog(ERROR, "velostream: reading %s failed", sql.data);
+  SPITupleTable* rows = SPI_tuptable;
+  uint64 nrows = SPI_processed;
+
+  // The new table, under the old one's name once that is renamed.
+  const char* owner_name = quote_identifier(GetUserNameFromId(velostream_rel_owner(view), false));
+  if (OidIsValid(old_state)) {
+    resetStringInfo(&sql);
+    appendStringInfo(&sql, "ALTER TABLE velostream.%s RENAME TO %s",
+                     quote_identifier(get_rel_name(old_state)), quote_identifier(psprintf("view_%u_state_0_3", view)));
+    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
+  }
+  Oid new_state = create_shared_state(view, d, owner_name);
+  resetStringInfo(&sql);
+  appendStringInfo(&sql, "INSERT INTO velostream.%s VALUES (", quote_identifier(get_rel_name(new_state)));
+  Oid* types = (Oid*)palloc(sizeof(Oid) * (d->nkeys + 1));
+  for (int k = 0; k < d->nkeys; ++k) {
+    types[k] = d->columns[d->key_column[k]].type;
+    appendStringInfo(&sql, "$%d, ", k + 1);
+  }
+  types[d->nkeys] = BYTEAOID;
+  appendStringInfo(&sql, "$%d)", d->nkeys + 1);
+  SPIPlanPtr insert = SPI_prepare(sql.data, d->nkeys + 1, types);
+  if (insert == NULL) elog(ERROR, "velostream: could not prepare %s", sql.data);
+  Datum* values = (Datum*)palloc(sizeof(Datum) * (d->nkeys + 1));
+  char* nulls = (char*)palloc(d->nkeys + 1);
+  std::string* bytes = new std::string();
+  velostream_on_context_reset(CurrentMemoryContext, [](void* p) { delete static_cast<std::string*>(p); }, bytes);
+  for (uint64 r = 0; r < nrows; ++r) {
+    HeapTuple t = rows->vals[r];
+    for (int k = 0; k < d->nkeys; ++k) {
+      bool kn;
+      values[k] = SPI_getbinval(t, rows->tupdesc, k + 1, &kn);
+      nulls[k] = kn ? 'n' : ' ';
+    }
+    bytes->clear();
+    for (int a = 0; a < d->naggs; ++a) {
+      const ViewColumn& c = d->columns[d->agg_column[a]];
+      const eng::AggSpec& spec = d->plan->aggs[a];
+      int att = d->nkeys + 2 * a + 1;
+      bool vn, nn;
+      Datum v = SPI_getbinval(t, rows->tupdesc, att, &vn);
+      Datum n = SPI_getbinval(t, rows->tupdesc, att + 1, &nn);
+      Oid vtype = SPI_gettypeid(rows->tupdesc, att);
+      eng::AggState st;
+      if (c.agg == SqlAgg::kCount || c.agg == SqlAgg::kCountStar) {
+        st.n = vn ? 0 : DatumGetInt64(v);
+      } else if (!vn) {
+        state_value(vtype, v, &st);
+        if (c.agg == SqlAgg::kAvg) {
+          st.n = nn ? 0 : DatumGetInt64(n);
+        } else if ((c.agg == SqlAgg::kSum) && spec.input == eng::Type::kInt64) {
+          // a sum of n int8 values is within n * 2^63; any n that bounds it will do
+          __int128 mag = st.i < 0 ? -st.i : st.i;
+          st.n = (int64_t)(mag >> 63) + 1;
+        } else {
+          st.n = 1;
+        }
+      }
+      if (!native_state_bytes(spec, st, bytes)) elog(ERROR, "velostream: could not encode a partial state");
+    }
+    values[d->nkeys] = PointerGetDatum(cstring_to_text_with_len(bytes->data(), (int)bytes->size()));
+    nulls[d->nkeys] = ' ';
+    if (SPI_execute_plan(insert, values, nulls, false, 0) != SPI_OK_INSERT)
+      elog(ERROR, "velostream: could not write the partial states of %s", get_rel_name(view));
+  }
+  resetStringInfo(&sql);
+  if (OidIsValid(old_state)) {
+    appendStringInfo(&sql, "SELECT velostream._drop_member(%u)", old_state);
+    velostream_spi_exec(sql.data, SPI_OK_SELECT);
+    resetStringInfo(&sql);
+  }
+  appendStringInfo(&sql, "UPDATE velostream.views SET state_table = %u WHERE view = %u", new_state, view);
+  velostream_spi_exec(sql.data, SPI_OK_UPDATE);
   SPI_finish();
   PG_RETURN_VOID();
 }

@@ -14,45 +14,19 @@ const char* qname(Oid relid) {
   return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
 }
 
-Oid sum_state_type(const ViewColumn& c) {
-  return (c.input_type == FLOAT8OID || c.input_type == FLOAT4OID) ? FLOAT8OID : NUMERICOID;
-}
-
-// "CASE ... END" adding two nullable sums: NULL only when both are NULL.
-void append_sum_merge(StringInfo sql, const char* col) {
-  appendStringInfo(sql, "CASE WHEN t.%s IS NULL THEN excluded.%s WHEN excluded.%s IS NULL THEN t.%s ELSE t.%s + excluded.%s END",
-                   col, col, col, col, col, col);
-}
-
-void append_merge(StringInfo sql, SqlAgg agg, const char* col) {
-  switch (agg) {
-    case SqlAgg::kCountStar:
-    case SqlAgg::kCount: appendStringInfo(sql, "t.%s + excluded.%s", col, col); break;
-    case SqlAgg::kSum: append_sum_merge(sql, col); break;
-    case SqlAgg::kMin: appendStringInfo(sql, "least(t.%s, excluded.%s)", col, col); break;
-    case SqlAgg::kMax: appendStringInfo(sql, "greatest(t.%s, excluded.%s)", col, col); break;
-    case SqlAgg::kAvg: break;  // only through the state table
-    case SqlAgg::kExternal:
-      elog(ERROR, "velostream: a view sharing its groups has an external aggregate");
-      break;
-  }
-}
-
 // A value of SQL type `type` from its engine form.
 Datum to_datum(Oid type, int64_t i, double f, const eng::Decimal& d, std::string_view s) {
   return velostream_value_datum(type, i, f, d, s.data(), s.size());
 }
 
-// A sum's value as SQL type `type` (int8, numeric or float8).
-Datum sum_datum(const eng::AggSpec& spec, Oid type, const eng::AggState& s) {
-  eng::Value v;
-  v.kind = spec.input == eng::Type::kInt64 ? eng::Value::Kind::kInt
-         : spec.input == eng::Type::kFloat64 ? eng::Value::Kind::kFloat : eng::Value::Kind::kNumeric;
-  v.i = s.i;
-  v.f = s.f;
-  v.d = s.d;
-  bool isnull;
-  return velostream_final_datum(v, type, &isnull);
+// A one-dimensional array of n values of type `elem` (n may be 0).
+Datum make_array(Oid elem, Datum* values, bool* nulls, size_t n) {
+  int16 typlen;
+  bool typbyval;
+  char typalign;
+  get_typlenbyvalalign(elem, &typlen, &typbyval, &typalign);
+  int dims[1] = {(int)n}, lbs[1] = {1};
+  return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, elem, typlen, typbyval, typalign));
 }
 
 }  // namespace
@@ -60,242 +34,79 @@ Datum sum_datum(const eng::AggSpec& spec, Oid type, const eng::AggState& s) {
 ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state_oid, bool owned) {
   ViewUpsert* u = (ViewUpsert*)palloc0(sizeof(ViewUpsert));
   u->view = view_oid;
-  u->elem_types = (Oid*)palloc0(sizeof(Oid) * (d->ncolumns + d->naggs + 1));
-  StringInfoData unnest, keycols, sql;
-  initStringInfo(&unnest);
-  initStringInfo(&keycols);
-  initStringInfo(&sql);
-  int p = 0;
-  for (int k = 0; k < d->nkeys; ++k) u->elem_types[p++] = d->columns[d->key_column[k]].type;
-  for (int a = 0; a < d->naggs; ++a) {
-    const ViewColumn& c = d->columns[d->agg_column[a]];
-    switch (c.agg) {
-      case SqlAgg::kCountStar: case SqlAgg::kCount: u->elem_types[p++] = INT8OID; break;
-      case SqlAgg::kAvg: u->elem_types[p++] = sum_state_type(c); u->elem_types[p++] = INT8OID; break;
-      default: u->elem_types[p++] = c.type; break;
-    }
-  }
-  u->nparams = p;
-  appendStringInfoString(&unnest, "SELECT * FROM unnest(");
-  for (int i = 0; i < p; ++i) appendStringInfo(&unnest, "%s$%d", i ? ", " : "", i + 1);
-  appendStringInfoChar(&unnest, ')');
-
   const char* view = qname(view_oid);
-  for (int k = 0; k < d->nkeys; ++k)
-    appendStringInfo(&keycols, "%s%s", k ? ", " : "", quote_identifier(d->columns[d->key_column[k]].name));
-  StringInfoData conflict_keys, state_keys;
-  initStringInfo(&conflict_keys);
-  initStringInfo(&state_keys);
-  for (int k = 0; k < d->nkeys; ++k) {
-    Oid type = d->columns[d->key_column[k]].type;
-    appendStringInfo(&conflict_keys, "%s%s", k ? ", " : "",
-                     velostream_key_index_expr(quote_identifier(d->columns[d->key_column[k]].name), type));
-    appendStringInfo(&state_keys, "%s%s", k ? ", " : "", velostream_key_index_expr(psprintf("k%d", k), type));
+  // Every write of final values: one array per view column, in column order.
+  u->nparams = d->ncolumns;
+  u->elem_types = (Oid*)palloc0(sizeof(Oid) * (d->ncolumns + 1));
+  Oid* argtypes = (Oid*)palloc0(sizeof(Oid) * (d->ncolumns + 1));
+  StringInfoData cols, unnest, conflict, sets, sql;
+  initStringInfo(&cols);
+  initStringInfo(&unnest);
+  initStringInfo(&conflict);
+  initStringInfo(&sets);
+  initStringInfo(&sql);
+  appendStringInfoString(&unnest, "SELECT * FROM unnest(");
+  for (int i = 0; i < d->ncolumns; ++i) {
+    const ViewColumn& c = d->columns[i];
+    u->elem_types[i] = c.type;
+    argtypes[i] = get_array_type(c.type);
+    appendStringInfo(&cols, "%s%s", i ? ", " : "", quote_identifier(c.name));
+    appendStringInfo(&unnest, "%s$%d", i ? ", " : "", i + 1);
   }
-  const char* conflict = d->nkeys ? conflict_keys.data : "(true)";
-
-  // Shared by every shape below: the view's columns, the partial-state
-  // columns (k0.., then a0.. or, for avg, a<i>_sum, a<i>_n), the final values
-  // computed from them, and "col = excluded.col" for every aggregate.
-  StringInfoData viewcols, statecols, finals, viewsets;
-  initStringInfo(&viewcols);
-  initStringInfo(&statecols);
-  initStringInfo(&finals);
-  initStringInfo(&viewsets);
-  appendStringInfoString(&viewcols, keycols.data);
+  appendStringInfoChar(&unnest, ')');
   for (int k = 0; k < d->nkeys; ++k) {
-    appendStringInfo(&statecols, "%sk%d", k ? ", " : "", k);
-    appendStringInfo(&finals, "%sk%d", k ? ", " : "", k);
+    const ViewColumn& c = d->columns[d->key_column[k]];
+    appendStringInfo(&conflict, "%s%s", k ? ", " : "", velostream_key_index_expr(quote_identifier(c.name), c.type));
   }
   for (int a = 0; a < d->naggs; ++a) {
-    const ViewColumn& c = d->columns[d->agg_column[a]];
-    const char* sep = (d->nkeys || a) ? ", " : "";
-    const char* vcol = quote_identifier(c.name);
-    appendStringInfo(&viewcols, "%s%s", sep, vcol);
-    if (c.agg == SqlAgg::kAvg) {
-      appendStringInfo(&statecols, "%sa%d_sum, a%d_n", sep, a, a);
-      appendStringInfo(&finals, "%sCASE WHEN a%d_n = 0 THEN NULL ELSE a%d_sum / a%d_n::%s END", sep, a, a, a,
-                       sum_state_type(c) == FLOAT8OID ? "float8" : "numeric");
-    } else {
-      appendStringInfo(&statecols, "%sa%d", sep, a);
-      appendStringInfo(&finals, "%sa%d", sep, a);
-    }
-    appendStringInfo(&viewsets, "%s%s = excluded.%s", a ? ", " : "", vcol, vcol);
+    const char* col = quote_identifier(d->columns[d->agg_column[a]].name);
+    appendStringInfo(&sets, "%s%s = excluded.%s", a ? ", " : "", col, col);
   }
-  Oid* argtypes = (Oid*)palloc(sizeof(Oid) * (d->ncolumns + d->naggs + 1));
-  for (int i = 0; i < p; ++i) argtypes[i] = get_array_type(u->elem_types[i]);
-  auto prepare = [&](const char* text) {
-    SPIPlanPtr plan = SPI_prepare(text, u->nparams, argtypes);
+  auto prepare = [&](const char* text, int nargs, Oid* types) {
+    SPIPlanPtr plan = SPI_prepare(text, nargs, types);
     if (plan == NULL)
       elog(ERROR, "velostream: could not prepare the writes of \"%s\" (%s): %s", view,
            SPI_result_code_string(SPI_result), text);
     SPI_keepplan(plan);
     return plan;
   };
+  // New groups of an owned view: a plain INSERT. Others: ON CONFLICT ... SET
+  // col = excluded.col (which also brings back a row somebody deleted).
+  appendStringInfo(&sql, "INSERT INTO %s AS t (%s) %s", view, cols.data, unnest.data);
+  if (owned) u->insert_plan = prepare(sql.data, d->ncolumns, argtypes);
+  appendStringInfo(&sql, " ON CONFLICT (%s) DO ", d->nkeys ? conflict.data : "(true)");
+  if (d->naggs == 0) appendStringInfoString(&sql, "NOTHING");
+  else appendStringInfo(&sql, "UPDATE SET %s", sets.data);
+  u->set_plan = prepare(sql.data, d->ncolumns, argtypes);
+  if (owned || d->naggs == 0) return u;
 
-  if (owned) {
-    // The worker holds the full state and finalises it (final_row): write
-    // final values, one array per view column. New groups with a plain
-    // INSERT, known ones with ON CONFLICT ... SET col = excluded.col.
-    for (int i = 0; i < d->ncolumns; ++i) u->elem_types[i] = d->columns[i].type;
-    u->nparams = d->ncolumns;
-    for (int i = 0; i < d->ncolumns; ++i) argtypes[i] = get_array_type(d->columns[i].type);
-    p = d->ncolumns;
-    resetStringInfo(&unnest);
-    appendStringInfoString(&unnest, "SELECT * FROM unnest(");
-    for (int i = 0; i < p; ++i) appendStringInfo(&unnest, "%s$%d", i ? ", " : "", i + 1);
-    appendStringInfoChar(&unnest, ')');
-    StringInfoData allcols;  // in the view's column order, as fill_finals
-    initStringInfo(&allcols);
-    for (int i = 0; i < d->ncolumns; ++i)
-      appendStringInfo(&allcols, "%s%s", i ? ", " : "", quote_identifier(d->columns[i].name));
-    appendStringInfo(&sql, "INSERT INTO %s AS t (%s) %s", view, allcols.data, unnest.data);
-    u->insert_plan = prepare(sql.data);
-    appendStringInfo(&sql, " ON CONFLICT (%s) DO ", conflict);
-    if (d->naggs == 0) appendStringInfoString(&sql, "NOTHING");
-    else appendStringInfo(&sql, "UPDATE SET %s", viewsets.data);
-    u->set_plan = prepare(sql.data);
-    return u;
-  }
-  if (!OidIsValid(state_oid)) {
-    // Every aggregate is its own partial state: merge straight into the view.
-    appendStringInfo(&sql, "INSERT INTO %s AS t (%s) %s ON CONFLICT (%s) DO ", view, viewcols.data, unnest.data,
-                     conflict);
-    if (d->naggs == 0) {
-      appendStringInfoString(&sql, "NOTHING");
-    } else {
-      appendStringInfoString(&sql, "UPDATE SET ");
-      for (int a = 0; a < d->naggs; ++a) {
-        const ViewColumn& c = d->columns[d->agg_column[a]];
-        const char* col = quote_identifier(c.name);
-        appendStringInfo(&sql, "%s%s = ", a ? ", " : "", col);
-        append_merge(&sql, c.agg, col);
-      }
-    }
-  } else {
-    // Merge into the partial states, then write the finalised row to the view.
-    StringInfoData sets;
-    initStringInfo(&sets);
-    for (int a = 0; a < d->naggs; ++a) {
-      const ViewColumn& c = d->columns[d->agg_column[a]];
-      char col[32], n[32];
-      if (c.agg == SqlAgg::kAvg) {
-        snprintf(col, sizeof(col), "a%d_sum", a);
-        snprintf(n, sizeof(n), "a%d_n", a);
-        appendStringInfo(&sets, "%s%s = ", a ? ", " : "", col);
-        append_sum_merge(&sets, col);
-        appendStringInfo(&sets, ", %s = t.%s + excluded.%s", n, n, n);
-      } else {
-        snprintf(col, sizeof(col), "a%d", a);
-        appendStringInfo(&sets, "%s%s = ", a ? ", " : "", col);
-        append_merge(&sets, c.agg, col);
-      }
-    }
-    const char* state_conflict = d->nkeys ? state_keys.data : "(true)";
-    appendStringInfo(&sql, "WITH s AS (INSERT INTO %s AS t (%s) %s ON CONFLICT (%s) DO UPDATE SET %s RETURNING *) ",
-                     qname(state_oid), statecols.data, unnest.data, state_conflict, sets.data);
-    appendStringInfo(&sql, "INSERT INTO %s AS t (%s) SELECT %s FROM s ON CONFLICT (%s) DO UPDATE SET %s", view,
-                     viewcols.data, finals.data, conflict, viewsets.data);
-  }
-  u->plan = prepare(sql.data);
-  return u;
-}
-
-namespace {
-
-// Fills the upsert's array parameters with groups[0..n) of `agg`, in that
-// order: one array per key part and per partial state (avg: sum and count).
-void fill_params(const ViewDesc* d, const ViewUpsert* u, const eng::ViewAggregator& agg, const uint32_t* order,
-                 size_t n, Datum* params, char* param_nulls) {
-  Datum* values = (Datum*)palloc(sizeof(Datum) * (n ? n : 1));
-  bool* nulls = (bool*)palloc(sizeof(bool) * (n ? n : 1));
-  int dims[1] = {(int)n}, lbs[1] = {1};
-
-  int p = 0;
-  auto add_param = [&](Oid elem) {
-    int16 typlen;
-    bool typbyval;
-    char typalign;
-    get_typlenbyvalalign(elem, &typlen, &typbyval, &typalign);
-    params[p] = PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, elem, typlen, typbyval, typalign));
-    param_nulls[p] = ' ';
-    ++p;
-  };
+  // Shared groups: merge the delta's partial states into the state table
+  // (keys k0.., states s) with the aggregates' own combine functions
+  // (velostream._merge_states), returning the merged states to finalise.
+  StringInfoData statecols, stateconflict;
+  initStringInfo(&statecols);
+  initStringInfo(&stateconflict);
+  resetStringInfo(&unnest);
+  appendStringInfoString(&unnest, "SELECT * FROM unnest(");
+  Oid* merge_types = (Oid*)palloc0(sizeof(Oid) * (d->nkeys + 1));
   for (int k = 0; k < d->nkeys; ++k) {
-    Oid type = u->elem_types[p];
-    for (size_t j = 0; j < n; ++j) {
-      eng::KeyValue v = agg.key(order[j], k);
-      nulls[j] = v.is_null;
-      values[j] = v.is_null ? (Datum)0 : to_datum(type, v.i, v.f, v.d, v.s);
-    }
-    add_param(type);
+    const ViewColumn& c = d->columns[d->key_column[k]];
+    merge_types[k] = get_array_type(c.type);
+    appendStringInfo(&statecols, "k%d, ", k);
+    appendStringInfo(&unnest, "$%d, ", k + 1);
+    appendStringInfo(&stateconflict, "%s%s", k ? ", " : "", velostream_key_index_expr(psprintf("k%d", k), c.type));
   }
-  for (int a = 0; a < d->naggs; ++a) {
-    const ViewColumn& c = d->columns[d->agg_column[a]];
-    const eng::AggSpec& spec = agg.plan().aggs[a];
-    switch (c.agg) {
-      case SqlAgg::kCountStar:
-      case SqlAgg::kCount:
-        for (size_t j = 0; j < n; ++j) {
-          nulls[j] = false;
-          values[j] = Int64GetDatum(agg.state(order[j], a).n);
-        }
-        add_param(INT8OID);
-        break;
-      case SqlAgg::kSum:
-      case SqlAgg::kAvg: {
-        Oid type = c.agg == SqlAgg::kSum ? c.type : sum_state_type(c);
-        for (size_t j = 0; j < n; ++j) {
-          const eng::AggState& s = agg.state(order[j], a);
-          nulls[j] = s.n == 0;
-          values[j] = nulls[j] ? (Datum)0 : sum_datum(spec, type, s);
-        }
-        add_param(type);
-        if (c.agg == SqlAgg::kAvg) {
-          for (size_t j = 0; j < n; ++j) {
-            nulls[j] = false;
-            values[j] = Int64GetDatum(agg.state(order[j], a).n);
-          }
-          add_param(INT8OID);
-        }
-        break;
-      }
-      case SqlAgg::kExternal:
-        elog(ERROR, "velostream: a view sharing its groups has an external aggregate");
-        break;
-      case SqlAgg::kMin:
-      case SqlAgg::kMax:
-        for (size_t j = 0; j < n; ++j) {
-          const eng::AggState& s = agg.state(order[j], a);
-          nulls[j] = s.n == 0;
-          values[j] = nulls[j] ? (Datum)0 : to_datum(c.type, (int64_t)s.i, s.f, s.d, std::string_view());
-        }
-        add_param(c.type);
-        break;
-    }
-  }
-  pfree(values);
-  pfree(nulls);
-}
-
-}  // namespace
-
-uint64 velostream_upsert_delta(const ViewDesc* d, const ViewUpsert* u, const eng::ViewAggregator& agg) {
-  const size_t n = agg.group_count();
-  if (n == 0) return 0;
-  // Key order, copied out of the engine before any PostgreSQL call can raise.
-  uint32_t* order = (uint32_t*)palloc(sizeof(uint32_t) * n);
-  {
-    std::vector<uint32_t> sorted = agg.groups_in_key_order();
-    memcpy(order, sorted.data(), sizeof(uint32_t) * n);
-  }
-  Datum* params = (Datum*)palloc(sizeof(Datum) * u->nparams);
-  char* param_nulls = (char*)palloc(u->nparams);
-  fill_params(d, u, agg, order, n, params, param_nulls);
-  int rc = SPI_execute_plan(u->plan, params, param_nulls, false, 0);
-  if (rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING)
-    elog(ERROR, "velostream: upsert failed: %s", SPI_result_code_string(rc));
-  return n;
+  merge_types[d->nkeys] = BYTEAARRAYOID;
+  appendStringInfoString(&statecols, "s");
+  appendStringInfo(&unnest, "$%d)", d->nkeys + 1);
+  resetStringInfo(&sql);
+  appendStringInfo(&sql,
+                   "INSERT INTO %s AS t (%s) %s ON CONFLICT (%s) DO UPDATE SET s = velostream._merge_states(%u, t.s, "
+                   "excluded.s) RETURNING %s",
+                   qname(state_oid), statecols.data, unnest.data, d->nkeys ? stateconflict.data : "(true)", view_oid,
+                   statecols.data);
+  u->plan = prepare(sql.data, d->nkeys + 1, merge_types);
+  return u;
 }
 
 namespace {
@@ -412,6 +223,165 @@ void fill_finals(const ViewDesc* d, eng::ViewAggregator& store, const uint32_t* 
 }
 
 }  // namespace
+
+namespace {
+
+// The aggregator velostream._merge_states combines states with during a
+// shared view's flush (set by velostream_upsert_delta around its upsert).
+Oid merging_view = InvalidOid;
+eng::ViewAggregator* merging = nullptr;
+
+// C++ calls of the shared path, exceptions kept inside.
+bool state_bytes(const eng::ViewAggregator& agg, uint32_t g, std::string* out) {
+  try {
+    out->clear();
+    return agg.group_state_bytes(g, out);
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+bool finalize_bytes(eng::ViewAggregator& agg, const char* data, size_t len, eng::Value* out) {
+  try {
+    return agg.finalize_state_bytes(std::string_view(data, len), out);
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+bool merge_bytes(eng::ViewAggregator& agg, const char* a, size_t alen, const char* b, size_t blen,
+                 std::string* out) {
+  try {
+    out->clear();
+    return agg.merge_state_bytes(std::string_view(a, alen), std::string_view(b, blen), out);
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+bytea* to_bytea(const std::string& s) {
+  bytea* b = (bytea*)palloc(VARHDRSZ + s.size());
+  SET_VARSIZE(b, VARHDRSZ + s.size());
+  memcpy(VARDATA(b), s.data(), s.size());
+  return b;
+}
+
+void delete_string(void* arg) { delete static_cast<std::string*>(arg); }
+void delete_values(void* arg) { delete static_cast<std::vector<eng::Value>*>(arg); }
+
+// A std::string that lives until the current memory context is reset.
+std::string* context_string() {
+  std::string* s = new std::string();
+  velostream_on_context_reset(CurrentMemoryContext, delete_string, s);
+  return s;
+}
+
+}  // namespace
+
+uint64 velostream_upsert_delta(const ViewDesc* d, const ViewUpsert* u, const eng::ViewAggregator& delta,
+                               eng::ViewAggregator& merger) {
+  const size_t n = delta.group_count();
+  if (n == 0) return 0;
+  // Key order, copied out of the engine before any PostgreSQL call can raise.
+  uint32_t* order = (uint32_t*)palloc(sizeof(uint32_t) * n);
+  {
+    std::vector<uint32_t> sorted = delta.groups_in_key_order();
+    memcpy(order, sorted.data(), sizeof(uint32_t) * n);
+  }
+  Datum* values = (Datum*)palloc(sizeof(Datum) * n);
+  bool* nulls = (bool*)palloc(sizeof(bool) * n);
+  Datum* params = (Datum*)palloc(sizeof(Datum) * (d->ncolumns + 1));
+  char* param_nulls = (char*)palloc0(d->ncolumns + 1);
+  memset(param_nulls, ' ', d->ncolumns);
+  for (int k = 0; k < d->nkeys; ++k) {
+    Oid type = d->columns[d->key_column[k]].type;
+    for (size_t j = 0; j < n; ++j) {
+      eng::KeyValue v = delta.key(order[j], k);
+      nulls[j] = v.is_null;
+      values[j] = v.is_null ? (Datum)0 : to_datum(type, v.i, v.f, v.d, v.s);
+    }
+    params[d->naggs == 0 ? d->key_column[k] : k] = make_array(type, values, nulls, n);
+  }
+  if (d->naggs == 0) {  // only keys: insert the new ones
+    int rc = SPI_execute_plan(u->set_plan, params, param_nulls, false, 0);
+    if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: insert of groups failed: %s", SPI_result_code_string(rc));
+    return n;
+  }
+
+  // 1. Merge the delta's states into the state table; get the merged ones back.
+  std::string* buf = context_string();
+  for (size_t j = 0; j < n; ++j) {
+    if (!state_bytes(delta, order[j], buf))
+      ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("velostream: %s", delta.error().c_str())));
+    values[j] = PointerGetDatum(to_bytea(*buf));
+    nulls[j] = false;
+  }
+  params[d->nkeys] = make_array(BYTEAOID, values, nulls, n);
+  merging_view = u->view;
+  merging = &merger;
+  int rc = SPI_execute_plan(u->plan, params, param_nulls, false, 0);
+  merging_view = InvalidOid;
+  merging = nullptr;
+  if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != n)
+    elog(ERROR, "velostream: merging the partial states failed: %s", SPI_result_code_string(rc));
+
+  // 2. Finalise them (the same functions as an owned view's) and write the
+  //    view's rows: one array per view column.
+  SPITupleTable* tt = SPI_tuptable;
+  Datum** cols = (Datum**)palloc(sizeof(Datum*) * d->ncolumns);
+  bool** colnulls = (bool**)palloc(sizeof(bool*) * d->ncolumns);
+  for (int i = 0; i < d->ncolumns; ++i) {
+    cols[i] = (Datum*)palloc(sizeof(Datum) * n);
+    colnulls[i] = (bool*)palloc(sizeof(bool) * n);
+  }
+  // Values hold 128-bit integers: C++ storage (16-byte aligned), not palloc's.
+  auto* finals_vec = new std::vector<eng::Value>(d->naggs + 1);
+  velostream_on_context_reset(CurrentMemoryContext, delete_values, finals_vec);
+  eng::Value* finals = finals_vec->data();
+  for (size_t j = 0; j < n; ++j) {
+    HeapTuple tup = tt->vals[j];
+    for (int k = 0; k < d->nkeys; ++k) {
+      int c = d->key_column[k];
+      cols[c][j] = SPI_getbinval(tup, tt->tupdesc, k + 1, &colnulls[c][j]);
+    }
+    bool isnull;
+    bytea* st = DatumGetByteaPP(SPI_getbinval(tup, tt->tupdesc, d->nkeys + 1, &isnull));
+    if (!finalize_bytes(merger, VARDATA_ANY(st), VARSIZE_ANY_EXHDR(st), finals))
+      ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("velostream: %s", merger.error().c_str())));
+    for (int a = 0; a < d->naggs; ++a) {
+      int c = d->agg_column[a];
+      cols[c][j] = velostream_final_datum(finals[a], d->columns[c].type, &colnulls[c][j]);
+    }
+  }
+  for (int i = 0; i < d->ncolumns; ++i) params[i] = make_array(d->columns[i].type, cols[i], colnulls[i], n);
+  rc = SPI_execute_plan(u->set_plan, params, param_nulls, false, 0);
+  if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: update of shared groups failed: %s", SPI_result_code_string(rc));
+  merger.reset_scratch();
+  return n;
+}
+
+extern "C" {
+PG_FUNCTION_INFO_V1(velostream_merge_states);
+}
+
+/// velostream._merge_states(view oid, state bytea, delta bytea) RETURNS
+/// bytea: the partial states `delta` combined into `state` with the view's
+/// aggregates' combine functions (both in ViewAggregator::group_state_bytes
+/// form). Only during a worker's flush of that view (the upsert of
+/// velostream_upsert_delta calls it); anywhere else it raises
+/// OBJECT_NOT_IN_PREREQUISITE_STATE.
+Datum velostream_merge_states(PG_FUNCTION_ARGS) {
+  Oid view = PG_GETARG_OID(0);
+  if (merging == nullptr || merging_view != view)
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("velostream._merge_states() is only called by velostream's workers")));
+  bytea* a = PG_GETARG_BYTEA_PP(1);
+  bytea* b = PG_GETARG_BYTEA_PP(2);
+  std::string* out = context_string();
+  if (!merge_bytes(*merging, VARDATA_ANY(a), VARSIZE_ANY_EXHDR(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), out))
+    ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("velostream: %s", merging->error().c_str())));
+  PG_RETURN_BYTEA_P(to_bytea(*out));
+}
 
 uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, eng::ViewAggregator& store,
                               const uint32_t* groups, const uint8_t* created, size_t n) {

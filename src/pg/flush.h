@@ -9,25 +9,33 @@
 /// The prepared upsert of one continuous view.
 struct ViewUpsert {
   Oid view;          ///< the result table
-  SPIPlanPtr plan;   ///< shared groups: the merging upsert; kept with SPI_keepplan
+  SPIPlanPtr plan;   ///< shared groups: the upsert merging partial states into the state table
   SPIPlanPtr insert_plan;  ///< owned groups: plain INSERT of new groups' final values
-  SPIPlanPtr set_plan;     ///< owned groups: INSERT ... ON CONFLICT DO UPDATE SET col = excluded.col
-  int nparams;
-  Oid* elem_types;   ///< element type of each array parameter
+  SPIPlanPtr set_plan;     ///< INSERT ... ON CONFLICT DO UPDATE SET col = excluded.col of final values
+  int nparams;       ///< of insert_plan and set_plan: one array per view column
+  Oid* elem_types;   ///< element type of each of those arrays
 };
 
-/// Builds and prepares the writes of view `view_oid` (result table). Shared
-/// groups (`owned` false): one upsert merging partial states, through
-/// `state_oid` (avg's partial states) when valid. Owned groups: insert_plan
-/// and set_plan writing final values. Call inside a transaction with SPI
-/// connected; the plans are kept across transactions.
+/// Builds and prepares the writes of view `view_oid` (result table); all
+/// plans are kept across transactions (SPI_keepplan). insert_plan (owned
+/// views) and set_plan write final values, one array per view column. A
+/// shared view with aggregates also gets `plan`: INSERT of the delta's keys
+/// and partial states (bytea, ViewAggregator::group_state_bytes) into its
+/// state table `state_oid` (k0.., s) ON CONFLICT DO UPDATE SET s =
+/// velostream._merge_states(view, t.s, excluded.s) RETURNING the merged
+/// states. Call inside a transaction with SPI connected.
 ViewUpsert* velostream_prepare_upsert(const ViewDesc* desc, Oid view_oid, Oid state_oid, bool owned);
 
-/// Upserts every group of `agg`'s delta, in key order. SPI connected.
-/// Returns the number of groups written. Raises ERROR on SQL errors
-/// (e.g. bigint overflow), which aborts the flush's transaction.
+/// Writes the delta `agg` of a shared view: its groups' partial states are
+/// merged into the state table in key order by the aggregates' combine
+/// functions (run by `merger`, an aggregator of the same plan whose scratch
+/// memory is reset after), then the merged states are finalised by the same
+/// code as an owned view's and written with set_plan. SPI connected, as the
+/// view's owner. Returns the number of groups written. Raises ERROR on SQL
+/// errors (e.g. bigint overflow), which aborts the flush's transaction.
 uint64 velostream_upsert_delta(const ViewDesc* desc, const ViewUpsert* upsert,
-                               const velostream::engine::ViewAggregator& agg);
+                               const velostream::engine::ViewAggregator& agg,
+                               velostream::engine::ViewAggregator& merger);
 
 /// Writes the final values of an owned view's groups `groups[0..n)` (ids in
 /// `store`, the worker's full state, in key order); `created[i]` marks groups

@@ -431,7 +431,6 @@ ViewDesc* velostream_translate_query(Query* query) {
     } else if (IsA(tle->expr, Aggref)) {
       col->index = d->naggs;
       d->plan->aggs.push_back(translate_agg((Aggref*)tle->expr, col, query));
-      if (col->agg == SqlAgg::kAvg) d->needs_state = true;
       d->agg_column[d->naggs++] = d->ncolumns;
     } else {
       unsupported("this select-list expression", (Node*)tle->expr, query,

@@ -10,7 +10,7 @@
 
 /// How one SQL aggregate maps onto the engine.
 /// kExternal: any other aggregate, run through PostgreSQL's own aggregate
-/// protocol (pg/pg_aggregate.h); only views that own their groups.
+/// protocol (pg/pg_aggregate.h).
 enum class SqlAgg { kCountStar, kCount, kSum, kAvg, kMin, kMax, kExternal };
 
 /// One column of the view's result, in select-list order.
@@ -36,7 +36,6 @@ struct ViewDesc {
   int* key_column;       ///< result column of each engine key
   int naggs;
   int* agg_column;       ///< result column of each engine aggregate
-  bool needs_state;      ///< has an aggregate (avg) whose result is not its own partial state
   velostream::engine::ViewPlan* plan;
 };
 

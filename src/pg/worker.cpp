@@ -42,6 +42,9 @@ struct WorkerView {
   // Owned views only (store is NULL otherwise): this partition's full
   // state, and its changelog.
   eng::ViewAggregator* store;
+  // Shared views only: the aggregator that merges and finalises the states
+  // of the state table (velostream._merge_states).
+  eng::ViewAggregator* merger;
   std::string* encoded;        // reused encode buffer
   SPIPlanPtr log_insert;
   SPIPlanPtr log_delete;
@@ -411,6 +414,9 @@ WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* quer
     velostream_on_context_reset(v->cxt, delete_string, v->encoded);
     load_changelog(v);
     MemoryContextSwitchTo(v->cxt);  // SPI calls return in SPI's own context
+  } else {
+    v->merger = new eng::ViewAggregator(*v->desc->plan);
+    velostream_on_context_reset(v->cxt, delete_aggregator, v->merger);
   }
   if (restored_snapshot != nullptr) {
     v->restored = new eng::StartSnapshot();
@@ -659,7 +665,7 @@ uint64 write_view(WorkerView* v) {
     groups = velostream_write_owned(v->desc, v->upsert, *v->store, ids, created, n);
     write_changelog(v, ids, n);
   } else {
-    groups = velostream_upsert_delta(v->desc, v->upsert, *v->agg);
+    groups = velostream_upsert_delta(v->desc, v->upsert, *v->agg, *v->merger);
   }
   SetUserIdAndSecContext(save_userid, save_sec);  // also restored by an abort
   return groups;
