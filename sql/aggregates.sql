@@ -52,6 +52,64 @@ CREATE VIEW oracle_pg_aggs_shared AS
          sum(delay * 2) AS double_delay, max(ts - interval '1 hour') AS last_shifted,
          bit_or(distance) AS bits, covar_pop(delay, distance) AS covar, corr(delay, distance) AS r
   FROM fl_plain GROUP BY destination;
+-- FILTER (WHERE ...): the engine's predicate where it can evaluate it, the
+-- executor otherwise; owned (by origin) and shared (by destination).
+CREATE MATERIALIZED VIEW filtered WITH (velostream.continuous) AS
+  SELECT origin, count(*) AS n, count(*) FILTER (WHERE delay > 15) AS late,
+         sum(delay) FILTER (WHERE origin IN ('ATL', 'ORD')) AS hub_delay,
+         avg(distance) FILTER (WHERE coalesce(delay, 0) > 10) AS late_avg_distance,
+         stddev_samp(delay) FILTER (WHERE delay > 0) AS sd_late,
+         count(*) FILTER (WHERE destination LIKE 'S%') AS to_s,
+         max(price) FILTER (WHERE f4 IS NULL) AS max_price_no_f4
+  FROM fl GROUP BY origin;
+CREATE MATERIALIZED VIEW filtered_shared WITH (velostream.continuous) AS
+  SELECT destination, count(*) AS n, count(*) FILTER (WHERE delay > 15) AS late,
+         sum(delay) FILTER (WHERE origin IN ('ATL', 'ORD')) AS hub_delay,
+         avg(distance) FILTER (WHERE coalesce(delay, 0) > 10) AS late_avg_distance,
+         stddev_samp(delay) FILTER (WHERE delay > 0) AS sd_late,
+         count(*) FILTER (WHERE destination LIKE 'S%') AS to_s,
+         max(price) FILTER (WHERE f4 IS NULL) AS max_price_no_f4
+  FROM fl GROUP BY destination;
+CREATE VIEW oracle_filtered AS
+  SELECT origin, count(*) AS n, count(*) FILTER (WHERE delay > 15) AS late,
+         sum(delay) FILTER (WHERE origin IN ('ATL', 'ORD')) AS hub_delay,
+         avg(distance) FILTER (WHERE coalesce(delay, 0) > 10) AS late_avg_distance,
+         stddev_samp(delay) FILTER (WHERE delay > 0) AS sd_late,
+         count(*) FILTER (WHERE destination LIKE 'S%') AS to_s,
+         max(price) FILTER (WHERE f4 IS NULL) AS max_price_no_f4
+  FROM fl_plain GROUP BY origin;
+CREATE VIEW oracle_filtered_shared AS
+  SELECT destination, count(*) AS n, count(*) FILTER (WHERE delay > 15) AS late,
+         sum(delay) FILTER (WHERE origin IN ('ATL', 'ORD')) AS hub_delay,
+         avg(distance) FILTER (WHERE coalesce(delay, 0) > 10) AS late_avg_distance,
+         stddev_samp(delay) FILTER (WHERE delay > 0) AS sd_late,
+         count(*) FILTER (WHERE destination LIKE 'S%') AS to_s,
+         max(price) FILTER (WHERE f4 IS NULL) AS max_price_no_f4
+  FROM fl_plain GROUP BY destination;
+-- agg(DISTINCT column): the group's set of values as its partial state.
+CREATE MATERIALIZED VIEW distinct_by_origin WITH (velostream.continuous) AS
+  SELECT origin, count(DISTINCT destination) AS dests, sum(DISTINCT delay) AS sum_distinct_delay,
+         avg(DISTINCT price) AS avg_distinct_price, count(DISTINCT f4) AS f4s,
+         stddev_samp(DISTINCT delay) AS sd_distinct, count(DISTINCT delay) FILTER (WHERE delay > 0) AS late_delays
+  FROM fl GROUP BY origin;
+CREATE MATERIALIZED VIEW distinct_by_dest WITH (velostream.continuous) AS
+  SELECT destination, count(DISTINCT destination) AS dests, sum(DISTINCT delay) AS sum_distinct_delay,
+         avg(DISTINCT price) AS avg_distinct_price, count(DISTINCT f4) AS f4s,
+         stddev_samp(DISTINCT delay) AS sd_distinct, count(DISTINCT delay) FILTER (WHERE delay > 0) AS late_delays
+  FROM fl GROUP BY destination;
+CREATE VIEW oracle_distinct_by_origin AS
+  SELECT origin, count(DISTINCT destination) AS dests, sum(DISTINCT delay) AS sum_distinct_delay,
+         avg(DISTINCT price) AS avg_distinct_price, count(DISTINCT f4) AS f4s,
+         stddev_samp(DISTINCT delay) AS sd_distinct, count(DISTINCT delay) FILTER (WHERE delay > 0) AS late_delays
+  FROM fl_plain GROUP BY origin;
+CREATE VIEW oracle_distinct_by_dest AS
+  SELECT destination, count(DISTINCT destination) AS dests, sum(DISTINCT delay) AS sum_distinct_delay,
+         avg(DISTINCT price) AS avg_distinct_price, count(DISTINCT f4) AS f4s,
+         stddev_samp(DISTINCT delay) AS sd_distinct, count(DISTINCT delay) FILTER (WHERE delay > 0) AS late_delays
+  FROM fl_plain GROUP BY destination;
+CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS
+  SELECT origin, count(DISTINCT delay + 1) FROM fl GROUP BY origin;
+\echo :LAST_ERROR_SQLSTATE
 SELECT view, owned FROM velostream.views ORDER BY view::text;
 
 -- Rows with NULLs in every column, in four transactions.
@@ -70,7 +128,9 @@ INSERT INTO fl SELECT ts, delay, distance, origin, destination, price, f4 FROM s
 INSERT INTO fl SELECT ts, delay, distance, origin, destination, price, f4 FROM src WHERE i % 4 = 2;
 INSERT INTO fl SELECT ts, delay, distance, origin, destination, price, f4 FROM src WHERE i % 4 = 3;
 INSERT INTO fl_plain SELECT ts, delay, distance, origin, destination, price, f4 FROM src;
-SELECT velostream.wait('pg_aggs'), velostream.wait('pg_aggs_shared'), velostream.wait('sketches');
+SELECT velostream.wait('pg_aggs'), velostream.wait('pg_aggs_shared'), velostream.wait('sketches'),
+       velostream.wait('filtered'), velostream.wait('filtered_shared'),
+       velostream.wait('distinct_by_origin'), velostream.wait('distinct_by_dest');
 
 -- Exact columns are equal; float8 ones within 1e-9 relative, float4 sums
 -- within 1e-6 (their rounding depends on the order rows are added in).
@@ -99,6 +159,25 @@ FROM pg_aggs_shared v FULL JOIN oracle_pg_aggs_shared o ON coalesce(v.origin, '-
 SELECT origin, n, sd_int, vp_num, all_late, any_long, all_short, first_dest, last_dest_c, double_delay, last_shifted,
        bits
 FROM pg_aggs ORDER BY origin COLLATE "C";
+
+-- FILTER results are exact (no floats in them but avg's numeric).
+SELECT (SELECT count(*) FROM filtered) AS owned_groups,
+       (SELECT count(*) FROM ((TABLE filtered EXCEPT TABLE oracle_filtered)
+                              UNION ALL (TABLE oracle_filtered EXCEPT TABLE filtered)) d) AS owned_differences,
+       (SELECT count(*) FROM filtered_shared) AS shared_groups,
+       (SELECT count(*) FROM ((TABLE filtered_shared EXCEPT TABLE oracle_filtered_shared)
+                              UNION ALL (TABLE oracle_filtered_shared EXCEPT TABLE filtered_shared)) d)
+         AS shared_differences;
+SELECT * FROM filtered ORDER BY origin COLLATE "C";
+SELECT (SELECT count(*) FROM distinct_by_origin) AS owned_groups,
+       (SELECT count(*) FROM ((TABLE distinct_by_origin EXCEPT TABLE oracle_distinct_by_origin)
+                              UNION ALL (TABLE oracle_distinct_by_origin EXCEPT TABLE distinct_by_origin)) d)
+         AS owned_differences,
+       (SELECT count(*) FROM distinct_by_dest) AS shared_groups,
+       (SELECT count(*) FROM ((TABLE distinct_by_dest EXCEPT TABLE oracle_distinct_by_dest)
+                              UNION ALL (TABLE oracle_distinct_by_dest EXCEPT TABLE distinct_by_dest)) d)
+         AS shared_differences;
+SELECT * FROM distinct_by_origin ORDER BY origin COLLATE "C";
 
 -- hll unions are exact: the same cardinality as the batch sketch. tdigest
 -- merges approximate: the median within 2% of the batch tdigest's.

@@ -1,8 +1,11 @@
 #include "engine/aggregate.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+
+#include "absl/container/flat_hash_set.h"
 
 namespace velostream::engine {
 namespace {
@@ -308,6 +311,196 @@ class NativeAggregate final : public AggregateFunction {
 
 std::unique_ptr<AggregateFunction> make_native_aggregate(const AggSpec& spec) {
   return std::make_unique<NativeAggregate>(spec);
+}
+
+namespace {
+
+// A group's distinct values, each in a canonical byte form: equal SQL values
+// give equal bytes.
+using ValueSet = absl::flat_hash_set<std::string>;
+
+class DistinctAggregate final : public AggregateFunction {
+ public:
+  DistinctAggregate(std::shared_ptr<const AggregateFunction> inner, int column, Type type)
+      : inner_proto_(std::move(inner)), column_(column), type_(type) {}
+
+  std::unique_ptr<AggregateFunction> clone() const override {
+    return std::make_unique<DistinctAggregate>(inner_proto_, column_, type_);
+  }
+  // The state is a pointer to a set this instance owns (moving the bytes
+  // moves the pointer); NULL until the group's first value.
+  size_t state_size() const override { return sizeof(ValueSet*); }
+  void init(void* state) override { *static_cast<ValueSet**>(state) = nullptr; }
+  void mark_used(std::vector<uint8_t>* used) const override { (*used)[column_] = 1; }
+  void reset() override {
+    sets_.clear();
+    if (inner_) inner_->reset();
+  }
+
+  bool update(const AggRows& in, char* states, size_t stride, std::string*) override {
+    const Column& c = in.batch->columns[column_];
+    for (size_t k = 0; k < in.count; ++k) {
+      const uint32_t r = in.rows[k];
+      if (c.null[r]) continue;
+      encode(c, r, &buf_);
+      set_of(states + in.groups[k] * stride)->insert(buf_);
+    }
+    return true;
+  }
+
+  bool combine(const void* src, void* dst, std::string*) override {
+    const ValueSet* s = *static_cast<ValueSet* const*>(src);
+    if (s == nullptr || s->empty()) return true;
+    ValueSet* d = set_of(dst);
+    for (const std::string& v : *s) d->insert(v);
+    return true;
+  }
+
+  bool serialize(const void* state, std::string* out, std::string*) override {
+    const ValueSet* s = *static_cast<ValueSet* const*>(state);
+    std::vector<const std::string*> sorted;
+    if (s != nullptr)
+      for (const std::string& v : *s) sorted.push_back(&v);
+    std::sort(sorted.begin(), sorted.end(), [](const std::string* a, const std::string* b) { return *a < *b; });
+    put_varint(out, static_cast<__int128>(sorted.size()));
+    for (const std::string* v : sorted) {
+      put(out, static_cast<uint32_t>(v->size()));
+      out->append(*v);
+    }
+    return true;
+  }
+
+  bool deserialize(const char*& p, const char* end, void* state, std::string* error) override {
+    __int128 n;
+    if (!get_varint(p, end, &n) || n < 0 || n > (end - p)) goto corrupt;
+    *static_cast<ValueSet**>(state) = nullptr;
+    for (__int128 i = 0; i < n; ++i) {
+      if (end - p < 4) goto corrupt;
+      {
+        const uint32_t len = get<uint32_t>(p);
+        if (static_cast<size_t>(end - p) < len || !valid(p, len)) goto corrupt;
+        set_of(state)->emplace(p, len);
+        p += len;
+      }
+    }
+    return true;
+  corrupt:
+    *error = "state batch is truncated or corrupt";
+    return false;
+  }
+
+  bool finalize(const void* state, Value* out, std::string* error) override {
+    // The distinct values as a one-column batch, through the inner aggregate.
+    const ValueSet* s = *static_cast<ValueSet* const*>(state);
+    if (!inner_) inner_ = inner_proto_->clone();
+    const size_t n = s == nullptr ? 0 : s->size();
+    batch_.columns.resize(column_ + 1);
+    Column& c = batch_.columns[column_];
+    c.type = type_;
+    c.used = true;
+    batch_.reset(n);
+    rows_.resize(n);
+    groups_.assign(n, 0);
+    size_t i = 0;
+    if (s != nullptr)
+      for (const std::string& v : *s) {
+        decode(v, &c, i);
+        rows_[i] = static_cast<uint32_t>(i);
+        ++i;
+      }
+    scratch_.assign((inner_->state_size() + 15) / 16, Unit16{});
+    void* st = scratch_.data();
+    inner_->init(st);
+    AggRows rows{&batch_, rows_.data(), groups_.data(), n};
+    const bool ok = inner_->update(rows, static_cast<char*>(st), 0, error) && inner_->finalize(st, out, error);
+    inner_->reset();  // the result is the caller's (an external one's is copied out)
+    return ok;
+  }
+
+ private:
+  struct alignas(16) Unit16 {
+    char b[16];
+  };
+
+  ValueSet* set_of(void* state) {
+    ValueSet*& s = *static_cast<ValueSet**>(state);
+    if (s == nullptr) {
+      sets_.push_back(std::make_unique<ValueSet>());
+      s = sets_.back().get();
+    }
+    return s;
+  }
+
+  void encode(const Column& c, uint32_t r, std::string* out) const {
+    out->clear();
+    switch (type_) {
+      case Type::kInt64: put(out, c.i64[r]); break;
+      case Type::kFloat64: {
+        double v = c.f64[r];
+        if (v == 0) v = 0;
+        if (std::isnan(v)) v = std::numeric_limits<double>::quiet_NaN();
+        put(out, v);
+        break;
+      }
+      case Type::kNumeric: {
+        Decimal d = c.dec[r].normalized();
+        out->push_back(static_cast<char>(d.kind));
+        put(out, d.scale);
+        put(out, d.coef);
+        break;
+      }
+      case Type::kText: out->assign(c.str[r].data(), c.str[r].size()); break;
+    }
+  }
+
+  bool valid(const char* p, size_t len) const {
+    switch (type_) {
+      case Type::kInt64:
+      case Type::kFloat64: return len == 8;
+      case Type::kNumeric: {
+        if (len != 1 + sizeof(int16_t) + sizeof(__int128)) return false;
+        Decimal d;
+        d.kind = static_cast<Decimal::Kind>(*p++);
+        d.scale = get<int16_t>(p);
+        d.coef = get<__int128>(p);
+        return d.valid();
+      }
+      case Type::kText: return true;
+    }
+    return false;
+  }
+
+  void decode(const std::string& v, Column* c, size_t i) {
+    const char* p = v.data();
+    c->null[i] = 0;
+    switch (type_) {
+      case Type::kInt64: c->i64[i] = get<int64_t>(p); break;
+      case Type::kFloat64: c->f64[i] = get<double>(p); break;
+      case Type::kNumeric:
+        c->dec[i].kind = static_cast<Decimal::Kind>(*p++);
+        c->dec[i].scale = get<int16_t>(p);
+        c->dec[i].coef = get<__int128>(p);
+        break;
+      case Type::kText: c->str[i] = std::string_view(v); break;
+    }
+  }
+
+  std::shared_ptr<const AggregateFunction> inner_proto_;
+  int column_;
+  Type type_;
+  std::vector<std::unique_ptr<ValueSet>> sets_;  // every group's set
+  std::unique_ptr<AggregateFunction> inner_;     // finalises a set (its memory reset with this one)
+  std::string buf_;
+  RecordBatch batch_;
+  std::vector<uint32_t> rows_, groups_;
+  std::vector<Unit16> scratch_;
+};
+
+}  // namespace
+
+std::unique_ptr<AggregateFunction> make_distinct_aggregate(std::shared_ptr<const AggregateFunction> inner,
+                                                          int column, Type type) {
+  return std::make_unique<DistinctAggregate>(std::move(inner), column, type);
 }
 
 }  // namespace velostream::engine

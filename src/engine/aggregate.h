@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "engine/batch.h"
+#include "engine/predicate.h"
 
 namespace velostream::engine {
 
@@ -28,12 +29,14 @@ class AggregateFunction;
 
 /// One aggregate of a view: a native function over one column (-1 for
 /// count(*)) stored as `input`, or an external implementation (cloned for
-/// every aggregator, so each has its own memory).
+/// every aggregator, so each has its own memory); `filter`, if set, is its
+/// FILTER (WHERE ...) clause: only rows for which it is true reach it.
 struct AggSpec {
   AggFunc func = AggFunc::kCountStar;
   int column = -1;
   Type input = Type::kInt64;
   std::shared_ptr<const AggregateFunction> external;
+  std::shared_ptr<const Predicate> filter;
 };
 
 /// The partial state of one native aggregate for one group.
@@ -117,5 +120,15 @@ class AggregateFunction {
 
 /// The native implementation of `spec` (func != kExternal).
 std::unique_ptr<AggregateFunction> make_native_aggregate(const AggSpec& spec);
+
+/// agg(DISTINCT column): the partial state is the group's set of distinct
+/// non-NULL values of `column` (stored as `type`; floats compare as
+/// PostgreSQL's do, -0 = 0 and NaN = NaN; numerics by value; text
+/// byte-wise, i.e. under a deterministic collation). Combining is set union;
+/// finalising feeds the set, in a scratch state, to `inner` (the aggregate
+/// without DISTINCT, over the same column) and finalises that. Serialised as
+/// a varint count and the sorted values (u32 length, bytes).
+std::unique_ptr<AggregateFunction> make_distinct_aggregate(std::shared_ptr<const AggregateFunction> inner,
+                                                          int column, Type type);
 
 }  // namespace velostream::engine

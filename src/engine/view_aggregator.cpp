@@ -45,6 +45,7 @@ void mark_used_columns(const ViewPlan& plan, std::vector<uint8_t>* used) {
   for (const AggSpec& a : plan.aggs) {
     if (a.func == AggFunc::kExternal) a.external->mark_used(used);
     else if (a.column >= 0) (*used)[a.column] = 1;
+    if (a.filter) mark_predicate(*a.filter, used);
   }
 }
 
@@ -196,11 +197,24 @@ bool ViewAggregator::consume(const RecordBatch& b) {
     group_of_[k] = add_group(key_buf_);
   }
 
-  // 3. Aggregates, one column-at-a-time loop each.
+  // 3. Aggregates, one column-at-a-time loop each; an aggregate with a
+  //    FILTER clause sees the selected rows for which it is true.
   AggRows rows{&b, sel_.data(), group_of_.data(), sel_.size()};
   char* base = reinterpret_cast<char*>(states_.data());
   for (size_t a = 0; a < fns_.size(); ++a) {
-    if (!fns_[a]->update(rows, base + offsets_[a], stride_, &error_)) return false;
+    AggRows in = rows;
+    if (plan_.aggs[a].filter) {
+      evaluate(*plan_.aggs[a].filter, b, &filter_truth_, &scratch_);
+      filter_sel_.clear();
+      filter_groups_.clear();
+      for (size_t k = 0; k < sel_.size(); ++k) {
+        if (filter_truth_[sel_[k]] != kTrue) continue;
+        filter_sel_.push_back(sel_[k]);
+        filter_groups_.push_back(group_of_[k]);
+      }
+      in = AggRows{&b, filter_sel_.data(), filter_groups_.data(), filter_sel_.size()};
+    }
+    if (!fns_[a]->update(in, base + offsets_[a], stride_, &error_)) return false;
   }
   return true;
 }

@@ -169,6 +169,8 @@ class ViewAggregator {
   std::deque<std::vector<uint8_t>> scratch_;
   std::vector<uint32_t> sel_;        // selected rows
   std::vector<uint32_t> group_of_;   // group id of each selected row
+  std::vector<uint8_t> filter_truth_;  // an aggregate's FILTER, per row
+  std::vector<uint32_t> filter_sel_, filter_groups_;  // the rows it lets through
   std::string key_buf_;
   uint64_t rows_in_ = 0, rows_selected_ = 0;
   mutable std::string error_;

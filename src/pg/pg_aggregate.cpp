@@ -70,7 +70,8 @@ struct PgAggInfo {
   Arg* args;         // [nargs]
   int max_attno;     // highest stream attribute an expression argument reads
   int nexpr_columns;
-  int* expr_columns; // the stream columns (0-based) expression arguments read
+  int* expr_columns; // the stream columns (0-based) expression arguments and the filter read
+  Node* filter;      // FILTER (WHERE ...), planned; NULL if none
 };
 
 class PgAggregate final : public eng::AggregateFunction {
@@ -208,6 +209,7 @@ class PgAggregate final : public eng::AggregateFunction {
   FmgrInfo transfn_, combinefn_, serialfn_, deserialfn_, finalfn_;
   Datum init_value_ = 0;
   ExprState** arg_states_ = nullptr;  // [nargs], for expression arguments
+  ExprState* filter_state_ = nullptr;  // FILTER (WHERE ...)
   Datum* const_values_ = nullptr;     // [nargs], for constants
   bool* const_nulls_ = nullptr;
   TupleTableSlot* slot_ = nullptr;    // the stream row expression arguments read
@@ -293,12 +295,14 @@ void PgAggregate::setup() {
       arg_states_[i] = ExecInitExpr((Expr*)copyObjectImpl(a.expr), nullptr);
     }
   }
+  if (in->filter != nullptr) filter_state_ = ExecInitExpr((Expr*)copyObjectImpl(in->filter), nullptr);
   if (in->max_attno > 0) {
     TupleDesc desc = CreateTemplateTupleDesc(in->max_attno);
     for (int c = 1; c <= in->max_attno; ++c) TupleDescInitEntry(desc, (AttrNumber)c, nullptr, INT4OID, -1, 0);
-    for (int i = 0; i < in->nargs; ++i) {
-      if (in->args[i].kind != Arg::kExpr) continue;
-      List* vars = pull_var_clause(in->args[i].expr, 0);
+    for (int i = 0; i <= in->nargs; ++i) {
+      Node* e = i < in->nargs ? (in->args[i].kind == Arg::kExpr ? in->args[i].expr : nullptr) : in->filter;
+      if (e == nullptr) continue;
+      List* vars = pull_var_clause(e, 0);
       ListCell* lc;
       foreach (lc, vars) {
         Var* v = (Var*)lfirst(lc);
@@ -412,6 +416,11 @@ void PgAggregate::do_update(const void* in, char* states, size_t stride) {
         }
       }
       ExecStoreVirtualTuple(slot_);
+    }
+    if (filter_state_ != nullptr) {
+      bool isnull;
+      Datum pass = ExecEvalExpr(filter_state_, econtext_, &isnull);
+      if (isnull || !DatumGetBool(pass)) continue;
     }
     bool anynull = false;
     for (int i = 0; i < info->nargs; ++i) {
@@ -698,12 +707,27 @@ std::shared_ptr<const eng::AggregateFunction> velostream_pg_aggregate(Aggref* ag
       }
     }
   }
+  if (aggref->aggfilter != NULL) {
+    in->filter = (Node*)expression_planner((Expr*)aggref->aggfilter);
+    eng::Type t;
+    List* vars = pull_var_clause(in->filter, 0);
+    ListCell* vc;
+    foreach (vc, vars) {
+      Var* v = (Var*)lfirst(vc);
+      if (!velostream_engine_type(v->vartype, &t))
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("a column of type %s in FILTER is not supported in a continuous view: %s",
+                               format_type_be(v->vartype), describe)));
+      if (v->varattno > in->max_attno) in->max_attno = v->varattno;
+    }
+  }
   in->expr_columns = (int*)palloc0(sizeof(int) * (in->max_attno + 1));
   for (int c = 1; c <= in->max_attno; ++c) {
     bool reads = false;
-    for (int k = 0; k < in->nargs && !reads; ++k) {
-      if (in->args[k].kind != Arg::kExpr) continue;
-      List* vars = pull_var_clause(in->args[k].expr, 0);
+    for (int k = 0; k <= in->nargs && !reads; ++k) {
+      Node* e = k < in->nargs ? (in->args[k].kind == Arg::kExpr ? in->args[k].expr : nullptr) : in->filter;
+      if (e == nullptr) continue;
+      List* vars = pull_var_clause(e, 0);
       ListCell* vc;
       foreach (vc, vars) reads |= ((Var*)lfirst(vc))->varattno == c;
     }

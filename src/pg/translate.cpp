@@ -333,6 +333,44 @@ bool translate_native_agg(Aggref* a, ViewColumn* col, eng::AggSpec* spec, Query*
   return true;
 }
 
+eng::AggSpec translate_agg(Aggref* a, ViewColumn* col, Query* query);
+
+// agg(DISTINCT column): a set of the group's values as the partial state
+// (engine/aggregate.h make_distinct_aggregate), finalised by the aggregate
+// without DISTINCT.
+eng::AggSpec translate_distinct_agg(Aggref* a, ViewColumn* col, Query* query) {
+  Node* arg = list_length(a->args) == 1 ? (Node*)((TargetEntry*)linitial(a->args))->expr : nullptr;
+  while (arg != nullptr && IsA(arg, RelabelType)) arg = (Node*)((RelabelType*)arg)->arg;
+  eng::Type type;
+  if (arg == nullptr || !IsA(arg, Var) || !velostream_engine_type(exprType(arg), &type) ||
+      exprType(arg) == BPCHAROID)
+    unsupported("DISTINCT inside an aggregate over anything but one plain column", (Node*)a, query,
+                "Write agg(DISTINCT column).");
+  if (type == eng::Type::kText && !get_collation_isdeterministic(exprCollation(arg)))
+    unsupported("DISTINCT over text with a nondeterministic collation", (Node*)a, query, nullptr);
+  if (a->aggfilter != NULL) {
+    eng::Predicate probe;
+    translate_predicate((Node*)a->aggfilter, query, &probe);  // raises if the engine cannot evaluate it
+  }
+  Aggref* inner = (Aggref*)copyObjectImpl(a);
+  inner->aggdistinct = NIL;
+  inner->aggorder = NIL;
+  inner->aggfilter = NULL;
+  eng::AggSpec in = translate_agg(inner, col, query);
+  std::shared_ptr<const eng::AggregateFunction> proto =
+      in.func == eng::AggFunc::kExternal ? in.external : std::shared_ptr<const eng::AggregateFunction>(eng::make_native_aggregate(in));
+  eng::AggSpec spec;
+  spec.func = eng::AggFunc::kExternal;
+  spec.external = eng::make_distinct_aggregate(proto, column_of((Var*)arg, query), type);
+  if (a->aggfilter != NULL) {
+    auto filter = std::make_shared<eng::Predicate>();
+    translate_predicate((Node*)a->aggfilter, query, filter.get());
+    spec.filter = filter;
+  }
+  col->agg = SqlAgg::kExternal;
+  return spec;
+}
+
 // An aggregate of the select list: native if the engine has it, otherwise
 // PostgreSQL's own aggregate (pg_aggregate.h), which needs a combine function.
 eng::AggSpec translate_agg(Aggref* a, ViewColumn* col, Query* query) {
@@ -344,14 +382,35 @@ eng::AggSpec translate_agg(Aggref* a, ViewColumn* col, Query* query) {
                     errdetail("An ordered-set aggregate needs all of a group's rows at once; a continuous view keeps "
                               "mergeable partial states."),
                     errhint("For percentiles use tdigest_percentile() of the tdigest extension.")));
-  if (a->aggdistinct != NIL) unsupported("DISTINCT inside an aggregate", (Node*)a, query, nullptr);
-  if (a->aggorder != NIL) unsupported("ORDER BY inside an aggregate", (Node*)a, query, nullptr);
-  if (a->aggfilter != NULL) unsupported("FILTER on an aggregate", (Node*)a, query, nullptr);
-  if (contain_volatile_functions((Node*)a->args))
+  if (a->aggorder != NIL && a->aggdistinct == NIL)
+    unsupported("ORDER BY inside an aggregate", (Node*)a, query, nullptr);
+  if (a->aggdistinct != NIL) return translate_distinct_agg(a, col, query);
+  if (contain_volatile_functions((Node*)a->args) || contain_volatile_functions((Node*)a->aggfilter))
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                     errmsg("volatile functions are not supported in a continuous view: %s", describe((Node*)a, query)),
                     errdetail("A continuous view must give the same result whenever its rows are counted.")));
-  if (translate_native_agg(a, col, &spec, query)) return spec;
+  // FILTER (WHERE ...): the engine's own predicate when it can evaluate it,
+  // otherwise the whole aggregate runs through PostgreSQL (which evaluates
+  // the filter with the executor).
+  bool native_filter = a->aggfilter == NULL;
+  if (a->aggfilter != NULL) {
+    auto filter = std::make_shared<eng::Predicate>();
+    MemoryContext cxt = CurrentMemoryContext;
+    PG_TRY();
+    {
+      translate_predicate((Node*)a->aggfilter, query, filter.get());
+      native_filter = true;
+    }
+    PG_CATCH();
+    {
+      MemoryContextSwitchTo(cxt);
+      FlushErrorState();
+    }
+    PG_END_TRY();
+    if (native_filter) spec.filter = filter;
+  }
+  if (native_filter && translate_native_agg(a, col, &spec, query)) return spec;
+  spec.filter.reset();
   col->agg = SqlAgg::kExternal;
   spec.func = eng::AggFunc::kExternal;
   spec.external = velostream_pg_aggregate(a, describe((Node*)a, query));

@@ -649,3 +649,63 @@ TEST(ViewAggregator, ExternalAggregateBesideNativeOnes) {
   EXPECT_FALSE(delta.consume(b));
   EXPECT_EQ(delta.error(), "value 999 refused");
 }
+
+TEST(ViewAggregator, DistinctAggregateIsASetOfValues) {
+  // count(DISTINCT delay) and sum(DISTINCT delay) FILTER (WHERE delay > 3)
+  ViewPlan p;
+  p.keys.push_back({kOrigin, Type::kText, 0, 0});
+  AggSpec count_distinct;
+  count_distinct.func = AggFunc::kExternal;
+  count_distinct.external =
+      make_distinct_aggregate(make_native_aggregate({AggFunc::kCount, kDelay, Type::kInt64}), kDelay, Type::kInt64);
+  p.aggs.push_back(count_distinct);
+  AggSpec sum_distinct;
+  sum_distinct.func = AggFunc::kExternal;
+  sum_distinct.external =
+      make_distinct_aggregate(make_native_aggregate({AggFunc::kSum, kDelay, Type::kInt64}), kDelay, Type::kInt64);
+  auto filter = std::make_shared<Predicate>();
+  filter->kind = Predicate::Kind::kCompare;
+  filter->op = CmpOp::kGt;
+  filter->lhs_col = kDelay;
+  filter->rhs_const.i = 3;
+  sum_distinct.filter = filter;
+  p.aggs.push_back(sum_distinct);
+
+  ViewAggregator delta(p), store(p);
+  Rows r;
+  r.origin = {"SFO", "SFO", "SFO", "LAX", "SFO"};
+  r.delay = {5, 5, 2, 7, 0};
+  r.delay_null = {false, false, false, false, true};
+  r.ts = {0, 0, 0, 0, 0};
+  RecordBatch b;
+  fill(r, &b);
+  std::vector<uint32_t> groups;
+  std::vector<uint8_t> created;
+  ASSERT_TRUE(delta.consume(b));
+  ASSERT_TRUE(store.merge(delta, &groups, &created));
+  delta.clear();
+  r.delay = {9, 5, 2, 7, 1};
+  fill(r, &b);
+  ASSERT_TRUE(delta.consume(b));
+  ASSERT_TRUE(store.merge(delta, &groups, &created));
+
+  std::string bytes;
+  ASSERT_TRUE(store.encode_all(&bytes));
+  ViewAggregator reloaded(p);
+  std::string error;
+  ASSERT_TRUE(reloaded.load_groups(bytes.data(), bytes.size(), &error)) << error;
+  for (ViewAggregator* v : {&store, &reloaded}) {
+    std::map<std::string, std::pair<int64_t, int64_t>> got;
+    for (uint32_t g : v->groups_in_key_order()) {
+      Value n, sum;
+      ASSERT_TRUE(v->finalize(g, 0, &n));
+      ASSERT_TRUE(v->finalize(g, 1, &sum));
+      got[std::string(v->key(g, 0).s)] = {static_cast<int64_t>(n.i), static_cast<int64_t>(sum.i)};
+    }
+    EXPECT_EQ(got["SFO"], std::make_pair(int64_t{3}, int64_t{5 + 9}));  // {5, 2, 9} (NULLs skipped); > 3: {5, 9}
+    EXPECT_EQ(got["LAX"], std::make_pair(int64_t{1}, int64_t{7}));
+  }
+  std::string again;
+  ASSERT_TRUE(reloaded.encode_all(&again));
+  EXPECT_EQ(bytes, again);  // sets serialise sorted
+}
