@@ -16,7 +16,7 @@ CREATE MATERIALIZED VIEW pg_aggs WITH (velostream.continuous) AS
          variance(distance::float8) AS var_f8, sum(f4) AS sum_f4, avg(f4) AS avg_f4,
          bool_and(delay > 0) AS all_late, bool_or(delay > 100) AS any_long, every(distance < 3000) AS all_short,
          min(destination) AS first_dest, max(destination COLLATE "C") AS last_dest_c,
-         sum(delay * 2) AS double_delay, max(ts - interval '1 hour') AS last_shifted,
+         sum(delay * 2) AS double_delay, max(date_bin('15 minutes', ts, timestamptz '2000-01-01 00:00+00')) AS last_shifted,
          bit_or(distance) AS bits, covar_pop(delay, distance) AS covar, corr(delay, distance) AS r
   FROM fl GROUP BY origin;
 CREATE MATERIALIZED VIEW sketches WITH (velostream.continuous) AS
@@ -28,7 +28,7 @@ CREATE VIEW oracle_pg_aggs AS
          variance(distance::float8) AS var_f8, sum(f4) AS sum_f4, avg(f4) AS avg_f4,
          bool_and(delay > 0) AS all_late, bool_or(delay > 100) AS any_long, every(distance < 3000) AS all_short,
          min(destination) AS first_dest, max(destination COLLATE "C") AS last_dest_c,
-         sum(delay * 2) AS double_delay, max(ts - interval '1 hour') AS last_shifted,
+         sum(delay * 2) AS double_delay, max(date_bin('15 minutes', ts, timestamptz '2000-01-01 00:00+00')) AS last_shifted,
          bit_or(distance) AS bits, covar_pop(delay, distance) AS covar, corr(delay, distance) AS r
   FROM fl_plain GROUP BY origin;
 \d pg_aggs
@@ -40,7 +40,7 @@ CREATE MATERIALIZED VIEW pg_aggs_shared WITH (velostream.continuous) AS
          variance(distance::float8) AS var_f8, sum(f4) AS sum_f4, avg(f4) AS avg_f4,
          bool_and(delay > 0) AS all_late, bool_or(delay > 100) AS any_long, every(distance < 3000) AS all_short,
          min(destination) AS first_dest, max(destination COLLATE "C") AS last_dest_c,
-         sum(delay * 2) AS double_delay, max(ts - interval '1 hour') AS last_shifted,
+         sum(delay * 2) AS double_delay, max(date_bin('15 minutes', ts, timestamptz '2000-01-01 00:00+00')) AS last_shifted,
          bit_or(distance) AS bits, covar_pop(delay, distance) AS covar, corr(delay, distance) AS r
   FROM fl GROUP BY destination;
 CREATE VIEW oracle_pg_aggs_shared AS
@@ -49,7 +49,7 @@ CREATE VIEW oracle_pg_aggs_shared AS
          variance(distance::float8) AS var_f8, sum(f4) AS sum_f4, avg(f4) AS avg_f4,
          bool_and(delay > 0) AS all_late, bool_or(delay > 100) AS any_long, every(distance < 3000) AS all_short,
          min(destination) AS first_dest, max(destination COLLATE "C") AS last_dest_c,
-         sum(delay * 2) AS double_delay, max(ts - interval '1 hour') AS last_shifted,
+         sum(delay * 2) AS double_delay, max(date_bin('15 minutes', ts, timestamptz '2000-01-01 00:00+00')) AS last_shifted,
          bit_or(distance) AS bits, covar_pop(delay, distance) AS covar, corr(delay, distance) AS r
   FROM fl_plain GROUP BY destination;
 -- FILTER (WHERE ...): the engine's predicate where it can evaluate it, the

@@ -447,7 +447,7 @@ bool native_state_bytes(const velostream::engine::AggSpec& spec, const velostrea
 // A numeric, integer or float Datum of SQL type `type` as an engine state
 // value: integers into i, floats into f, numerics into d (and i, when their
 // scale is 0: sums of integers).
-void state_value(Oid type, Datum v, velostream::engine::AggState* st) {
+void state_value(Oid type, Datum v, velostream::engine::AggState* st, Oid view, const char* column) {
   int64_t i = 0;
   double f = 0;
   if (velostream_datum_fixed(type, v, &i, &f)) {
@@ -458,7 +458,11 @@ void state_value(Oid type, Datum v, velostream::engine::AggState* st) {
   char* text = DatumGetCString(DirectFunctionCall1(numeric_out, v));
   if (!velostream::engine::Decimal::parse(text, &st->d))
     ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-                    errmsg("velostream: partial state %s has more than 38 digits", text)));
+                    errmsg("cannot convert continuous view \"%s\": the partial state of column \"%s\" has more "
+                           "than 38 digits",
+                           get_rel_name(view), column),
+                    errdetail("The state is %s; catalog 0.4 keeps numeric states in 38 digits.", text),
+                    errhint("Drop the view (or re-create it) before ALTER EXTENSION velostream UPDATE.")));
   if (st->d.scale == 0 && st->d.kind == velostream::engine::Decimal::kFinite) st->i = st->d.coef;
 }
 
@@ -574,7 +578,7 @@ Datum velostream_convert_shared_state(PG_FUNCTION_ARGS) {
       if (c.agg == SqlAgg::kCount || c.agg == SqlAgg::kCountStar) {
         st.n = vn ? 0 : DatumGetInt64(v);
       } else if (!vn) {
-        state_value(vtype, v, &st);
+        state_value(vtype, v, &st, view, c.name);
         if (c.agg == SqlAgg::kAvg) {
           st.n = nn ? 0 : DatumGetInt64(n);
         } else if ((c.agg == SqlAgg::kSum) && spec.input == eng::Type::kInt64) {

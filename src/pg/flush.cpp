@@ -58,9 +58,11 @@ ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state
     const ViewColumn& c = d->columns[d->key_column[k]];
     appendStringInfo(&conflict, "%s%s", k ? ", " : "", velostream_key_index_expr(quote_identifier(c.name), c.type));
   }
-  for (int a = 0; a < d->naggs; ++a) {
-    const char* col = quote_identifier(d->columns[d->agg_column[a]].name);
-    appendStringInfo(&sets, "%s%s = excluded.%s", a ? ", " : "", col, col);
+  int nsets = 0;
+  for (int i = 0; i < d->ncolumns; ++i) {
+    if (d->columns[i].is_key) continue;
+    const char* col = quote_identifier(d->columns[i].name);
+    appendStringInfo(&sets, "%s%s = excluded.%s", nsets++ ? ", " : "", col, col);
   }
   auto prepare = [&](const char* text, int nargs, Oid* types) {
     SPIPlanPtr plan = SPI_prepare(text, nargs, types);
@@ -75,9 +77,27 @@ ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state
   appendStringInfo(&sql, "INSERT INTO %s AS t (%s) %s", view, cols.data, unnest.data);
   if (owned) u->insert_plan = prepare(sql.data, d->ncolumns, argtypes);
   appendStringInfo(&sql, " ON CONFLICT (%s) DO ", d->nkeys ? conflict.data : "(true)");
-  if (d->naggs == 0) appendStringInfoString(&sql, "NOTHING");
+  if (nsets == 0) appendStringInfoString(&sql, "NOTHING");
   else appendStringInfo(&sql, "UPDATE SET %s", sets.data);
   u->set_plan = prepare(sql.data, d->ncolumns, argtypes);
+  if (d->having != nullptr) {
+    // Groups that fail HAVING leave the table: DELETE by key (NULL keys match).
+    resetStringInfo(&sql);
+    appendStringInfo(&sql, "DELETE FROM %s AS t", view);
+    Oid* key_types = (Oid*)palloc0(sizeof(Oid) * (d->nkeys + 1));
+    for (int k = 0; k < d->nkeys; ++k) {
+      const ViewColumn& c = d->columns[d->key_column[k]];
+      key_types[k] = get_array_type(c.type);
+      appendStringInfo(&sql, "%s$%d", k ? ", " : " USING unnest(", k + 1);
+    }
+    if (d->nkeys > 0) appendStringInfoString(&sql, ") AS u(");
+    for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%sk%d", k ? ", " : "", k);
+    if (d->nkeys > 0) appendStringInfoString(&sql, ") WHERE ");
+    for (int k = 0; k < d->nkeys; ++k)
+      appendStringInfo(&sql, "%st.%s IS NOT DISTINCT FROM u.k%d", k ? " AND " : "",
+                       quote_identifier(d->columns[d->key_column[k]].name), k);
+    u->delete_plan = prepare(sql.data, d->nkeys, key_types);
+  }
   if (owned || d->naggs == 0) return u;
 
   // Shared groups: merge the delta's partial states into the state table
@@ -111,23 +131,95 @@ ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state
 
 namespace {
 
-// The final values of group `g` of `store`, one per view column: keys as
-// they are, aggregates finalised by their AggregateFunction. Raises the
-// aggregate's error.
-void final_row(const ViewDesc* d, eng::ViewAggregator& store, uint32_t g, Datum* values, bool* nulls) {
+// A view's select-list expressions and HAVING, compiled over its group row
+// (ViewDesc): a virtual slot with the keys, then the aggregates' results.
+struct CompiledExprs {
+  TupleTableSlot* slot;
+  ExprContext* econtext;
+  ExprState** columns;  // per view column; NULL unless an expression
+  ExprState* having;
+};
+
+CompiledExprs* compiled_exprs(const ViewDesc* d) {
+  if (d->compiled != nullptr) return static_cast<CompiledExprs*>(d->compiled);
+  MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext((void*)d));
+  CompiledExprs* c = (CompiledExprs*)palloc0(sizeof(CompiledExprs));
+  TupleDesc td = CreateTemplateTupleDesc(d->nkeys + d->naggs);
+  for (int k = 0; k < d->nkeys; ++k) {
+    const ViewColumn& col = d->columns[d->key_column[k]];
+    TupleDescInitEntry(td, (AttrNumber)(k + 1), nullptr, col.type, col.typmod, 0);
+    TupleDescInitEntryCollation(td, (AttrNumber)(k + 1), col.collation);
+  }
+  for (int a = 0; a < d->naggs; ++a)
+    TupleDescInitEntry(td, (AttrNumber)(d->nkeys + a + 1), nullptr, d->agg_type[a], -1, 0);
+  c->slot = MakeSingleTupleTableSlot(td, &TTSOpsVirtual);
+  c->econtext = CreateStandaloneExprContext();
+  c->econtext->ecxt_scantuple = c->slot;
+  c->columns = (ExprState**)palloc0(sizeof(ExprState*) * (d->ncolumns + 1));
+  for (int i = 0; i < d->ncolumns; ++i)
+    if (d->columns[i].expr != nullptr)
+      c->columns[i] = ExecInitExpr(expression_planner((Expr*)copyObjectImpl(d->columns[i].expr)), nullptr);
+  if (d->having != nullptr) c->having = ExecInitExpr(expression_planner((Expr*)copyObjectImpl(d->having)), nullptr);
+  MemoryContextSwitchTo(old);
+  const_cast<ViewDesc*>(d)->compiled = c;
+  return c;
+}
+
+// The view's row of a group from its keys kv/kn[nkeys] and aggregate
+// results av/an[naggs]: keys and aggregates as they are, expressions
+// evaluated by the executor (in the current memory context). Returns false
+// if the group fails HAVING (its row must not be in the table).
+bool output_row(const ViewDesc* d, const Datum* kv, const bool* kn, const Datum* av, const bool* an, Datum* values,
+                bool* nulls) {
   for (int i = 0; i < d->ncolumns; ++i) {
     const ViewColumn& c = d->columns[i];
-    if (c.is_key) {
-      eng::KeyValue v = store.key(g, c.index);
-      nulls[i] = v.is_null;
-      values[i] = v.is_null ? (Datum)0 : to_datum(c.type, v.i, v.f, v.d, v.s);
-      continue;
-    }
-    eng::Value v;
-    if (!store.finalize(g, c.index, &v))
-      ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("%s", store.error().c_str())));
-    values[i] = velostream_final_datum(v, c.type, &nulls[i]);
+    if (c.expr != nullptr) continue;
+    values[i] = c.is_key ? kv[c.index] : av[c.index];
+    nulls[i] = c.is_key ? kn[c.index] : an[c.index];
   }
+  if (!d->has_exprs && d->having == nullptr) return true;
+  CompiledExprs* x = compiled_exprs(d);
+  TupleTableSlot* slot = x->slot;
+  ExecClearTuple(slot);
+  for (int k = 0; k < d->nkeys; ++k) {
+    slot->tts_values[k] = kv[k];
+    slot->tts_isnull[k] = kn[k];
+  }
+  for (int a = 0; a < d->naggs; ++a) {
+    slot->tts_values[d->nkeys + a] = av[a];
+    slot->tts_isnull[d->nkeys + a] = an[a];
+  }
+  ExecStoreVirtualTuple(slot);
+  for (int i = 0; i < d->ncolumns; ++i)
+    if (x->columns[i] != nullptr) values[i] = ExecEvalExpr(x->columns[i], x->econtext, &nulls[i]);
+  if (x->having == nullptr) return true;
+  bool isnull;
+  Datum pass = ExecEvalExpr(x->having, x->econtext, &isnull);
+  return !isnull && DatumGetBool(pass);
+}
+
+// The final values of group `g` of `store`, one per view column: keys as
+// they are, aggregates finalised by their AggregateFunction, expressions
+// over them. Returns false if the group fails HAVING. Raises the aggregate's
+// error.
+bool final_row(const ViewDesc* d, eng::ViewAggregator& store, uint32_t g, Datum* values, bool* nulls) {
+  Datum* kv = (Datum*)palloc(sizeof(Datum) * (d->nkeys + d->naggs + 1));
+  bool* kn = (bool*)palloc(sizeof(bool) * (d->nkeys + d->naggs + 1));
+  Datum* av = kv + d->nkeys;
+  bool* an = kn + d->nkeys;
+  for (int k = 0; k < d->nkeys; ++k) {
+    const ViewColumn& c = d->columns[d->key_column[k]];
+    eng::KeyValue v = store.key(g, k);
+    kn[k] = v.is_null;
+    kv[k] = v.is_null ? (Datum)0 : to_datum(c.type, v.i, v.f, v.d, v.s);
+  }
+  for (int a = 0; a < d->naggs; ++a) {
+    eng::Value v;
+    if (!store.finalize(g, a, &v))
+      ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("%s", store.error().c_str())));
+    av[a] = velostream_final_datum(v, d->agg_type[a], &an[a]);
+  }
+  return output_row(d, kv, kn, av, an, values, nulls);
 }
 
 // Writes new groups straight into the view's heap and indexes, as COPY does
@@ -278,6 +370,78 @@ std::string* context_string() {
 
 }  // namespace
 
+namespace {
+
+// Rows to write, collected one at a time: one array per view column, and
+// the keys of the groups that fail HAVING.
+struct RowSink {
+  const ViewDesc* d;
+  size_t n, nhidden;
+  Datum** cols;
+  bool** colnulls;
+  Datum** hidden;  // per key
+  bool** hidden_nulls;
+};
+
+RowSink* new_sink(const ViewDesc* d, size_t cap) {
+  RowSink* s = (RowSink*)palloc0(sizeof(RowSink));
+  s->d = d;
+  s->cols = (Datum**)palloc(sizeof(Datum*) * (d->ncolumns + 1));
+  s->colnulls = (bool**)palloc(sizeof(bool*) * (d->ncolumns + 1));
+  for (int i = 0; i < d->ncolumns; ++i) {
+    s->cols[i] = (Datum*)palloc(sizeof(Datum) * (cap + 1));
+    s->colnulls[i] = (bool*)palloc(sizeof(bool) * (cap + 1));
+  }
+  s->hidden = (Datum**)palloc(sizeof(Datum*) * (d->nkeys + 1));
+  s->hidden_nulls = (bool**)palloc(sizeof(bool*) * (d->nkeys + 1));
+  for (int k = 0; k < d->nkeys; ++k) {
+    s->hidden[k] = (Datum*)palloc(sizeof(Datum) * (cap + 1));
+    s->hidden_nulls[k] = (bool*)palloc(sizeof(bool) * (cap + 1));
+  }
+  return s;
+}
+
+// Adds the row of keys kv/kn and aggregate results av/an.
+void sink_row(RowSink* s, const Datum* kv, const bool* kn, const Datum* av, const bool* an, Datum* row,
+              bool* row_nulls) {
+  const ViewDesc* d = s->d;
+  if (output_row(d, kv, kn, av, an, row, row_nulls)) {
+    for (int i = 0; i < d->ncolumns; ++i) {
+      s->cols[i][s->n] = row[i];
+      s->colnulls[i][s->n] = row_nulls[i];
+    }
+    s->n++;
+  } else {
+    for (int k = 0; k < d->nkeys; ++k) {
+      s->hidden[k][s->nhidden] = kv[k];
+      s->hidden_nulls[k][s->nhidden] = kn[k];
+    }
+    s->nhidden++;
+  }
+}
+
+// Writes the collected rows with `plan` (insert_plan or set_plan) and
+// deletes the rows of the hidden groups.
+void sink_write(RowSink* s, const ViewUpsert* u, SPIPlanPtr plan) {
+  const ViewDesc* d = s->d;
+  Datum* params = (Datum*)palloc(sizeof(Datum) * (d->ncolumns + 1));
+  char* param_nulls = (char*)palloc0(d->ncolumns + 1);
+  memset(param_nulls, ' ', d->ncolumns);
+  if (s->n > 0) {
+    for (int i = 0; i < d->ncolumns; ++i) params[i] = make_array(d->columns[i].type, s->cols[i], s->colnulls[i], s->n);
+    int rc = SPI_execute_plan(plan, params, param_nulls, false, 0);
+    if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: writing the groups failed: %s", SPI_result_code_string(rc));
+  }
+  if (s->nhidden > 0) {
+    for (int k = 0; k < d->nkeys; ++k)
+      params[k] = make_array(d->columns[d->key_column[k]].type, s->hidden[k], s->hidden_nulls[k], s->nhidden);
+    int rc = SPI_execute_plan(u->delete_plan, params, param_nulls, false, 0);
+    if (rc != SPI_OK_DELETE) elog(ERROR, "velostream: deleting groups failed: %s", SPI_result_code_string(rc));
+  }
+}
+
+}  // namespace
+
 uint64 velostream_upsert_delta(const ViewDesc* d, const ViewUpsert* u, const eng::ViewAggregator& delta,
                                eng::ViewAggregator& merger) {
   const size_t n = delta.group_count();
@@ -288,11 +452,32 @@ uint64 velostream_upsert_delta(const ViewDesc* d, const ViewUpsert* u, const eng
     std::vector<uint32_t> sorted = delta.groups_in_key_order();
     memcpy(order, sorted.data(), sizeof(uint32_t) * n);
   }
+  Datum* row = (Datum*)palloc(sizeof(Datum) * (d->ncolumns + d->nkeys + d->naggs + 1));
+  bool* row_nulls = (bool*)palloc(sizeof(bool) * (d->ncolumns + d->nkeys + d->naggs + 1));
+  Datum* kv = row + d->ncolumns;
+  bool* kn = row_nulls + d->ncolumns;
+  Datum* av = kv + d->nkeys;
+  bool* an = kn + d->nkeys;
+  RowSink* sink = new_sink(d, n);
+  if (d->naggs == 0) {  // only keys (and expressions over them)
+    for (size_t j = 0; j < n; ++j) {
+      for (int k = 0; k < d->nkeys; ++k) {
+        eng::KeyValue v = delta.key(order[j], k);
+        kn[k] = v.is_null;
+        kv[k] = v.is_null ? (Datum)0 : to_datum(d->columns[d->key_column[k]].type, v.i, v.f, v.d, v.s);
+      }
+      sink_row(sink, kv, kn, av, an, row, row_nulls);
+    }
+    sink_write(sink, u, u->set_plan);
+    return n;
+  }
+
+  // 1. Merge the delta's states into the state table; get the merged ones back.
   Datum* values = (Datum*)palloc(sizeof(Datum) * n);
   bool* nulls = (bool*)palloc(sizeof(bool) * n);
-  Datum* params = (Datum*)palloc(sizeof(Datum) * (d->ncolumns + 1));
-  char* param_nulls = (char*)palloc0(d->ncolumns + 1);
-  memset(param_nulls, ' ', d->ncolumns);
+  Datum* params = (Datum*)palloc(sizeof(Datum) * (d->nkeys + 2));
+  char* param_nulls = (char*)palloc0(d->nkeys + 2);
+  memset(param_nulls, ' ', d->nkeys + 1);
   for (int k = 0; k < d->nkeys; ++k) {
     Oid type = d->columns[d->key_column[k]].type;
     for (size_t j = 0; j < n; ++j) {
@@ -300,15 +485,8 @@ uint64 velostream_upsert_delta(const ViewDesc* d, const ViewUpsert* u, const eng
       nulls[j] = v.is_null;
       values[j] = v.is_null ? (Datum)0 : to_datum(type, v.i, v.f, v.d, v.s);
     }
-    params[d->naggs == 0 ? d->key_column[k] : k] = make_array(type, values, nulls, n);
+    params[k] = make_array(type, values, nulls, n);
   }
-  if (d->naggs == 0) {  // only keys: insert the new ones
-    int rc = SPI_execute_plan(u->set_plan, params, param_nulls, false, 0);
-    if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: insert of groups failed: %s", SPI_result_code_string(rc));
-    return n;
-  }
-
-  // 1. Merge the delta's states into the state table; get the merged ones back.
   std::string* buf = context_string();
   for (size_t j = 0; j < n; ++j) {
     if (!state_bytes(delta, order[j], buf))
@@ -326,36 +504,23 @@ uint64 velostream_upsert_delta(const ViewDesc* d, const ViewUpsert* u, const eng
     elog(ERROR, "velostream: merging the partial states failed: %s", SPI_result_code_string(rc));
 
   // 2. Finalise them (the same functions as an owned view's) and write the
-  //    view's rows: one array per view column.
+  //    view's rows.
   SPITupleTable* tt = SPI_tuptable;
-  Datum** cols = (Datum**)palloc(sizeof(Datum*) * d->ncolumns);
-  bool** colnulls = (bool**)palloc(sizeof(bool*) * d->ncolumns);
-  for (int i = 0; i < d->ncolumns; ++i) {
-    cols[i] = (Datum*)palloc(sizeof(Datum) * n);
-    colnulls[i] = (bool*)palloc(sizeof(bool) * n);
-  }
   // Values hold 128-bit integers: C++ storage (16-byte aligned), not palloc's.
   auto* finals_vec = new std::vector<eng::Value>(d->naggs + 1);
   velostream_on_context_reset(CurrentMemoryContext, delete_values, finals_vec);
   eng::Value* finals = finals_vec->data();
   for (size_t j = 0; j < n; ++j) {
     HeapTuple tup = tt->vals[j];
-    for (int k = 0; k < d->nkeys; ++k) {
-      int c = d->key_column[k];
-      cols[c][j] = SPI_getbinval(tup, tt->tupdesc, k + 1, &colnulls[c][j]);
-    }
+    for (int k = 0; k < d->nkeys; ++k) kv[k] = SPI_getbinval(tup, tt->tupdesc, k + 1, &kn[k]);
     bool isnull;
     bytea* st = DatumGetByteaPP(SPI_getbinval(tup, tt->tupdesc, d->nkeys + 1, &isnull));
     if (!finalize_bytes(merger, VARDATA_ANY(st), VARSIZE_ANY_EXHDR(st), finals))
       ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("velostream: %s", merger.error().c_str())));
-    for (int a = 0; a < d->naggs; ++a) {
-      int c = d->agg_column[a];
-      cols[c][j] = velostream_final_datum(finals[a], d->columns[c].type, &colnulls[c][j]);
-    }
+    for (int a = 0; a < d->naggs; ++a) av[a] = velostream_final_datum(finals[a], d->agg_type[a], &an[a]);
+    sink_row(sink, kv, kn, av, an, row, row_nulls);
   }
-  for (int i = 0; i < d->ncolumns; ++i) params[i] = make_array(d->columns[i].type, cols[i], colnulls[i], n);
-  rc = SPI_execute_plan(u->set_plan, params, param_nulls, false, 0);
-  if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: update of shared groups failed: %s", SPI_result_code_string(rc));
+  sink_write(sink, u, u->set_plan);
   merger.reset_scratch();
   return n;
 }
@@ -389,10 +554,25 @@ uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, eng::ViewA
   uint32_t* fresh = (uint32_t*)palloc(sizeof(uint32_t) * n);
   uint32_t* known = (uint32_t*)palloc(sizeof(uint32_t) * n);
   size_t nfresh = 0, nknown = 0;
+  RowSink* gone = nullptr;  // known groups that fail HAVING: their rows leave the table
+  Datum* row = (Datum*)palloc(sizeof(Datum) * (d->ncolumns + 1));
+  bool* row_nulls = (bool*)palloc(sizeof(bool) * (d->ncolumns + 1));
+  if (d->having != nullptr) gone = new_sink(d, n);
   for (size_t i = 0; i < n; ++i) {
+    if (d->having != nullptr && !final_row(d, store, groups[i], row, row_nulls)) {
+      if (!created[i]) {  // its row may be in the table
+        for (int k = 0; k < d->nkeys; ++k) {
+          gone->hidden[k][gone->nhidden] = row[d->key_column[k]];
+          gone->hidden_nulls[k][gone->nhidden] = row_nulls[d->key_column[k]];
+        }
+        gone->nhidden++;
+      }
+      continue;
+    }
     if (created[i]) fresh[nfresh++] = groups[i];
     else known[nknown++] = groups[i];
   }
+  if (gone != nullptr) sink_write(gone, u, nullptr);
   Datum* params = (Datum*)palloc(sizeof(Datum) * u->nparams);
   char* param_nulls = (char*)palloc(u->nparams);
   if (nknown > 0) {

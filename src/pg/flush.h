@@ -12,6 +12,7 @@ struct ViewUpsert {
   SPIPlanPtr plan;   ///< shared groups: the upsert merging partial states into the state table
   SPIPlanPtr insert_plan;  ///< owned groups: plain INSERT of new groups' final values
   SPIPlanPtr set_plan;     ///< INSERT ... ON CONFLICT DO UPDATE SET col = excluded.col of final values
+  SPIPlanPtr delete_plan;  ///< views with HAVING: DELETE the rows of the keys given (one array per key)
   int nparams;       ///< of insert_plan and set_plan: one array per view column
   Oid* elem_types;   ///< element type of each of those arrays
 };

@@ -385,10 +385,12 @@ eng::AggSpec translate_agg(Aggref* a, ViewColumn* col, Query* query) {
   if (a->aggorder != NIL && a->aggdistinct == NIL)
     unsupported("ORDER BY inside an aggregate", (Node*)a, query, nullptr);
   if (a->aggdistinct != NIL) return translate_distinct_agg(a, col, query);
-  if (contain_volatile_functions((Node*)a->args) || contain_volatile_functions((Node*)a->aggfilter))
+  if (contain_mutable_functions((Node*)a->args) || contain_mutable_functions((Node*)a->aggfilter))
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                    errmsg("volatile functions are not supported in a continuous view: %s", describe((Node*)a, query)),
-                    errdetail("A continuous view must give the same result whenever its rows are counted.")));
+                    errmsg("functions that are not IMMUTABLE are not supported in a continuous view: %s",
+                           describe((Node*)a, query)),
+                    errdetail("A continuous view must give the same result whenever its rows are counted, "
+                              "whatever the settings (TimeZone, DateStyle) of the worker evaluating it.")));
   // FILTER (WHERE ...): the engine's own predicate when it can evaluate it,
   // otherwise the whole aggregate runs through PostgreSQL (which evaluates
   // the filter with the executor).
@@ -416,6 +418,60 @@ eng::AggSpec translate_agg(Aggref* a, ViewColumn* col, Query* query) {
   spec.external = velostream_pg_aggregate(a, describe((Node*)a, query));
   return spec;
 }
+
+// Collects a view's keys and aggregates while its select-list expressions
+// and HAVING are rewritten over the group row.
+struct GroupRow {
+  ViewDesc* d;
+  Query* query;
+  List* keys;     // GROUP BY expressions, in key order
+  List* aggrefs;  // Aggref of each engine aggregate
+};
+
+// The engine aggregate for `a`: an equal one already added, or a new one
+// (col: the result column, or NULL for one only expressions use).
+int add_agg(GroupRow* row, Aggref* a, ViewColumn* col) {
+  ViewDesc* d = row->d;
+  if (col == nullptr) {
+    int i = 0;
+    ListCell* lc;
+    foreach (lc, row->aggrefs) {
+      if (equal(lfirst(lc), a)) return i;
+      ++i;
+    }
+  }
+  ViewColumn hidden = {};
+  hidden.name = pstrdup("?aggregate?");
+  hidden.type = a->aggtype;
+  d->plan->aggs.push_back(translate_agg(a, col ? col : &hidden, row->query));
+  d->agg_type[d->naggs] = a->aggtype;
+  d->agg_column[d->naggs] = -1;
+  row->aggrefs = lappend(row->aggrefs, a);
+  return d->naggs++;
+}
+
+Node* group_row_mutator(Node* n, void* arg) {
+  GroupRow* row = static_cast<GroupRow*>(arg);
+  if (n == nullptr) return nullptr;
+  int k = 0;
+  ListCell* lc;
+  foreach (lc, row->keys) {
+    if (equal(n, lfirst(lc))) return (Node*)makeVar(1, (AttrNumber)(k + 1), exprType(n), exprTypmod(n), exprCollation(n), 0);
+    ++k;
+  }
+  if (IsA(n, Aggref)) {
+    int a = add_agg(row, (Aggref*)n, nullptr);
+    return (Node*)makeVar(1, (AttrNumber)(row->d->nkeys + a + 1), exprType(n), -1, exprCollation(n), 0);
+  }
+  if (IsA(n, Var))
+    unsupported("a column outside aggregates and GROUP BY expressions", n, row->query, nullptr);
+  // PostgreSQL declares the callback without parameters (C); cast through void (*)(void)
+  return expression_tree_mutator(n, reinterpret_cast<Node* (*)()>(reinterpret_cast<void (*)(void)>(group_row_mutator)),
+                                 row);
+}
+
+// `expr` (a select-list expression or HAVING) over the group row.
+Node* group_row_expr(Node* expr, GroupRow* row) { return group_row_mutator(expr, row); }
 
 }  // namespace
 
@@ -446,8 +502,6 @@ ViewDesc* velostream_translate_query(Query* query) {
   if (query->cteList != NIL) unsupported("WITH", nullptr, query, nullptr);
   if (query->setOperations != NULL) unsupported("UNION, INTERSECT or EXCEPT", nullptr, query, nullptr);
   if (query->distinctClause != NIL) unsupported("DISTINCT", nullptr, query, nullptr);
-  if (query->havingQual != NULL)
-    unsupported("HAVING", nullptr, query, "Filter the view's table when you read it instead.");
   if (query->sortClause != NIL)
     unsupported("ORDER BY", nullptr, query, "Order the rows when you read the view's table.");
   if (query->limitCount != NULL || query->limitOffset != NULL) unsupported("LIMIT or OFFSET", nullptr, query, nullptr);
@@ -466,8 +520,14 @@ ViewDesc* velostream_translate_query(Query* query) {
   int ntle = list_length(query->targetList);
   d->columns = (ViewColumn*)palloc0(sizeof(ViewColumn) * ntle);
   d->key_column = (int*)palloc0(sizeof(int) * (ntle + 1));
-  d->agg_column = (int*)palloc0(sizeof(int) * (ntle + 1));
+  // aggregates: the select list's and those only expressions use
+  int maxaggs = ntle + list_length(pull_var_clause((Node*)query->targetList, PVC_INCLUDE_AGGREGATES)) +
+                list_length(pull_var_clause(query->havingQual, PVC_INCLUDE_AGGREGATES)) + 1;
+  d->agg_column = (int*)palloc0(sizeof(int) * maxaggs);
+  d->agg_type = (Oid*)palloc0(sizeof(Oid) * maxaggs);
+  GroupRow row{d, query, NIL, NIL};
 
+  // 1. Keys first, in select-list order, so expressions can refer to them.
   ListCell* lc;
   foreach (lc, query->targetList) {
     TargetEntry* tle = (TargetEntry*)lfirst(lc);
@@ -482,20 +542,42 @@ ViewDesc* velostream_translate_query(Query* query) {
     col->type = exprType((Node*)tle->expr);
     col->typmod = exprTypmod((Node*)tle->expr);
     col->collation = exprCollation((Node*)tle->expr);
+    col->index = -1;
     if (tle->ressortgroupref != 0 && get_sortgroupref_clause_noerr(tle->ressortgroupref, query->groupClause)) {
       col->is_key = true;
       col->index = d->nkeys;
       d->plan->keys.push_back(translate_key((Node*)tle->expr, query));
       d->key_column[d->nkeys++] = d->ncolumns;
-    } else if (IsA(tle->expr, Aggref)) {
-      col->index = d->naggs;
-      d->plan->aggs.push_back(translate_agg((Aggref*)tle->expr, col, query));
-      d->agg_column[d->naggs++] = d->ncolumns;
-    } else {
-      unsupported("this select-list expression", (Node*)tle->expr, query,
-                  "Select GROUP BY expressions and plain aggregates such as count(*), sum(x), avg(x).");
+      row.keys = lappend(row.keys, tle->expr);
     }
     d->ncolumns++;
+  }
+  // 2. Aggregates and expressions over them.
+  int c = 0;
+  foreach (lc, query->targetList) {
+    TargetEntry* tle = (TargetEntry*)lfirst(lc);
+    ViewColumn* col = &d->columns[c++];
+    if (col->is_key) continue;
+    if (IsA(tle->expr, Aggref)) {
+      col->index = add_agg(&row, (Aggref*)tle->expr, col);
+      d->agg_column[col->index] = c - 1;
+      continue;
+    }
+    if (contain_mutable_functions((Node*)tle->expr))
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                      errmsg("functions that are not IMMUTABLE are not supported in a continuous view: %s",
+                             describe((Node*)tle->expr, query)),
+                      errdetail("A continuous view must give the same result whenever its rows are counted, "
+                                "whatever the settings (TimeZone, DateStyle) of the worker evaluating it.")));
+    col->expr = group_row_expr((Node*)tle->expr, &row);
+    d->has_exprs = true;
+  }
+  if (query->havingQual != NULL) {
+    if (contain_mutable_functions(query->havingQual))
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                      errmsg("functions that are not IMMUTABLE are not supported in a continuous view: %s",
+                             describe(query->havingQual, query))));
+    d->having = group_row_expr(query->havingQual, &row);
   }
   if (query->jointree->quals != NULL) {
     d->plan->filter.emplace();

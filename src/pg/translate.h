@@ -20,9 +20,10 @@ struct ViewColumn {
   int32 typmod;
   Oid collation;
   bool is_key;       ///< a GROUP BY expression
-  int index;         ///< key index or aggregate index in the engine plan
+  int index;         ///< key index or aggregate index in the engine plan; -1 for an expression
   SqlAgg agg;        ///< aggregates only
   Oid input_type;    ///< aggregates over a column: the column's SQL type
+  Node* expr;        ///< an expression over the group row (see ViewDesc), else NULL
 };
 
 /// A translated continuous view. Allocated in the caller's memory context;
@@ -35,7 +36,15 @@ struct ViewDesc {
   int nkeys;
   int* key_column;       ///< result column of each engine key
   int naggs;
-  int* agg_column;       ///< result column of each engine aggregate
+  int* agg_column;       ///< result column of each engine aggregate; -1 if only expressions use it
+  Oid* agg_type;         ///< result type of each engine aggregate (the Aggref's)
+  // Select-list expressions over aggregates and keys (round(avg(x), 2)) and
+  // HAVING are expressions over the "group row": attribute k + 1 is key k,
+  // attribute nkeys + a + 1 is aggregate a (Vars of varno 1), evaluated by
+  // the executor for every row written (flush.cpp).
+  Node* having;          ///< HAVING over the group row, or NULL
+  bool has_exprs;        ///< some column is an expression
+  void* compiled;        ///< flush.cpp's compiled expressions, built on first use
   velostream::engine::ViewPlan* plan;
 };
 

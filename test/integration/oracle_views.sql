@@ -53,10 +53,10 @@ CREATE VIEW oracle_west_coast_daily AS
 CREATE MATERIALIZED VIEW origin_spread WITH (velostream.continuous) AS
   SELECT origin, stddev_samp(delay) AS sd_delay, var_pop(distance) AS var_distance, bool_or(delay > 120) AS any_long,
          bool_and(delay IS NOT NULL) AS all_known, min(destination) AS first_dest, max(destination) AS last_dest,
-         sum(delay * 2) AS double_delay, max(ts + interval '1 day') AS next_day
+         sum(delay * 2) AS double_delay, max(date_bin('15 minutes', ts, timestamptz '2000-01-01 00:00+00')) AS last_quarter
   FROM flights GROUP BY origin;
 CREATE VIEW oracle_origin_spread AS
   SELECT origin, stddev_samp(delay) AS sd_delay, var_pop(distance) AS var_distance, bool_or(delay > 120) AS any_long,
          bool_and(delay IS NOT NULL) AS all_known, min(destination) AS first_dest, max(destination) AS last_dest,
-         sum(delay * 2) AS double_delay, max(ts + interval '1 day') AS next_day
+         sum(delay * 2) AS double_delay, max(date_bin('15 minutes', ts, timestamptz '2000-01-01 00:00+00')) AS last_quarter
   FROM flights_plain GROUP BY origin;

@@ -1,0 +1,91 @@
+-- Select-list expressions over aggregates and keys, and HAVING: evaluated by
+-- the executor over each group's keys and aggregate results when its row is
+-- written; a group's row is in the table exactly while it satisfies HAVING.
+CREATE EXTENSION velostream;
+CREATE EXTENSION hll;       -- Debian's postgresql-15-hll
+CREATE EXTENSION tdigest;   -- Debian's postgresql-15-tdigest
+SET TIME ZONE 'UTC';
+CREATE FOREIGN TABLE flights (ts timestamptz, delay int, distance int, origin text, destination text)
+  SERVER velostream OPTIONS (partitions '2');
+CREATE TABLE flights_plain (ts timestamptz, delay int, distance int, origin text, destination text);
+
+-- The issue's view, verbatim.
+CREATE MATERIALIZED VIEW airport_reach WITH (velostream.continuous) AS
+  SELECT origin,
+         count(DISTINCT destination) AS destinations,
+         hll_cardinality(hll_add_agg(hll_hash_text(destination))) AS destinations_approx,
+         tdigest_percentile(delay, 100, 0.99) AS p99_delay
+  FROM flights
+  GROUP BY origin;
+-- Expressions over aggregates and keys, HAVING; owned (by origin) and shared
+-- (by destination: flights routes rows by origin).
+CREATE MATERIALIZED VIEW origin_stats WITH (velostream.continuous) AS
+  SELECT origin, lower(origin) || '!' AS tag, count(*) AS n, round(avg(delay), 2) AS avg_delay,
+         count(*) * 2 AS twice, max(delay) - min(delay) AS spread,
+         CASE WHEN sum(distance) > 100000 THEN 'far' ELSE 'near' END AS reach
+  FROM flights GROUP BY origin HAVING count(*) >= 5 AND avg(delay) > 0;
+CREATE MATERIALIZED VIEW dest_stats WITH (velostream.continuous) AS
+  SELECT destination, count(*) AS n, round(avg(delay), 2) AS avg_delay, coalesce(max(delay), -1) AS worst,
+         greatest(sum(distance), 0) AS miles
+  FROM flights GROUP BY destination HAVING avg(delay) > 10 OR count(*) < 3;
+\d origin_stats
+SELECT view, owned FROM velostream.views ORDER BY view::text;
+CREATE VIEW oracle_origin_stats AS
+  SELECT origin, lower(origin) || '!' AS tag, count(*) AS n, round(avg(delay), 2) AS avg_delay,
+         count(*) * 2 AS twice, max(delay) - min(delay) AS spread,
+         CASE WHEN sum(distance) > 100000 THEN 'far' ELSE 'near' END AS reach
+  FROM flights_plain GROUP BY origin HAVING count(*) >= 5 AND avg(delay) > 0;
+CREATE VIEW oracle_dest_stats AS
+  SELECT destination, count(*) AS n, round(avg(delay), 2) AS avg_delay, coalesce(max(delay), -1) AS worst,
+         greatest(sum(distance), 0) AS miles
+  FROM flights_plain GROUP BY destination HAVING avg(delay) > 10 OR count(*) < 3;
+CREATE FUNCTION send(lo int, hi int, shift int) RETURNS void LANGUAGE sql AS $$
+  WITH r AS (SELECT timestamptz '2024-03-01' + i * interval '5 minutes' AS ts,
+                    CASE WHEN i % 9 = 0 THEN NULL ELSE (i * 31) % 90 - 30 + shift END AS delay,
+                    100 + (i * 17) % 2500 AS distance,
+                    (ARRAY['ORD', 'ATL', 'DFW', 'LAX', 'SEA', 'BOS'])[1 + i % 6] AS origin,
+                    (ARRAY['SFO', 'JFK', 'MIA', 'DEN', 'PHX'])[1 + (i * 7) % 5] AS destination
+               FROM generate_series(lo, hi) i),
+       s AS (INSERT INTO flights SELECT * FROM r)
+  INSERT INTO flights_plain SELECT * FROM r $$;
+CREATE FUNCTION differences(v regclass, o regclass) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+  EXECUTE format('SELECT count(*) FROM ((TABLE %s EXCEPT TABLE %s) UNION ALL (TABLE %s EXCEPT TABLE %s)) d',
+                 v, o, o, v) INTO n;
+  RETURN n;
+END $$;
+
+-- Each step: the views equal their batch queries. Step 2 lowers the delays,
+-- so groups leave HAVING (and step 3 brings some back).
+SELECT send(1, 40, 0);
+SELECT velostream.wait('origin_stats'), velostream.wait('dest_stats'), velostream.wait('airport_reach');
+SELECT (SELECT count(*) FROM origin_stats) AS origin_rows, differences('origin_stats', 'oracle_origin_stats'),
+       (SELECT count(*) FROM dest_stats) AS dest_rows, differences('dest_stats', 'oracle_dest_stats');
+SELECT * FROM origin_stats ORDER BY origin;
+SELECT send(41, 400, -25);
+SELECT velostream.wait('origin_stats'), velostream.wait('dest_stats'), velostream.wait('airport_reach');
+SELECT (SELECT count(*) FROM origin_stats) AS origin_rows, differences('origin_stats', 'oracle_origin_stats'),
+       (SELECT count(*) FROM dest_stats) AS dest_rows, differences('dest_stats', 'oracle_dest_stats');
+SELECT * FROM dest_stats ORDER BY destination;
+SELECT send(401, 2000, 30);
+SELECT velostream.wait('origin_stats'), velostream.wait('dest_stats'), velostream.wait('airport_reach');
+SELECT (SELECT count(*) FROM origin_stats) AS origin_rows, differences('origin_stats', 'oracle_origin_stats'),
+       (SELECT count(*) FROM dest_stats) AS dest_rows, differences('dest_stats', 'oracle_dest_stats');
+
+-- airport_reach: exact distinct counts; hll's estimate equals the batch
+-- sketch's; tdigest's p99 within 5% of the delay range of the batch digest's.
+SELECT a.origin, a.destinations = b.destinations AS distinct_equal,
+       a.destinations_approx = b.destinations_approx AS hll_equal,
+       abs(a.p99_delay - b.p99_delay) <= 0.05 * 150 AS p99_close
+FROM airport_reach a
+JOIN (SELECT origin, count(DISTINCT destination) AS destinations,
+             hll_cardinality(hll_add_agg(hll_hash_text(destination))) AS destinations_approx,
+             tdigest_percentile(delay, 100, 0.99) AS p99_delay
+      FROM flights_plain GROUP BY origin) b USING (origin)
+ORDER BY origin;
+SELECT count(*) FROM velostream.stats WHERE status <> 'running';
+
+DROP EXTENSION velostream CASCADE;
+DROP EXTENSION hll;
+DROP EXTENSION tdigest;
