@@ -108,7 +108,7 @@ CREATE VIEW oracle_distinct_by_dest AS
          stddev_samp(DISTINCT delay) AS sd_distinct, count(DISTINCT delay) FILTER (WHERE delay > 0) AS late_delays
   FROM fl_plain GROUP BY destination;
 CREATE MATERIALIZED VIEW v WITH (velostream.continuous) AS
-  SELECT origin, count(DISTINCT delay + 1) FROM fl GROUP BY origin;
+  SELECT origin, count(DISTINCT destination::bytea) FROM fl GROUP BY origin;
 \echo :LAST_ERROR_SQLSTATE
 SELECT view, owned FROM velostream.views ORDER BY view::text;
 

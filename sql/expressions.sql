@@ -9,7 +9,9 @@ CREATE FOREIGN TABLE flights (ts timestamptz, delay int, distance int, origin te
   SERVER velostream OPTIONS (partitions '2');
 CREATE TABLE flights_plain (ts timestamptz, delay int, distance int, origin text, destination text);
 
--- The issue's view, verbatim.
+-- The issue's views, verbatim. route_daily's groups are expressions (computed
+-- columns the executor evaluates), so they span partitions: flights routes
+-- rows by origin, the first plain GROUP BY column (of airport_reach).
 CREATE MATERIALIZED VIEW airport_reach WITH (velostream.continuous) AS
   SELECT origin,
          count(DISTINCT destination) AS destinations,
@@ -17,6 +19,58 @@ CREATE MATERIALIZED VIEW airport_reach WITH (velostream.continuous) AS
          tdigest_percentile(delay, 100, 0.99) AS p99_delay
   FROM flights
   GROUP BY origin;
+CREATE MATERIALIZED VIEW route_daily WITH (velostream.continuous) AS
+  SELECT origin || '-' || destination AS route,
+         date_trunc('day', ts AT TIME ZONE 'America/New_York') AS local_day,
+         CASE WHEN distance < 500 THEN 'short' WHEN distance < 1500 THEN 'medium' ELSE 'long' END AS haul,
+         count(*) AS flights,
+         count(*) FILTER (WHERE delay > 15) AS delayed,
+         round(avg(greatest(delay, 0)), 2) AS avg_delay,
+         stddev_samp(delay) AS sd_delay,
+         bool_or(delay > 120) AS any_long_delay,
+         max(ts) AS last_departure
+  FROM flights
+  WHERE origin IN ('ORD', 'ATL', 'DFW', 'LAX') AND coalesce(delay, 0) > -30
+  GROUP BY 1, 2, 3
+  HAVING count(*) >= 5;
+-- The same on a one-partition stream: the view owns its groups.
+CREATE FOREIGN TABLE flights1 (ts timestamptz, delay int, distance int, origin text, destination text)
+  SERVER velostream OPTIONS (partitions '1');
+CREATE MATERIALIZED VIEW route_daily_1 WITH (velostream.continuous) AS
+  SELECT origin || '-' || destination AS route,
+         date_trunc('day', ts AT TIME ZONE 'America/New_York') AS local_day,
+         CASE WHEN distance < 500 THEN 'short' WHEN distance < 1500 THEN 'medium' ELSE 'long' END AS haul,
+         count(*) AS flights,
+         count(*) FILTER (WHERE delay > 15) AS delayed,
+         round(avg(greatest(delay, 0)), 2) AS avg_delay,
+         stddev_samp(delay) AS sd_delay,
+         bool_or(delay > 120) AS any_long_delay,
+         max(ts) AS last_departure
+  FROM flights1
+  WHERE origin IN ('ORD', 'ATL', 'DFW', 'LAX') AND coalesce(delay, 0) > -30
+  GROUP BY 1, 2, 3
+  HAVING count(*) >= 5;
+CREATE VIEW oracle_route_daily AS
+  SELECT origin || '-' || destination AS route,
+         date_trunc('day', ts AT TIME ZONE 'America/New_York') AS local_day,
+         CASE WHEN distance < 500 THEN 'short' WHEN distance < 1500 THEN 'medium' ELSE 'long' END AS haul,
+         count(*) AS flights,
+         count(*) FILTER (WHERE delay > 15) AS delayed,
+         round(avg(greatest(delay, 0)), 2) AS avg_delay,
+         stddev_samp(delay) AS sd_delay,
+         bool_or(delay > 120) AS any_long_delay,
+         max(ts) AS last_departure
+  FROM flights_plain
+  WHERE origin IN ('ORD', 'ATL', 'DFW', 'LAX') AND coalesce(delay, 0) > -30
+  GROUP BY 1, 2, 3
+  HAVING count(*) >= 5;
+-- A row whose expression raises goes to velostream.errors; the stream goes on.
+CREATE MATERIALIZED VIEW per_delay WITH (velostream.continuous) AS
+  SELECT origin, sum(distance / delay) AS miles_per_delay, count(*) AS n FROM flights GROUP BY origin;
+CREATE VIEW oracle_per_delay AS
+  SELECT origin, sum(distance / delay) AS miles_per_delay, count(*) AS n
+  FROM flights_plain WHERE delay IS DISTINCT FROM 0 GROUP BY origin;
+\d route_daily
 -- Expressions over aggregates and keys, HAVING; owned (by origin) and shared
 -- (by destination: flights routes rows by origin).
 CREATE MATERIALIZED VIEW origin_stats WITH (velostream.continuous) AS
@@ -46,7 +100,8 @@ CREATE FUNCTION send(lo int, hi int, shift int) RETURNS void LANGUAGE sql AS $$
                     (ARRAY['ORD', 'ATL', 'DFW', 'LAX', 'SEA', 'BOS'])[1 + i % 6] AS origin,
                     (ARRAY['SFO', 'JFK', 'MIA', 'DEN', 'PHX'])[1 + (i * 7) % 5] AS destination
                FROM generate_series(lo, hi) i),
-       s AS (INSERT INTO flights SELECT * FROM r)
+       s AS (INSERT INTO flights SELECT * FROM r),
+       s1 AS (INSERT INTO flights1 SELECT * FROM r)
   INSERT INTO flights_plain SELECT * FROM r $$;
 CREATE FUNCTION differences(v regclass, o regclass) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE n bigint;
@@ -72,6 +127,15 @@ SELECT send(401, 2000, 30);
 SELECT velostream.wait('origin_stats'), velostream.wait('dest_stats'), velostream.wait('airport_reach');
 SELECT (SELECT count(*) FROM origin_stats) AS origin_rows, differences('origin_stats', 'oracle_origin_stats'),
        (SELECT count(*) FROM dest_stats) AS dest_rows, differences('dest_stats', 'oracle_dest_stats');
+SELECT velostream.wait('route_daily'), velostream.wait('route_daily_1'), velostream.wait('per_delay');
+SELECT view, owned FROM velostream.views WHERE view::text LIKE 'route_daily%' ORDER BY 1;
+SELECT (SELECT count(*) FROM route_daily) AS routes, differences('route_daily', 'oracle_route_daily'),
+       differences('route_daily_1', 'oracle_route_daily') AS differences_owned,
+       differences('per_delay', 'oracle_per_delay') AS per_delay_differences;
+SELECT count(*) AS dead_letters, min(reason) AS reason,
+       count(*) = (SELECT count(*) FROM flights_plain WHERE delay = 0) AS one_per_bad_row
+FROM velostream.errors;
+SELECT payload FROM velostream.errors ORDER BY payload LIMIT 2;
 
 -- airport_reach: exact distinct counts; hll's estimate equals the batch
 -- sketch's; tdigest's p99 within 5% of the delay range of the batch digest's.

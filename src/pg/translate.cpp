@@ -9,8 +9,23 @@ namespace eng = velostream::engine;
 
 namespace {
 
+// The view being translated: describe() shows its computed columns as the
+// expressions they hold.
+ViewDesc* describing = nullptr;
+
+Node* uncompute_mutator(Node* n, void* arg) {
+  if (n == nullptr) return nullptr;
+  ViewDesc* d = static_cast<ViewDesc*>(arg);
+  if (IsA(n, Var) && ((Var*)n)->varno == 1 && ((Var*)n)->varattno > d->stream_columns &&
+      ((Var*)n)->varattno <= d->stream_columns + d->ncomputed)
+    return (Node*)copyObjectImpl(d->computed[((Var*)n)->varattno - d->stream_columns - 1]);
+  return expression_tree_mutator(n, reinterpret_cast<Node* (*)()>(reinterpret_cast<void (*)(void)>(uncompute_mutator)),
+                                 arg);
+}
+
 // Names a construct in an error message the way the user wrote it.
 char* describe(Node* expr, Query* query) {
+  if (describing != nullptr && describing->ncomputed > 0) expr = uncompute_mutator(expr, describing);
   RangeTblEntry* rte = static_cast<RangeTblEntry*>(linitial(query->rtable));
   List* ctx = deparse_context_for(get_rel_name(rte->relid), rte->relid);
   return deparse_expression(expr, ctx, false, false);
@@ -288,6 +303,74 @@ eng::KeySpec translate_key(Node* expr, Query* query) {
   unsupported("this GROUP BY expression", expr, query, "GROUP BY columns and tumble(column, interval).");
 }
 
+// A Var reading a computed column (pg/computed.h) holding `expr`, an
+// expression over the stream's columns the engine has no native code for:
+// an equal one already added, or a new one. `what` names the construct in
+// errors. The expression must be IMMUTABLE and of a type the engine stores.
+Var* computed_var(ViewDesc* d, Node* expr, Query* query, const char* what) {
+  Oid t = exprType(expr);
+  eng::Type storage;
+  if (!velostream_engine_type(t, &storage) || t == BPCHAROID)
+    unsupported(psprintf("%s of type %s", what, format_type_be(t)), expr, query, nullptr);
+  if (contain_mutable_functions(expr))
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("functions that are not IMMUTABLE are not supported in a continuous view: %s",
+                           describe(expr, query)),
+                    errdetail("A continuous view must give the same result whenever its rows are counted, "
+                              "whatever the settings (TimeZone, DateStyle) of the worker evaluating it.")));
+  Node* planned = (Node*)expression_planner((Expr*)copyObjectImpl(expr));
+  int i = 0;
+  for (; i < d->ncomputed; ++i)
+    if (equal(planned, d->computed[i])) break;
+  if (i == d->ncomputed) {
+    d->computed = d->computed == nullptr ? (Node**)palloc(sizeof(Node*) * 8)
+                                         : (Node**)repalloc(d->computed, sizeof(Node*) * (d->ncomputed + 8));
+    d->computed[d->ncomputed++] = planned;
+  }
+  return makeVar(1, (AttrNumber)(d->stream_columns + i + 1), t, exprTypmod(expr), exprCollation(expr), 0);
+}
+
+// Translates `n` (WHERE or FILTER) into *p with the engine's own predicate
+// if it can, else into a test of a computed boolean column.
+void translate_condition(ViewDesc* d, Node* n, Query* query, eng::Predicate* p, const char* what) {
+  bool native = false;
+  MemoryContext cxt = CurrentMemoryContext;
+  PG_TRY();
+  {
+    translate_predicate(n, query, p);
+    native = true;
+  }
+  PG_CATCH();
+  {
+    MemoryContextSwitchTo(cxt);
+    FlushErrorState();
+  }
+  PG_END_TRY();
+  if (native) return;
+  *p = eng::Predicate();
+  translate_predicate((Node*)computed_var(d, n, query, what), query, p);
+}
+
+// Replaces the arguments of aggregate `a` that are expressions of a type the
+// engine stores by computed columns (so native aggregates and PostgreSQL's
+// read them as columns, and a row whose argument raises an error becomes a
+// dead letter); other arguments stay for PostgreSQL's executor.
+Aggref* computed_args(ViewDesc* d, Aggref* a, Query* query) {
+  Aggref* copy = (Aggref*)copyObjectImpl(a);
+  ListCell* lc;
+  foreach (lc, copy->args) {
+    TargetEntry* tle = (TargetEntry*)lfirst(lc);
+    Node* e = (Node*)tle->expr;
+    while (IsA(e, RelabelType)) e = (Node*)((RelabelType*)e)->arg;
+    eng::Type storage;
+    if (IsA(e, Var) || IsA(e, Const) || !velostream_engine_type(exprType(e), &storage) ||
+        exprType(e) == BPCHAROID || contain_mutable_functions(e))
+      continue;
+    tle->expr = (Expr*)computed_var(d, (Node*)tle->expr, query, "an aggregate argument");
+  }
+  return copy;
+}
+
 // The native implementation of aggregate `a`, if the engine has one: count,
 // sum, avg, min and max of pg_catalog over one plain column of a type they
 // handle natively. Sets col->agg and *spec; false otherwise.
@@ -333,30 +416,26 @@ bool translate_native_agg(Aggref* a, ViewColumn* col, eng::AggSpec* spec, Query*
   return true;
 }
 
-eng::AggSpec translate_agg(Aggref* a, ViewColumn* col, Query* query);
+eng::AggSpec translate_agg(ViewDesc* d, Aggref* a, ViewColumn* col, Query* query);
 
 // agg(DISTINCT column): a set of the group's values as the partial state
 // (engine/aggregate.h make_distinct_aggregate), finalised by the aggregate
 // without DISTINCT.
-eng::AggSpec translate_distinct_agg(Aggref* a, ViewColumn* col, Query* query) {
+eng::AggSpec translate_distinct_agg(ViewDesc* d, Aggref* a, ViewColumn* col, Query* query) {
   Node* arg = list_length(a->args) == 1 ? (Node*)((TargetEntry*)linitial(a->args))->expr : nullptr;
   while (arg != nullptr && IsA(arg, RelabelType)) arg = (Node*)((RelabelType*)arg)->arg;
   eng::Type type;
   if (arg == nullptr || !IsA(arg, Var) || !velostream_engine_type(exprType(arg), &type) ||
       exprType(arg) == BPCHAROID)
-    unsupported("DISTINCT inside an aggregate over anything but one plain column", (Node*)a, query,
-                "Write agg(DISTINCT column).");
+    unsupported("DISTINCT inside an aggregate over this argument", (Node*)a, query,
+                "DISTINCT takes one argument of a type such as integer, numeric, text, date or timestamp.");
   if (type == eng::Type::kText && !get_collation_isdeterministic(exprCollation(arg)))
     unsupported("DISTINCT over text with a nondeterministic collation", (Node*)a, query, nullptr);
-  if (a->aggfilter != NULL) {
-    eng::Predicate probe;
-    translate_predicate((Node*)a->aggfilter, query, &probe);  // raises if the engine cannot evaluate it
-  }
   Aggref* inner = (Aggref*)copyObjectImpl(a);
   inner->aggdistinct = NIL;
   inner->aggorder = NIL;
   inner->aggfilter = NULL;
-  eng::AggSpec in = translate_agg(inner, col, query);
+  eng::AggSpec in = translate_agg(d, inner, col, query);
   std::shared_ptr<const eng::AggregateFunction> proto =
       in.func == eng::AggFunc::kExternal ? in.external : std::shared_ptr<const eng::AggregateFunction>(eng::make_native_aggregate(in));
   eng::AggSpec spec;
@@ -364,7 +443,7 @@ eng::AggSpec translate_distinct_agg(Aggref* a, ViewColumn* col, Query* query) {
   spec.external = eng::make_distinct_aggregate(proto, column_of((Var*)arg, query), type);
   if (a->aggfilter != NULL) {
     auto filter = std::make_shared<eng::Predicate>();
-    translate_predicate((Node*)a->aggfilter, query, filter.get());
+    translate_condition(d, (Node*)a->aggfilter, query, filter.get(), "a FILTER clause");
     spec.filter = filter;
   }
   col->agg = SqlAgg::kExternal;
@@ -373,7 +452,7 @@ eng::AggSpec translate_distinct_agg(Aggref* a, ViewColumn* col, Query* query) {
 
 // An aggregate of the select list: native if the engine has it, otherwise
 // PostgreSQL's own aggregate (pg_aggregate.h), which needs a combine function.
-eng::AggSpec translate_agg(Aggref* a, ViewColumn* col, Query* query) {
+eng::AggSpec translate_agg(ViewDesc* d, Aggref* a, ViewColumn* col, Query* query) {
   eng::AggSpec spec;
   if (a->aggkind != AGGKIND_NORMAL)
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -384,38 +463,27 @@ eng::AggSpec translate_agg(Aggref* a, ViewColumn* col, Query* query) {
                     errhint("For percentiles use tdigest_percentile() of the tdigest extension.")));
   if (a->aggorder != NIL && a->aggdistinct == NIL)
     unsupported("ORDER BY inside an aggregate", (Node*)a, query, nullptr);
-  if (a->aggdistinct != NIL) return translate_distinct_agg(a, col, query);
   if (contain_mutable_functions((Node*)a->args) || contain_mutable_functions((Node*)a->aggfilter))
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                     errmsg("functions that are not IMMUTABLE are not supported in a continuous view: %s",
                            describe((Node*)a, query)),
                     errdetail("A continuous view must give the same result whenever its rows are counted, "
                               "whatever the settings (TimeZone, DateStyle) of the worker evaluating it.")));
-  // FILTER (WHERE ...): the engine's own predicate when it can evaluate it,
-  // otherwise the whole aggregate runs through PostgreSQL (which evaluates
-  // the filter with the executor).
-  bool native_filter = a->aggfilter == NULL;
+  Aggref* original = a;  // errors describe what the user wrote
+  a = computed_args(d, a, query);
+  if (a->aggdistinct != NIL) return translate_distinct_agg(d, a, col, query);
+  // FILTER (WHERE ...): the engine's predicate (over a computed column when
+  // it cannot evaluate the clause itself), applied before the aggregate.
   if (a->aggfilter != NULL) {
     auto filter = std::make_shared<eng::Predicate>();
-    MemoryContext cxt = CurrentMemoryContext;
-    PG_TRY();
-    {
-      translate_predicate((Node*)a->aggfilter, query, filter.get());
-      native_filter = true;
-    }
-    PG_CATCH();
-    {
-      MemoryContextSwitchTo(cxt);
-      FlushErrorState();
-    }
-    PG_END_TRY();
-    if (native_filter) spec.filter = filter;
+    translate_condition(d, (Node*)a->aggfilter, query, filter.get(), "a FILTER clause");
+    spec.filter = filter;
+    a->aggfilter = NULL;  // (a is computed_args's copy)
   }
-  if (native_filter && translate_native_agg(a, col, &spec, query)) return spec;
-  spec.filter.reset();
+  if (translate_native_agg(a, col, &spec, query)) return spec;
   col->agg = SqlAgg::kExternal;
   spec.func = eng::AggFunc::kExternal;
-  spec.external = velostream_pg_aggregate(a, describe((Node*)a, query));
+  spec.external = velostream_pg_aggregate(a, describe((Node*)original, query));
   return spec;
 }
 
@@ -443,7 +511,7 @@ int add_agg(GroupRow* row, Aggref* a, ViewColumn* col) {
   ViewColumn hidden = {};
   hidden.name = pstrdup("?aggregate?");
   hidden.type = a->aggtype;
-  d->plan->aggs.push_back(translate_agg(a, col ? col : &hidden, row->query));
+  d->plan->aggs.push_back(translate_agg(d, a, col ? col : &hidden, row->query));
   d->agg_type[d->naggs] = a->aggtype;
   d->agg_column[d->naggs] = -1;
   row->aggrefs = lappend(row->aggrefs, a);
@@ -481,6 +549,7 @@ char* velostream_key_index_expr(const char* quoted_name, Oid type) {
 }
 
 ViewDesc* velostream_translate_query(Query* query) {
+  describing = nullptr;
   if (query->commandType != CMD_SELECT || query->utilityStmt != NULL)
     unsupported("a statement other than SELECT", nullptr, query, nullptr);
   if (list_length(query->rtable) != 1 || list_length(query->jointree->fromlist) != 1 ||
@@ -514,6 +583,13 @@ ViewDesc* velostream_translate_query(Query* query) {
 
   ViewDesc* d = (ViewDesc*)palloc0(sizeof(ViewDesc));
   d->stream = rte->relid;
+  {
+    HeapTuple tup = SearchSysCache1(RELOID, ObjectIdGetDatum(rte->relid));
+    if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for relation %u", rte->relid);
+    d->stream_columns = ((Form_pg_class)GETSTRUCT(tup))->relnatts;
+    ReleaseSysCache(tup);
+  }
+  describing = d;
   d->plan = new eng::ViewPlan();
   velostream_on_context_reset(CurrentMemoryContext, delete_plan, d->plan);
 
@@ -546,7 +622,11 @@ ViewDesc* velostream_translate_query(Query* query) {
     if (tle->ressortgroupref != 0 && get_sortgroupref_clause_noerr(tle->ressortgroupref, query->groupClause)) {
       col->is_key = true;
       col->index = d->nkeys;
-      d->plan->keys.push_back(translate_key((Node*)tle->expr, query));
+      Node* key = (Node*)tle->expr;
+      while (IsA(key, RelabelType)) key = (Node*)((RelabelType*)key)->arg;
+      if (!IsA(key, Var) && !(IsA(key, FuncExpr) && is_tumble(((FuncExpr*)key)->funcid)))
+        key = (Node*)computed_var(d, (Node*)tle->expr, query, "a GROUP BY expression");
+      d->plan->keys.push_back(translate_key(key, query));
       d->key_column[d->nkeys++] = d->ncolumns;
       row.keys = lappend(row.keys, tle->expr);
     }
@@ -581,7 +661,27 @@ ViewDesc* velostream_translate_query(Query* query) {
   }
   if (query->jointree->quals != NULL) {
     d->plan->filter.emplace();
-    translate_predicate(query->jointree->quals, query, &*d->plan->filter);
+    translate_condition(d, query->jointree->quals, query, &*d->plan->filter, "a WHERE clause");
   }
+  if (d->ncomputed > 0) {
+    // Rows whose computed columns could not be evaluated (validity column 0)
+    // are not the view's: they went to velostream.errors.
+    eng::Predicate valid;
+    valid.kind = eng::Predicate::Kind::kCompare;
+    valid.op = eng::CmpOp::kEq;
+    valid.domain = eng::CmpDomain::kInt;
+    valid.lhs_col = d->stream_columns + d->ncomputed;
+    valid.rhs_const.i = 1;
+    if (d->plan->filter) {
+      eng::Predicate both;
+      both.kind = eng::Predicate::Kind::kAnd;
+      both.children.push_back(valid);
+      both.children.push_back(std::move(*d->plan->filter));
+      d->plan->filter = std::move(both);
+    } else {
+      d->plan->filter = std::move(valid);
+    }
+  }
+  describing = nullptr;
   return d;
 }

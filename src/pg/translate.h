@@ -43,6 +43,13 @@ struct ViewDesc {
   // attribute nkeys + a + 1 is aggregate a (Vars of varno 1), evaluated by
   // the executor for every row written (flush.cpp).
   Node* having;          ///< HAVING over the group row, or NULL
+  // Computed columns (pg/computed.h): expressions over the stream's columns
+  // the engine reads as columns stream_columns + i; column stream_columns +
+  // ncomputed is 1 for rows whose expressions all evaluated (the plan's
+  // filter requires it).
+  int stream_columns;    ///< the stream's number of columns
+  int ncomputed;
+  Node** computed;       ///< planned expressions (Vars of varno 1 are stream columns)
   bool has_exprs;        ///< some column is an expression
   void* compiled;        ///< flush.cpp's compiled expressions, built on first use
   velostream::engine::ViewPlan* plan;

@@ -110,3 +110,44 @@ Datum velostream_final_datum(const eng::Value& v, Oid type, bool* isnull) {
   }
   return (Datum)0;
 }
+
+Datum velostream_column_datum(const eng::Column& c, size_t row, Oid type, bool* isnull) {
+  *isnull = c.null[row] != 0;
+  if (*isnull) return (Datum)0;
+  switch (c.type) {
+    case eng::Type::kInt64: return velostream_value_datum(type, c.i64[row], 0, eng::Decimal(), nullptr, 0);
+    case eng::Type::kFloat64: return velostream_value_datum(type, 0, c.f64[row], eng::Decimal(), nullptr, 0);
+    case eng::Type::kNumeric: return velostream_value_datum(type, 0, 0, c.dec[row], nullptr, 0);
+    case eng::Type::kText:
+      return velostream_value_datum(type, 0, 0, eng::Decimal(), c.str[row].data(), c.str[row].size());
+  }
+  return (Datum)0;
+}
+
+bool velostream_datum_to_column(Datum v, bool isnull, Oid type, eng::Column* c, size_t row, eng::Arena* arena) {
+  c->null[row] = isnull ? 1 : 0;
+  if (isnull) return true;
+  switch (c->type) {
+    case eng::Type::kInt64:
+    case eng::Type::kFloat64: {
+      int64_t i = 0;
+      double f = 0;
+      velostream_datum_fixed(type, v, &i, &f);
+      if (c->type == eng::Type::kInt64) c->i64[row] = i;
+      else c->f64[row] = f;
+      return true;
+    }
+    case eng::Type::kNumeric: {
+      char* text = DatumGetCString(DirectFunctionCall1(numeric_out, v));
+      bool ok = eng::Decimal::parse(text, &c->dec[row]);
+      pfree(text);
+      return ok;
+    }
+    case eng::Type::kText: {
+      text* t = DatumGetTextPP(v);
+      c->str[row] = arena->copy(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+      return true;
+    }
+  }
+  return false;
+}

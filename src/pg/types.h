@@ -50,3 +50,14 @@ bool velostream_datum_fixed(Oid type, Datum v, int64_t* i, double* f);
 /// Datum as is. Sets *isnull for a NULL value. Allocates in the current
 /// memory context.
 Datum velostream_final_datum(const velostream::engine::Value& v, Oid type, bool* isnull);
+
+/// The Datum of row `row` of batch column `c`, as SQL type `type` (the
+/// column's, or a binary-compatible one); *isnull for NULL. Allocates text
+/// and numeric values in the current memory context.
+Datum velostream_column_datum(const velostream::engine::Column& c, size_t row, Oid type, bool* isnull);
+
+/// Stores Datum `v` of native SQL type `type` into row `row` of column `c`
+/// (of that type's storage; sized already): text copied into `arena`.
+/// Returns false if a numeric does not fit the engine's 38 digits.
+bool velostream_datum_to_column(Datum v, bool isnull, Oid type, velostream::engine::Column* c, size_t row,
+                                velostream::engine::Arena* arena);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/batch_codec.h"
+#include "pg/computed.h"
 #include "pg/flush.h"
 #include "pg/kafka_source.h"
 #include "pg/translate.h"
@@ -66,7 +67,8 @@ struct WorkerView {
   bool has_restored;
   eng::StartSnapshot* restored;
   bool restoring;
-  bool runs_functions;         // has an aggregate PostgreSQL runs (pg_aggregate.h)
+  bool runs_functions;         // has an aggregate PostgreSQL runs (pg_aggregate.h) or computed columns
+  ComputedColumns* computed;   // its computed columns (pg/computed.h), or NULL
 };
 
 // Changelog compaction: a snapshot of all groups replaces the changelog
@@ -398,6 +400,8 @@ WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* quer
   Query* query = (Query*)stringToNode(query_tree);
   v->desc = velostream_translate_query(query);
   for (const eng::AggSpec& a : v->desc->plan->aggs) v->runs_functions |= a.func == eng::AggFunc::kExternal;
+  v->computed = velostream_compile_computed(v->desc, column_types);
+  v->runs_functions |= v->computed != nullptr || v->desc->has_exprs || v->desc->having != nullptr;
   // Local streams: rows committed before the view was created are not its
   // own. A Kafka view starts at the stream's current offsets instead.
   if (kafka == nullptr) parse_snapshot(snapshot, &v->desc->plan->start);
@@ -505,8 +509,15 @@ void refresh_views() {
   if (changed && kafka == nullptr) {
     // Decode only the columns some view reads (a Kafka message is decoded
     // whole, so that a bad value in any column makes it a dead letter).
-    std::fill(used->begin(), used->end(), 0);
-    foreach (lc, views) eng::mark_used_columns(*((WorkerView*)lfirst(lc))->desc->plan, used);
+    // (room for the computed columns the plans also name)
+    int extra = 0;
+    foreach (lc, views) extra = Max(extra, ((WorkerView*)lfirst(lc))->desc->ncomputed + 1);
+    used->assign(ncolumns + extra, 0);
+    foreach (lc, views) {
+      WorkerView* v = (WorkerView*)lfirst(lc);
+      eng::mark_used_columns(*v->desc->plan, used);
+      if (v->computed != nullptr) velostream_computed_mark_used(v->computed, used);
+    }
     for (int c = 0; c < ncolumns; ++c) {
       eng::Column& col = batch->columns[c];
       col.used = (*used)[c] != 0;
@@ -531,25 +542,6 @@ void consume_batch(WorkerView* v, char* error, size_t error_len) {
   }
 }
 
-void feed_views(size_t rows) {
-  batch->rows = rows;
-  batch->xid.resize(rows);
-  if (rows == 0) return;
-  char error[256] = "";
-  ListCell* lc;
-  foreach (lc, views) {
-    WorkerView* v = (WorkerView*)lfirst(lc);
-    if (restored_batch_xid >= 0 && !(v->has_restored && !v->restored->visible(restored_batch_xid))) continue;
-    OwnerContext owner;
-    enter_owner(v, &owner);
-    consume_batch(v, error, sizeof(error));
-    leave_owner(owner);
-    if (error[0])
-      ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
-                      errmsg("velostream: continuous view \"%s\" failed: %s", get_rel_name(v->view), error)));
-  }
-}
-
 void dead_letter(const char* payload, const char* reason) {
   Oid argtypes[4] = {OIDOID, INT4OID, TEXTOID, TEXTOID};
   Datum args[4] = {ObjectIdGetDatum(stream_oid), Int32GetDatum(partition_no), CStringGetTextDatum(payload),
@@ -558,11 +550,83 @@ void dead_letter(const char* payload, const char* reason) {
                         4, argtypes, args, NULL, false, 0);
 }
 
+// A row a view's computed columns could not be evaluated for: a dead letter
+// naming the view and the error; the view skips the row, the stream goes on.
+void computed_error(const eng::RecordBatch& b, size_t row, const char* message, void* arg) {
+  WorkerView* v = static_cast<WorkerView*>(arg);
+  StringInfoData payload;
+  initStringInfo(&payload);
+  appendStringInfoChar(&payload, '(');
+  for (int c = 0; c < ncolumns; ++c) {
+    if (c) appendStringInfoChar(&payload, ',');
+    if (!b.columns[c].used) continue;
+    bool isnull;
+    Datum d = velostream_column_datum(b.columns[c], row, column_types[c], &isnull);
+    if (isnull) continue;
+    Oid out;
+    bool varlena;
+    getTypeOutputInfo(column_types[c], &out, &varlena);
+    appendStringInfoString(&payload, OidOutputFunctionCall(out, d));
+  }
+  appendStringInfoChar(&payload, ')');
+  dead_letter(payload.data, psprintf("continuous view \"%s\": %s", get_rel_name(v->view), message));
+}
+
+// Columns that hold a view's computed columns while it consumes a batch,
+// swapped in after the stream's columns and out again (decode_batch wants
+// exactly the stream's); they keep their capacity.
+std::vector<eng::Column>* spare_columns = nullptr;
+
+// Takes the computed columns out of the batch again (also after an error).
+void shrink_columns() {
+  if (spare_columns == nullptr || batch->columns.size() <= (size_t)ncolumns) return;
+  for (size_t i = ncolumns; i < batch->columns.size(); ++i)
+    std::swap(batch->columns[i], (*spare_columns)[i - ncolumns]);
+  batch->columns.resize(ncolumns);
+}
+
+void feed_views(size_t rows) {
+  batch->rows = rows;
+  batch->xid.resize(rows);
+  if (rows == 0) return;
+  char error[256] = "";
+  ListCell* lc;
+  size_t extra = 0;
+  foreach (lc, views) {
+    WorkerView* v = (WorkerView*)lfirst(lc);
+    if (v->computed != nullptr) extra = Max(extra, (size_t)v->desc->ncomputed + 1);
+  }
+  shrink_columns();  // after an error that left them in
+  if (extra > 0) {
+    if (spare_columns == nullptr) spare_columns = new std::vector<eng::Column>();
+    if (spare_columns->size() < extra) spare_columns->resize(extra);
+    batch->columns.resize(ncolumns + extra);
+    for (size_t i = 0; i < extra; ++i) std::swap(batch->columns[ncolumns + i], (*spare_columns)[i]);
+  }
+  foreach (lc, views) {
+    WorkerView* v = (WorkerView*)lfirst(lc);
+    if (restored_batch_xid >= 0 && !(v->has_restored && !v->restored->visible(restored_batch_xid))) continue;
+    OwnerContext owner;
+    enter_owner(v, &owner);
+    if (v->computed != nullptr) velostream_compute(v->computed, batch, rows, computed_error, v);
+    consume_batch(v, error, sizeof(error));
+    leave_owner(owner);
+    if (error[0]) {
+      shrink_columns();
+      ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                      errmsg("velostream: continuous view \"%s\" failed: %s", get_rel_name(v->view), error)));
+    }
+  }
+  shrink_columns();
+}
+
+
 // Decodes one log batch into `batch` (text values point into `data`).
 // Returns false with the reason in `error` if the bytes are not a batch of
 // this stream. No PostgreSQL calls: C++ objects live in this frame.
 bool decode_log_batch(const char* data, size_t len, int64_t xid, char* error, size_t error_len) {
   try {
+    shrink_columns();
     std::string why;
     if (!eng::decode_batch(data, len, batch, &why)) {
       snprintf(error, error_len, "%s", why.c_str());
