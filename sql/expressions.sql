@@ -71,6 +71,16 @@ CREATE VIEW oracle_per_delay AS
   SELECT origin, sum(distance / delay) AS miles_per_delay, count(*) AS n
   FROM flights_plain WHERE delay IS DISTINCT FROM 0 GROUP BY origin;
 \d route_daily
+-- A stream whose first view groups only by expressions routes rows by no
+-- column: its groups are shared.
+CREATE FOREIGN TABLE by_expr (origin text, delay int) SERVER velostream OPTIONS (partitions '2');
+CREATE MATERIALIZED VIEW by_expr_v WITH (velostream.continuous) AS
+  SELECT upper(origin) AS o, count(*) AS n FROM by_expr GROUP BY upper(origin);
+SELECT v.owned, s.route_column, v.key_columns FROM velostream.views v JOIN velostream.streams s USING (stream)
+WHERE v.view = 'by_expr_v'::regclass;
+INSERT INTO by_expr VALUES ('ord', 1), ('ORD', 2), ('atl', 3), (NULL, 4);
+SELECT velostream.wait('by_expr_v');
+SELECT * FROM by_expr_v ORDER BY o;
 -- Expressions over aggregates and keys, HAVING; owned (by origin) and shared
 -- (by destination: flights routes rows by origin).
 CREATE MATERIALIZED VIEW origin_stats WITH (velostream.continuous) AS

@@ -189,7 +189,7 @@ static void register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
     if (!has_views && restore == nullptr) {
       route_null = true;
       for (int k = 0; k < d->nkeys && route_null; ++k)
-        if (d->plan->keys[k].tumble_size == 0) {
+        if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column < d->stream_columns) {  // not computed
           route = d->plan->keys[k].column + 1;
           route_null = false;
         }
@@ -214,7 +214,9 @@ static void register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
     }
     owned = nparts == 1;
     for (int k = 0; k < d->nkeys && !route_null; ++k)
-      if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column + 1 == route) owned = true;
+      if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column < d->stream_columns &&
+          d->plan->keys[k].column + 1 == route)
+        owned = true;
   }
   if (restore != nullptr && owned != restore->owned)
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -247,7 +249,8 @@ static void register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
   Datum* keycols = (Datum*)palloc(sizeof(Datum) * (d->nkeys + 1));
   int nkeycols = 0;
   for (int k = 0; k < d->nkeys; ++k)
-    if (d->plan->keys[k].tumble_size == 0) keycols[nkeycols++] = Int16GetDatum(d->plan->keys[k].column + 1);
+    if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column < d->stream_columns)  // not computed
+      keycols[nkeycols++] = Int16GetDatum(d->plan->keys[k].column + 1);
   ArrayType* keyarr = construct_array(keycols, nkeycols, INT2OID, 2, true, TYPALIGN_SHORT);
   Oid argtypes[11] = {OIDOID,  OIDOID,  OIDOID,  TEXTOID, TEXTOID,       INT2ARRAYOID,
                      BOOLOID, TEXTOID, BOOLOID, TEXTOID, TIMESTAMPTZOID};

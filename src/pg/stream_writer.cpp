@@ -193,7 +193,8 @@ StreamWriter* velostream_writer_begin(Relation rel) {
   w->types = (Oid*)palloc(sizeof(Oid) * w->natts);
   w->engine_types = (eng::Type*)palloc(sizeof(eng::Type) * w->natts);
   w->stored = (bool*)palloc(sizeof(bool) * w->natts);
-  w->staged = (StagedValue*)palloc0(sizeof(StagedValue) * w->natts);
+  // StagedValue holds a Decimal (128-bit, 16-byte aligned); palloc aligns to 8.
+  w->staged = (StagedValue*)TYPEALIGN(alignof(StagedValue), palloc0(sizeof(StagedValue) * w->natts + alignof(StagedValue)));
   w->to_free = (Pointer*)palloc0(sizeof(Pointer) * w->natts);
   for (int c = 0; c < w->natts; ++c) {
     Form_pg_attribute att = TupleDescAttr(desc, c);
