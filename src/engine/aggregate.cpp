@@ -1,5 +1,7 @@
 #include "engine/aggregate.h"
 
+#include "engine/bytes.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -10,49 +12,16 @@
 namespace velostream::engine {
 namespace {
 
+using bytes::get;
+using bytes::get_varint;
+using bytes::put;
+using bytes::put_varint;
+
 // PostgreSQL's float8 order: NaN above everything, equal to itself.
 inline bool float_greater(double a, double b) {
   if (std::isnan(a)) return !std::isnan(b);
   if (std::isnan(b)) return false;
   return a > b;
-}
-
-template <typename T>
-inline void put(std::string* out, const T& v) {
-  out->append(reinterpret_cast<const char*>(&v), sizeof(T));
-}
-
-template <typename T>
-inline T get(const char*& p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  p += sizeof(T);
-  return v;
-}
-
-// Counts and integer sums as zigzag LEB128 varints: most are small, and the
-// changelog is written at every flush.
-void put_varint(std::string* out, __int128 v) {
-  unsigned __int128 z = (static_cast<unsigned __int128>(v) << 1) ^ static_cast<unsigned __int128>(v >> 127);
-  while (z >= 0x80) {
-    out->push_back(static_cast<char>(static_cast<uint8_t>(z) | 0x80));
-    z >>= 7;
-  }
-  out->push_back(static_cast<char>(z));
-}
-
-bool get_varint(const char*& p, const char* end, __int128* v) {
-  unsigned __int128 z = 0;
-  for (int shift = 0; shift < 133; shift += 7) {
-    if (p == end) return false;
-    uint8_t b = static_cast<uint8_t>(*p++);
-    z |= static_cast<unsigned __int128>(b & 0x7F) << shift;
-    if (!(b & 0x80)) {
-      *v = static_cast<__int128>(z >> 1) ^ -static_cast<__int128>(z & 1);
-      return true;
-    }
-  }
-  return false;
 }
 
 constexpr const char* kNumericOverflow = "numeric sum exceeds 38 significant digits";

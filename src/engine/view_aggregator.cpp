@@ -1,5 +1,7 @@
 #include "engine/view_aggregator.h"
 
+#include "engine/bytes.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -10,18 +12,10 @@
 namespace velostream::engine {
 namespace {
 
-template <typename T>
-inline void put(std::string* out, const T& v) {
-  out->append(reinterpret_cast<const char*>(&v), sizeof(T));
-}
-
-template <typename T>
-inline T get(const char*& p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  p += sizeof(T);
-  return v;
-}
+using bytes::get;
+using bytes::get_varint;
+using bytes::put;
+using bytes::put_varint;
 
 }  // namespace
 
