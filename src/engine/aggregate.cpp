@@ -53,8 +53,7 @@ class NativeAggregate final : public AggregateFunction {
     const Column& c = in.batch->columns[column_];
     const uint8_t* nulls = c.null.data();
     switch (func_) {
-      case AggFunc::kCountStar:
-      case AggFunc::kExternal:
+      default:  // count(*) above; the others are other classes
         break;
       case AggFunc::kCount:
         for (size_t k = 0; k < m; ++k)
@@ -136,9 +135,7 @@ class NativeAggregate final : public AggregateFunction {
     AggState& s = *static_cast<AggState*>(dst_state);
     if (d.n == 0) return true;
     switch (func_) {
-      case AggFunc::kCountStar:
-      case AggFunc::kCount:
-      case AggFunc::kExternal:
+      default:  // count(*), count: only n
         break;
       case AggFunc::kSum:
       case AggFunc::kAvg:
@@ -276,10 +273,178 @@ class NativeAggregate final : public AggregateFunction {
   Type input_;
 };
 
+// bool_and / every and bool_or over a boolean column (stored 0 / 1): state
+// n (non-NULL inputs) and the running value; NULL without input. Serialised
+// as a varint n and one byte.
+class BoolAggregate final : public AggregateFunction {
+ public:
+  explicit BoolAggregate(const AggSpec& spec) : is_and_(spec.func == AggFunc::kBoolAnd), column_(spec.column) {}
+  struct State {
+    int64_t n;
+    int64_t value;
+  };
+  std::unique_ptr<AggregateFunction> clone() const override { return std::make_unique<BoolAggregate>(*this); }
+  size_t state_size() const override { return sizeof(State); }
+  void init(void* state) override { *static_cast<State*>(state) = State{0, is_and_ ? 1 : 0}; }
+  void mark_used(std::vector<uint8_t>* used) const override { (*used)[column_] = 1; }
+  bool update(const AggRows& in, char* states, size_t stride, std::string*) override {
+    const Column& c = in.batch->columns[column_];
+    for (size_t k = 0; k < in.count; ++k) {
+      const uint32_t r = in.rows[k];
+      if (c.null[r]) continue;
+      State& s = *reinterpret_cast<State*>(states + in.groups[k] * stride);
+      s.value = is_and_ ? (s.value & (c.i64[r] != 0)) : (s.value | (c.i64[r] != 0));
+      s.n++;
+    }
+    return true;
+  }
+  bool combine(const void* src, void* dst, std::string* error) override {
+    const State& a = *static_cast<const State*>(src);
+    State& s = *static_cast<State*>(dst);
+    if (a.n == 0) return true;
+    s.value = is_and_ ? (s.value & a.value) : (s.value | a.value);
+    if (__builtin_add_overflow(s.n, a.n, &s.n)) {
+      *error = "a count exceeds bigint (bigint out of range)";
+      return false;
+    }
+    return true;
+  }
+  bool serialize(const void* state, std::string* out, std::string*) override {
+    const State& s = *static_cast<const State*>(state);
+    put_varint(out, s.n);
+    out->push_back(static_cast<char>(s.value));
+    return true;
+  }
+  bool deserialize(const char*& p, const char* end, void* state, std::string* error) override {
+    State& s = *static_cast<State*>(state);
+    __int128 n;
+    if (!get_varint(p, end, &n) || n < 0 || n > std::numeric_limits<int64_t>::max() || p == end ||
+        static_cast<uint8_t>(*p) > 1) {
+      *error = "state batch is truncated or corrupt";
+      return false;
+    }
+    s.n = static_cast<int64_t>(n);
+    s.value = *p++;
+    return true;
+  }
+  bool finalize(const void* state, Value* out, std::string*) override {
+    const State& s = *static_cast<const State*>(state);
+    *out = Value();
+    if (s.n == 0) return true;
+    out->kind = Value::Kind::kInt;
+    out->i = s.value;
+    return true;
+  }
+
+ private:
+  bool is_and_;
+  int column_;
+};
+
+// var_samp / var_pop / stddev_samp / stddev_pop (variance, stddev) over a
+// float4 or float8 column, with PostgreSQL's float8_accum / float8_combine /
+// float8_var_* arithmetic (Youngs and Cramer's method, as float.c cites it):
+// state N, Sx (sum), Sxx (sum of squared differences from the mean), all
+// float8; overflow raises "value out of range: overflow" like float.c.
+// Serialised as the three doubles.
+class FloatVarianceAggregate final : public AggregateFunction {
+ public:
+  explicit FloatVarianceAggregate(const AggSpec& spec) : func_(spec.func), column_(spec.column) {}
+  struct State {
+    double n, sx, sxx;
+  };
+  std::unique_ptr<AggregateFunction> clone() const override {
+    return std::make_unique<FloatVarianceAggregate>(*this);
+  }
+  size_t state_size() const override { return sizeof(State); }
+  void init(void* state) override { *static_cast<State*>(state) = State{0, 0, 0}; }
+  void mark_used(std::vector<uint8_t>* used) const override { (*used)[column_] = 1; }
+  bool update(const AggRows& in, char* states, size_t stride, std::string* error) override {
+    const Column& c = in.batch->columns[column_];
+    for (size_t k = 0; k < in.count; ++k) {
+      const uint32_t r = in.rows[k];
+      if (c.null[r]) continue;
+      State& s = *reinterpret_cast<State*>(states + in.groups[k] * stride);
+      const double x = c.f64[r];
+      const double old_n = s.n, old_sx = s.sx;
+      s.n += 1.0;
+      s.sx += x;
+      if (old_n > 0.0) {
+        const double tmp = x * s.n - s.sx;
+        s.sxx += tmp * tmp / (s.n * old_n);
+        if (std::isinf(s.sx) || std::isinf(s.sxx)) {
+          if (!std::isinf(old_sx) && !std::isinf(x)) return overflow(error);
+          s.sxx = std::numeric_limits<double>::quiet_NaN();
+        }
+      } else if (std::isnan(x) || std::isinf(x)) {
+        s.sxx = std::numeric_limits<double>::quiet_NaN();
+      }
+    }
+    return true;
+  }
+  bool combine(const void* src, void* dst, std::string* error) override {
+    const State& b = *static_cast<const State*>(src);
+    State& a = *static_cast<State*>(dst);
+    if (b.n == 0.0) return true;
+    if (a.n == 0.0) {
+      a = b;
+      return true;
+    }
+    const double n = a.n + b.n;
+    const double sx = a.sx + b.sx;
+    if (std::isinf(sx) && !std::isinf(a.sx) && !std::isinf(b.sx)) return overflow(error);
+    const double tmp = a.sx / a.n - b.sx / b.n;
+    const double sxx = a.sxx + b.sxx + a.n * b.n * tmp * tmp / n;
+    if (std::isinf(sxx) && !std::isinf(a.sxx) && !std::isinf(b.sxx)) return overflow(error);
+    a = State{n, sx, sxx};
+    return true;
+  }
+  bool serialize(const void* state, std::string* out, std::string*) override {
+    put(out, *static_cast<const State*>(state));
+    return true;
+  }
+  bool deserialize(const char*& p, const char* end, void* state, std::string* error) override {
+    if (static_cast<size_t>(end - p) < sizeof(State)) {
+      *error = "state batch is truncated or corrupt";
+      return false;
+    }
+    *static_cast<State*>(state) = get<State>(p);
+    return true;
+  }
+  bool finalize(const void* state, Value* out, std::string*) override {
+    const State& s = *static_cast<const State*>(state);
+    *out = Value();
+    const bool samp = func_ == AggFunc::kVarSamp || func_ == AggFunc::kStddevSamp;
+    if (s.n == 0.0 || (samp && s.n <= 1.0)) return true;  // NULL, as float8_var_samp / _pop
+    double v = s.sxx <= 0.0 ? 0.0 : s.sxx / (samp ? s.n - 1.0 : s.n);  // roundoff never makes it negative
+    if (std::isnan(s.sxx)) v = s.sxx;
+    if (func_ == AggFunc::kStddevSamp || func_ == AggFunc::kStddevPop) v = std::sqrt(v);
+    out->kind = Value::Kind::kFloat;
+    out->f = v;
+    return true;
+  }
+
+ private:
+  static bool overflow(std::string* error) {
+    *error = "value out of range: overflow";
+    return false;
+  }
+  AggFunc func_;
+  int column_;
+};
+
 }  // namespace
 
 std::unique_ptr<AggregateFunction> make_native_aggregate(const AggSpec& spec) {
-  return std::make_unique<NativeAggregate>(spec);
+  switch (spec.func) {
+    case AggFunc::kBoolAnd:
+    case AggFunc::kBoolOr: return std::make_unique<BoolAggregate>(spec);
+    case AggFunc::kVarSamp:
+    case AggFunc::kVarPop:
+    case AggFunc::kStddevSamp:
+    case AggFunc::kStddevPop: return std::make_unique<FloatVarianceAggregate>(spec);
+    default: return std::make_unique<NativeAggregate>(spec);
+  }
 }
 
 namespace {

@@ -23,7 +23,12 @@ namespace velostream::engine {
 
 /// The engine's native aggregates, and kExternal: an implementation the glue
 /// layer supplies (AggSpec::external).
-enum class AggFunc : uint8_t { kCountStar, kCount, kSum, kAvg, kMin, kMax, kExternal };
+enum class AggFunc : uint8_t {
+  kCountStar, kCount, kSum, kAvg, kMin, kMax,
+  kBoolAnd, kBoolOr,                              ///< bool_and / every, bool_or over a boolean column
+  kVarSamp, kVarPop, kStddevSamp, kStddevPop,     ///< over a float4 / float8 column (float8 results)
+  kExternal
+};
 
 class AggregateFunction;
 

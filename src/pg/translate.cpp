@@ -408,6 +408,20 @@ bool translate_native_agg(Aggref* a, ViewColumn* col, eng::AggSpec* spec, Query*
   } else if ((strcmp(name, "min") == 0 || strcmp(name, "max") == 0) && st->ordered) {
     col->agg = strcmp(name, "min") == 0 ? SqlAgg::kMin : SqlAgg::kMax;
     spec->func = strcmp(name, "min") == 0 ? eng::AggFunc::kMin : eng::AggFunc::kMax;
+  } else if (t == BOOLOID && (strcmp(name, "bool_and") == 0 || strcmp(name, "every") == 0 ||
+                              strcmp(name, "bool_or") == 0)) {
+    col->agg = SqlAgg::kOther;
+    spec->func = strcmp(name, "bool_or") == 0 ? eng::AggFunc::kBoolOr : eng::AggFunc::kBoolAnd;
+  } else if ((t == FLOAT8OID || t == FLOAT4OID) &&
+             (strcmp(name, "var_samp") == 0 || strcmp(name, "variance") == 0 || strcmp(name, "var_pop") == 0 ||
+              strcmp(name, "stddev_samp") == 0 || strcmp(name, "stddev") == 0 ||
+              strcmp(name, "stddev_pop") == 0)) {
+    // (over integers and numeric their results are numeric: PostgreSQL runs those)
+    col->agg = SqlAgg::kOther;
+    spec->func = strcmp(name, "var_pop") == 0        ? eng::AggFunc::kVarPop
+                 : strcmp(name, "stddev_pop") == 0   ? eng::AggFunc::kStddevPop
+                 : strncmp(name, "stddev", 6) == 0   ? eng::AggFunc::kStddevSamp
+                                                     : eng::AggFunc::kVarSamp;
   } else {
     return false;
   }
@@ -446,7 +460,7 @@ eng::AggSpec translate_distinct_agg(ViewDesc* d, Aggref* a, ViewColumn* col, Que
     translate_condition(d, (Node*)a->aggfilter, query, filter.get(), "a FILTER clause");
     spec.filter = filter;
   }
-  col->agg = SqlAgg::kExternal;
+  col->agg = SqlAgg::kOther;
   return spec;
 }
 
@@ -481,7 +495,7 @@ eng::AggSpec translate_agg(ViewDesc* d, Aggref* a, ViewColumn* col, Query* query
     a->aggfilter = NULL;  // (a is computed_args's copy)
   }
   if (translate_native_agg(a, col, &spec, query)) return spec;
-  col->agg = SqlAgg::kExternal;
+  col->agg = SqlAgg::kOther;
   spec.func = eng::AggFunc::kExternal;
   spec.external = velostream_pg_aggregate(a, describe((Node*)original, query));
   return spec;

@@ -9,9 +9,10 @@
 #include "pg/pg.h"
 
 /// How one SQL aggregate maps onto the engine.
-/// kExternal: any other aggregate, run through PostgreSQL's own aggregate
-/// protocol (pg/pg_aggregate.h).
-enum class SqlAgg { kCountStar, kCount, kSum, kAvg, kMin, kMax, kExternal };
+/// The aggregates catalog 0.3 merged in SQL (velostream_convert_shared_state
+/// reads their states), and kOther: every other one (native or run through
+/// PostgreSQL's own aggregate protocol, pg/pg_aggregate.h).
+enum class SqlAgg { kCountStar, kCount, kSum, kAvg, kMin, kMax, kOther };
 
 /// One column of the view's result, in select-list order.
 struct ViewColumn {

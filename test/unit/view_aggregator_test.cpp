@@ -709,3 +709,70 @@ TEST(ViewAggregator, DistinctAggregateIsASetOfValues) {
   ASSERT_TRUE(reloaded.encode_all(&again));
   EXPECT_EQ(bytes, again);  // sets serialise sorted
 }
+
+TEST(ViewAggregator, NativeVarianceAndBoolAggregates) {
+  // var_samp, stddev_pop over miles (float8), bool_or(miles > 2) over a bool column made from it
+  ViewPlan p;
+  p.keys.push_back({kOrigin, Type::kText, 0, 0});
+  p.aggs.push_back({AggFunc::kVarSamp, kMiles, Type::kFloat64});
+  p.aggs.push_back({AggFunc::kStddevPop, kMiles, Type::kFloat64});
+  p.aggs.push_back({AggFunc::kBoolOr, kDelay, Type::kInt64});
+  p.aggs.push_back({AggFunc::kBoolAnd, kDelay, Type::kInt64});
+  const std::vector<double> xs = {1.5, 2.5, 10.0, -3.25, 7.0, 0.5};
+  ViewAggregator a(p), b(p), store(p);
+  Rows r1, r2;
+  r1.origin = {"SFO", "SFO", "SFO"};
+  r1.miles = {xs[0], xs[1], xs[2]};
+  r1.delay = {1, 1, 1};
+  r1.ts = {0, 0, 0};
+  r2.origin = {"SFO", "SFO", "SFO"};
+  r2.miles = {xs[3], xs[4], xs[5]};
+  r2.delay = {0, 1, 0};
+  r2.ts = {0, 0, 0};
+  RecordBatch b1, b2;
+  fill(r1, &b1);
+  fill(r2, &b2);
+  ASSERT_TRUE(a.consume(b1));
+  ASSERT_TRUE(b.consume(b2));
+  std::vector<uint32_t> groups;
+  std::vector<uint8_t> created;
+  ASSERT_TRUE(store.merge(a, &groups, &created));
+  ASSERT_TRUE(store.merge(b, &groups, &created));
+  double mean = 0;
+  for (double x : xs) mean += x;
+  mean /= xs.size();
+  double ss = 0;
+  for (double x : xs) ss += (x - mean) * (x - mean);
+  Value v;
+  ASSERT_TRUE(store.finalize(0, 0, &v));
+  EXPECT_NEAR(v.f, ss / (xs.size() - 1), 1e-12);
+  ASSERT_TRUE(store.finalize(0, 1, &v));
+  EXPECT_NEAR(v.f, std::sqrt(ss / xs.size()), 1e-12);
+  ASSERT_TRUE(store.finalize(0, 2, &v));
+  EXPECT_EQ(v.kind, Value::Kind::kInt);
+  EXPECT_EQ(v.i, 1);
+  ASSERT_TRUE(store.finalize(0, 3, &v));
+  EXPECT_EQ(v.i, 0);
+  // one input: var_samp is NULL, stddev_pop 0
+  ViewAggregator one(p);
+  Rows r3;
+  r3.origin = {"LAX"};
+  r3.miles = {4.0};
+  r3.delay = {1};
+  r3.ts = {0};
+  RecordBatch b3;
+  fill(r3, &b3);
+  ASSERT_TRUE(one.consume(b3));
+  ASSERT_TRUE(one.finalize(0, 0, &v));
+  EXPECT_EQ(v.kind, Value::Kind::kNull);
+  ASSERT_TRUE(one.finalize(0, 1, &v));
+  EXPECT_EQ(v.f, 0.0);
+  // the changelog bytes round-trip
+  std::string bytes, again;
+  ASSERT_TRUE(store.encode_all(&bytes));
+  ViewAggregator reloaded(p);
+  std::string error;
+  ASSERT_TRUE(reloaded.load_groups(bytes.data(), bytes.size(), &error)) << error;
+  ASSERT_TRUE(reloaded.encode_all(&again));
+  EXPECT_EQ(bytes, again);
+}
