@@ -73,7 +73,13 @@ Q[fl_hourly]="SELECT tumble(ts, interval '1 hour') AS hour, count(*) AS n, avg(d
 Q[kf_by_origin]="SELECT origin, count(*) AS n, avg(delay) AS avg_delay, sum(distance) AS miles FROM %s GROUP BY origin"
 # created after a restore: must not count the rows committed before it
 Q[fl_new]="SELECT dest, count(*) AS n, sum(delay) AS total_delay FROM %s GROUP BY dest"
-FL_VIEWS="fl_by_origin fl_by_dest fl_hourly"
+# issue 9's constructs: PostgreSQL-run aggregates, DISTINCT, expressions and
+# HAVING in an owned view (by origin) and a shared one (expression key)
+Q[fl_spread]="SELECT origin, stddev_samp(delay) AS sd, min(dest) AS first_dest, count(DISTINCT dest) AS dests,
+  round(avg(greatest(delay, 0)), 2) AS avg_late FROM %s GROUP BY origin HAVING count(*) > 2"
+Q[fl_routes]="SELECT origin || '-' || dest AS route, count(*) FILTER (WHERE coalesce(delay, 0) > 10) AS late,
+  bool_or(delay > 60) AS any_long, stddev_samp(distance) AS sd FROM %s GROUP BY 1"
+FL_VIEWS="fl_by_origin fl_by_dest fl_hourly fl_spread fl_routes"
 
 # same VIEW WHAT: VIEW equals its batch query (view truth_VIEW), EXCEPT ALL both ways.
 same() {
