@@ -75,9 +75,9 @@ Q[kf_by_origin]="SELECT origin, count(*) AS n, avg(delay) AS avg_delay, sum(dist
 Q[fl_new]="SELECT dest, count(*) AS n, sum(delay) AS total_delay FROM %s GROUP BY dest"
 # issue 9's constructs: PostgreSQL-run aggregates, DISTINCT, expressions and
 # HAVING in an owned view (by origin) and a shared one (expression key)
-Q[fl_spread]="SELECT origin, stddev_samp(delay) AS sd, min(dest) AS first_dest, count(DISTINCT dest) AS dests,
+Q[fl_spread]="SELECT origin, count(*) AS n, stddev_samp(delay) AS sd, min(dest) AS first_dest, count(DISTINCT dest) AS dests,
   round(avg(greatest(delay, 0)), 2) AS avg_late FROM %s GROUP BY origin HAVING count(*) > 2"
-Q[fl_routes]="SELECT origin || '-' || dest AS route, count(*) FILTER (WHERE coalesce(delay, 0) > 10) AS late,
+Q[fl_routes]="SELECT origin || '-' || dest AS route, count(*) AS n, count(*) FILTER (WHERE coalesce(delay, 0) > 10) AS late,
   bool_or(delay > 60) AS any_long, stddev_samp(distance) AS sd FROM %s GROUP BY 1"
 FL_VIEWS="fl_by_origin fl_by_dest fl_hourly fl_spread fl_routes"
 
