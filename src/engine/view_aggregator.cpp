@@ -44,6 +44,8 @@ void mark_used_columns(const ViewPlan& plan, std::vector<uint8_t>* used) {
 }
 
 ViewAggregator::ViewAggregator(ViewPlan plan) : plan_(std::move(plan)) {
+  for (const KeySpec& k : plan_.keys) numeric_part_.push_back(k.type == Type::kNumeric ? nnumeric_++ : -1);
+  row_scales_.resize(nnumeric_);
   for (const AggSpec& a : plan_.aggs) {
     fns_.push_back(a.func == AggFunc::kExternal ? a.external->clone() : make_native_aggregate(a));
     offsets_.push_back(stride_);
@@ -55,14 +57,16 @@ void ViewAggregator::clear() {
   index_.clear();
   keys_.clear();
   states_.clear();
+  key_scales_.clear();
   for (auto& f : fns_) f->reset();
   rows_in_ = rows_selected_ = 0;
   error_.clear();
 }
 
-uint32_t ViewAggregator::add_group(std::string_view key) {
+uint32_t ViewAggregator::add_group(std::string_view key, const int16_t* scales) {
   const uint32_t g = static_cast<uint32_t>(keys_.size());
   keys_.emplace_back(key);
+  for (int j = 0; j < nnumeric_; ++j) key_scales_.push_back(scales ? scales[j] : -1);
   index_.emplace(std::string_view(keys_.back()), g);
   states_.resize(states_.size() + stride_ / 16);
   char* r = row(g);
@@ -103,6 +107,7 @@ bool ViewAggregator::encode_key(const RecordBatch& b, size_t row, std::string* o
         break;
       }
       case Type::kNumeric: {
+        row_scales_[numeric_part_[&k - plan_.keys.data()]] = c.dec[row].scale;  // shown as first seen
         Decimal d = c.dec[row].normalized();
         out->push_back(static_cast<char>(d.kind));
         put(out, d.scale);
@@ -119,6 +124,21 @@ bool ViewAggregator::encode_key(const RecordBatch& b, size_t row, std::string* o
   }
   return true;
 }
+
+namespace {
+// d (normalized) shown with `scale` digits after the point, as the group's
+// first value had; false if that does not fit 128 bits.
+bool rescale(Decimal* d, int scale) {
+  if (d->kind != Decimal::kFinite || scale <= d->scale) return true;
+  Decimal r = *d;
+  for (int i = r.scale; i < scale; ++i)
+    if (__builtin_mul_overflow(r.coef, 10, &r.coef)) return false;
+  r.scale = static_cast<int16_t>(scale);
+  if (!r.valid()) return false;  // more than 38 digits
+  *d = r;
+  return true;
+}
+}  // namespace
 
 KeyValue ViewAggregator::key(uint32_t g, size_t part) const {
   const std::string& enc = keys_[g];
@@ -146,6 +166,7 @@ KeyValue ViewAggregator::key(uint32_t g, size_t part) const {
       }
     }
   }
+  if (!v.is_null && numeric_part_[part] >= 0) rescale(&v.d, key_scales_[g * nnumeric_ + numeric_part_[part]]);
   return v;
 }
 
@@ -188,7 +209,7 @@ bool ViewAggregator::consume(const RecordBatch& b) {
       group_of_[k] = it->second;
       continue;
     }
-    group_of_[k] = add_group(key_buf_);
+    group_of_[k] = add_group(key_buf_, row_scales_.data());
   }
 
   // 3. Aggregates, one column-at-a-time loop each; an aggregate with a
@@ -213,14 +234,14 @@ bool ViewAggregator::consume(const RecordBatch& b) {
   return true;
 }
 
-uint32_t ViewAggregator::find_or_add(std::string_view key, bool* added) {
+uint32_t ViewAggregator::find_or_add(std::string_view key, bool* added, const int16_t* scales) {
   auto it = index_.find(key);
   if (it != index_.end()) {
     *added = false;
     return it->second;
   }
   *added = true;
-  return add_group(key);
+  return add_group(key, scales);
 }
 
 bool ViewAggregator::merge(const ViewAggregator& delta, std::vector<uint32_t>* groups,
@@ -231,7 +252,8 @@ bool ViewAggregator::merge(const ViewAggregator& delta, std::vector<uint32_t>* g
   for (size_t j = 0; j < order.size(); ++j) {
     const uint32_t dg = order[j];
     bool added;
-    const uint32_t g = find_or_add(delta.keys_[dg], &added);
+    const uint32_t g = find_or_add(delta.keys_[dg], &added,
+                                   nnumeric_ ? &delta.key_scales_[static_cast<size_t>(dg) * nnumeric_] : nullptr);
     (*groups)[j] = g;
     (*created)[j] = added ? 1 : 0;
     for (size_t a = 0; a < fns_.size(); ++a) {
@@ -243,6 +265,9 @@ bool ViewAggregator::merge(const ViewAggregator& delta, std::vector<uint32_t>* g
 
 namespace {
 constexpr uint32_t kGroupsMagic = 0x32475356;  // "VSG2"
+// "VSG3": as VSG2, with each group's numeric key parts' display scales
+// (int16 each) after its key; written when the plan has numeric keys.
+constexpr uint32_t kGroupsScalesMagic = 0x33475356;
 
 }  // namespace
 
@@ -253,7 +278,7 @@ bool ViewAggregator::encode_all(std::string* out) const {
 }
 
 bool ViewAggregator::encode_groups(const uint32_t* groups, size_t n, std::string* out) const {
-  put<uint32_t>(out, kGroupsMagic);
+  put<uint32_t>(out, nnumeric_ ? kGroupsScalesMagic : kGroupsMagic);
   put<uint32_t>(out, static_cast<uint32_t>(n));
   put<uint32_t>(out, static_cast<uint32_t>(fns_.size()));
   for (size_t j = 0; j < n; ++j) {
@@ -261,6 +286,7 @@ bool ViewAggregator::encode_groups(const uint32_t* groups, size_t n, std::string
     const std::string& key = keys_[g];
     put<uint32_t>(out, static_cast<uint32_t>(key.size()));
     out->append(key);
+    for (int j = 0; j < nnumeric_; ++j) put<int16_t>(out, key_scales_[static_cast<size_t>(g) * nnumeric_ + j]);
     for (size_t a = 0; a < fns_.size(); ++a)
       if (!fns_[a]->serialize(state_ptr(g, a), out, &error_)) return false;
   }
@@ -308,7 +334,9 @@ bool ViewAggregator::load_groups(const char* data, size_t len, std::string* erro
   const char* p = data;
   const char* end = data + len;
   auto need = [&](size_t n) { return static_cast<size_t>(end - p) >= n; };
-  if (!need(12) || get<uint32_t>(p) != kGroupsMagic) {
+  uint32_t magic = need(12) ? get<uint32_t>(p) : 0;
+  const bool scales = magic == kGroupsScalesMagic;
+  if (magic != kGroupsMagic && !(scales && nnumeric_ > 0)) {
     *error = "not a velostream state batch";
     return false;
   }
@@ -322,9 +350,28 @@ bool ViewAggregator::load_groups(const char* data, size_t len, std::string* erro
     {
       uint32_t klen = get<uint32_t>(p);
       if (!need(klen) || !valid_key(std::string_view(p, klen))) goto corrupt;
-      bool added;
-      uint32_t g = find_or_add(std::string_view(p, klen), &added);
+      std::string_view key(p, klen);
       p += klen;
+      int16_t sc[64];
+      if (nnumeric_ > 64) goto corrupt;
+      for (int j = 0; j < nnumeric_; ++j) {
+        sc[j] = -1;  // VSG2: as stored
+        if (!scales) continue;
+        if (!need(2)) goto corrupt;
+        sc[j] = get<int16_t>(p);
+        if (sc[j] < -1 || sc[j] > Decimal::kMaxScale) goto corrupt;
+      }
+      bool added;
+      uint32_t g = find_or_add(key, &added, sc);
+      if (!added)  // a later write replaces the scales too
+        for (int j = 0; j < nnumeric_; ++j) key_scales_[static_cast<size_t>(g) * nnumeric_ + j] = sc[j];
+      for (size_t part = 0; part < plan_.keys.size(); ++part) {
+        if (numeric_part_[part] < 0) continue;
+        KeyValue v = this->key(g, part);
+        Decimal shown = v.d;
+        if (!v.is_null && sc[numeric_part_[part]] > shown.scale && !rescale(&shown, sc[numeric_part_[part]]))
+          goto corrupt;  // a scale the value cannot be shown with
+      }
       for (size_t a = 0; a < naggs; ++a) {
         void* state = row(g) + offsets_[a];
         if (!added) {  // a later write replaces the state

@@ -85,6 +85,13 @@ class ViewAggregator {
   /// set) if the aggregate's final function fails.
   bool finalize(uint32_t g, size_t a, Value* out);
 
+  /// Adds the one group of a plan without keys if it is not there yet: an
+  /// aggregate query without GROUP BY has its row even without input.
+  void add_empty_group() {
+    bool added;
+    if (plan_.keys.empty()) find_or_add(std::string_view(), &added);
+  }
+
   /// Forgets the delta (after it was merged into the database).
   void clear();
 
@@ -145,8 +152,9 @@ class ViewAggregator {
  private:
   bool encode_key(const RecordBatch& b, size_t row, std::string* out) const;
   bool valid_key(std::string_view key) const;  // as encode_key can write for plan_
-  uint32_t find_or_add(std::string_view key, bool* added);
-  uint32_t add_group(std::string_view key);
+  uint32_t find_or_add(std::string_view key, bool* added, const int16_t* scales = nullptr);
+  /// scales: the display scale of each numeric key part (NULL: as stored).
+  uint32_t add_group(std::string_view key, const int16_t* scales);
   char* row(uint32_t g) { return reinterpret_cast<char*>(states_.data()) + static_cast<size_t>(g) * stride_; }
   const char* row(uint32_t g) const {
     return reinterpret_cast<const char*>(states_.data()) + static_cast<size_t>(g) * stride_;
@@ -164,6 +172,12 @@ class ViewAggregator {
   absl::flat_hash_map<std::string_view, uint32_t> index_;
   std::deque<std::string> keys_;     // encoded keys; a deque so views into it stay valid
   std::vector<Unit> states_;         // group rows: group g's at g * stride_
+  // Numeric key parts are grouped by value (1.5 = 1.50) but shown with the
+  // scale of the group's first value, as PostgreSQL's GROUP BY shows it.
+  std::vector<int> numeric_part_;    // per key part: its index among the numeric ones, or -1
+  int nnumeric_ = 0;
+  std::vector<int16_t> key_scales_;  // groups x numeric parts; -1: as stored
+  mutable std::vector<int16_t> row_scales_;  // encode_key's, for the row being keyed
   // Per-batch scratch, kept to avoid allocating per batch.
   std::vector<uint8_t> truth_;
   std::deque<std::vector<uint8_t>> scratch_;

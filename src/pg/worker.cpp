@@ -390,6 +390,15 @@ void refresh_retry(WorkerView* v) {
   }
 }
 
+// The one group of a view without GROUP BY, in its delta (C++ kept inside).
+void add_empty_group(WorkerView* v) {
+  try {
+    v->agg->add_empty_group();
+  } catch (const std::exception&) {
+    // out of memory: the row then appears with the first input
+  }
+}
+
 WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* query_tree, bool owned,
                      const char* restored_snapshot, bool restoring) {
   WorkerView* v = (WorkerView*)MemoryContextAllocZero(TopMemoryContext, sizeof(WorkerView));
@@ -431,6 +440,10 @@ WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* quer
   v->restoring = restoring;
   // A restoring view's ON CONFLICT needs the unique index it does not have yet.
   if (!restoring) v->upsert = velostream_prepare_upsert(v->desc, view, state, owned);
+  // Without GROUP BY the view has its one row even before any input (as the
+  // batch query has): the first flush writes it; merging the empty states
+  // again after a restart changes nothing.
+  if (!restoring && v->desc->nkeys == 0) add_empty_group(v);
   MemoryContextSwitchTo(old);
   return v;
 }

@@ -776,3 +776,39 @@ TEST(ViewAggregator, NativeVarianceAndBoolAggregates) {
   ASSERT_TRUE(reloaded.encode_all(&again));
   EXPECT_EQ(bytes, again);
 }
+
+TEST(ViewAggregator, NumericKeysShowTheFirstValuesScale) {
+  // GROUP BY a numeric column: 5.00 and 5.0 are one group shown as 5.00 (first seen)
+  ViewPlan p;
+  p.keys.push_back({0, Type::kNumeric, 0, 0});
+  p.aggs.push_back({AggFunc::kCountStar, -1, Type::kInt64});
+  RecordBatch b;
+  b.columns.resize(1);
+  b.columns[0].type = Type::kNumeric;
+  b.columns[0].used = true;
+  b.reset(3);
+  const char* texts[3] = {"5.00", "5.0", "1.250"};
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(Decimal::parse(texts[i], &b.columns[0].dec[i]));
+    b.columns[0].null[i] = 0;
+    b.xid[i] = 100;
+  }
+  ViewAggregator delta(p), store(p);
+  ASSERT_TRUE(delta.consume(b));
+  ASSERT_EQ(delta.group_count(), 2u);
+  std::vector<uint32_t> groups;
+  std::vector<uint8_t> created;
+  ASSERT_TRUE(store.merge(delta, &groups, &created));
+  std::string bytes, again;
+  ASSERT_TRUE(store.encode_all(&bytes));
+  ViewAggregator reloaded(p);
+  std::string error;
+  ASSERT_TRUE(reloaded.load_groups(bytes.data(), bytes.size(), &error)) << error;
+  ASSERT_TRUE(reloaded.encode_all(&again));
+  EXPECT_EQ(bytes, again);
+  for (ViewAggregator* v : {&delta, &store, &reloaded}) {
+    std::map<std::string, int64_t> got;
+    for (uint32_t g : v->groups_in_key_order()) got[v->key(g, 0).d.to_string()] = v->state(g, 0).n;
+    EXPECT_EQ(got, (std::map<std::string, int64_t>{{"5.00", 2}, {"1.250", 1}}));
+  }
+}
