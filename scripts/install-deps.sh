@@ -5,7 +5,8 @@ set -euo pipefail
 PKGS=(build-essential pkg-config cmake procps gzip postgresql-15 postgresql-server-dev-15
       libabsl-dev libgtest-dev libbenchmark-dev librdkafka-dev libsimdjson-dev libpqxx-dev kcat
       clang libclang-rt-14-dev  # clang's libFuzzer and sanitizer runtimes: test/fuzz
-      postgresql-15-hll postgresql-15-tdigest)  # aggregates with combine functions the tests use
+      postgresql-15-hll postgresql-15-tdigest  # aggregates with combine functions the tests use
+      python3)  # test/integration/differential.py, the differential test's query generator
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
