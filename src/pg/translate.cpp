@@ -303,6 +303,19 @@ eng::KeySpec translate_key(Node* expr, Query* query) {
   unsupported("this GROUP BY expression", expr, query, "GROUP BY columns and tumble(column, interval).");
 }
 
+// Refuses `expr` (as the user wrote `shown`) if it calls a function that is
+// not IMMUTABLE: a worker evaluates it, with its own TimeZone and DateStyle.
+void refuse_mutable(Node* expr, Node* shown, Query* query) {
+  if (!contain_mutable_functions(expr)) return;
+  ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                  errmsg("functions that are not IMMUTABLE are not supported in a continuous view: %s",
+                         describe(shown, query)),
+                  errdetail("A continuous view must give the same result whenever its rows are counted, "
+                            "whatever the settings (TimeZone, DateStyle) of the worker evaluating it."),
+                  errhint("Date/time functions of timestamptz depend on TimeZone: apply them to ts AT TIME ZONE "
+                          "'UTC' (or another zone). Concatenate text with ::text casts of other types.")));
+}
+
 // A Var reading a computed column (pg/computed.h) holding `expr`, an
 // expression over the stream's columns the engine has no native code for:
 // an equal one already added, or a new one. `what` names the construct in
@@ -312,12 +325,7 @@ Var* computed_var(ViewDesc* d, Node* expr, Query* query, const char* what) {
   eng::Type storage;
   if (!velostream_engine_type(t, &storage) || t == BPCHAROID)
     unsupported(psprintf("%s of type %s", what, format_type_be(t)), expr, query, nullptr);
-  if (contain_mutable_functions(expr))
-    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                    errmsg("functions that are not IMMUTABLE are not supported in a continuous view: %s",
-                           describe(expr, query)),
-                    errdetail("A continuous view must give the same result whenever its rows are counted, "
-                              "whatever the settings (TimeZone, DateStyle) of the worker evaluating it.")));
+  refuse_mutable(expr, expr, query);
   Node* planned = (Node*)expression_planner((Expr*)copyObjectImpl(expr));
   int i = 0;
   for (; i < d->ncomputed; ++i)
@@ -477,12 +485,8 @@ eng::AggSpec translate_agg(ViewDesc* d, Aggref* a, ViewColumn* col, Query* query
                     errhint("For percentiles use tdigest_percentile() of the tdigest extension.")));
   if (a->aggorder != NIL && a->aggdistinct == NIL)
     unsupported("ORDER BY inside an aggregate", (Node*)a, query, nullptr);
-  if (contain_mutable_functions((Node*)a->args) || contain_mutable_functions((Node*)a->aggfilter))
-    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                    errmsg("functions that are not IMMUTABLE are not supported in a continuous view: %s",
-                           describe((Node*)a, query)),
-                    errdetail("A continuous view must give the same result whenever its rows are counted, "
-                              "whatever the settings (TimeZone, DateStyle) of the worker evaluating it.")));
+  refuse_mutable((Node*)a->args, (Node*)a, query);
+  refuse_mutable((Node*)a->aggfilter, (Node*)a, query);
   Aggref* original = a;  // errors describe what the user wrote
   a = computed_args(d, a, query);
   if (a->aggdistinct != NIL) return translate_distinct_agg(d, a, col, query);
@@ -657,20 +661,12 @@ ViewDesc* velostream_translate_query(Query* query) {
       d->agg_column[col->index] = c - 1;
       continue;
     }
-    if (contain_mutable_functions((Node*)tle->expr))
-      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                      errmsg("functions that are not IMMUTABLE are not supported in a continuous view: %s",
-                             describe((Node*)tle->expr, query)),
-                      errdetail("A continuous view must give the same result whenever its rows are counted, "
-                                "whatever the settings (TimeZone, DateStyle) of the worker evaluating it.")));
+    refuse_mutable((Node*)tle->expr, (Node*)tle->expr, query);
     col->expr = group_row_expr((Node*)tle->expr, &row);
     d->has_exprs = true;
   }
   if (query->havingQual != NULL) {
-    if (contain_mutable_functions(query->havingQual))
-      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                      errmsg("functions that are not IMMUTABLE are not supported in a continuous view: %s",
-                             describe(query->havingQual, query))));
+    refuse_mutable(query->havingQual, query->havingQual, query);
     d->having = group_row_expr(query->havingQual, &row);
   }
   if (query->jointree->quals != NULL) {
