@@ -283,36 +283,6 @@ bool insert_direct(const ViewDesc* d, Oid view_oid, eng::ViewAggregator& store, 
 
 namespace {
 
-// Fills one array parameter per view column with the final values of
-// groups[0..n) of `store`, in that order.
-void fill_finals(const ViewDesc* d, eng::ViewAggregator& store, const uint32_t* groups, size_t n, Datum* params,
-                 char* param_nulls) {
-  Datum** values = (Datum**)palloc(sizeof(Datum*) * d->ncolumns);
-  bool** nulls = (bool**)palloc(sizeof(bool*) * d->ncolumns);
-  for (int i = 0; i < d->ncolumns; ++i) {
-    values[i] = (Datum*)palloc(sizeof(Datum) * (n ? n : 1));
-    nulls[i] = (bool*)palloc(sizeof(bool) * (n ? n : 1));
-  }
-  Datum* row = (Datum*)palloc(sizeof(Datum) * d->ncolumns);
-  bool* row_nulls = (bool*)palloc(sizeof(bool) * d->ncolumns);
-  for (size_t j = 0; j < n; ++j) {
-    final_row(d, store, groups[j], row, row_nulls);
-    for (int i = 0; i < d->ncolumns; ++i) {
-      values[i][j] = row[i];
-      nulls[i][j] = row_nulls[i];
-    }
-  }
-  int dims[1] = {(int)n}, lbs[1] = {1};
-  for (int i = 0; i < d->ncolumns; ++i) {
-    Oid elem = d->columns[i].type;
-    int16 typlen;
-    bool typbyval;
-    char typalign;
-    get_typlenbyvalalign(elem, &typlen, &typbyval, &typalign);
-    params[i] = PointerGetDatum(construct_md_array(values[i], nulls[i], 1, dims, lbs, elem, typlen, typbyval, typalign));
-    param_nulls[i] = ' ';
-  }
-}
 
 }  // namespace
 
@@ -401,11 +371,10 @@ RowSink* new_sink(const ViewDesc* d, size_t cap) {
   return s;
 }
 
-// Adds the row of keys kv/kn and aggregate results av/an.
-void sink_row(RowSink* s, const Datum* kv, const bool* kn, const Datum* av, const bool* an, Datum* row,
-              bool* row_nulls) {
+// Adds a view row: to be written if `visible`, else its keys to be deleted.
+void sink_add(RowSink* s, bool visible, const Datum* row, const bool* row_nulls) {
   const ViewDesc* d = s->d;
-  if (output_row(d, kv, kn, av, an, row, row_nulls)) {
+  if (visible) {
     for (int i = 0; i < d->ncolumns; ++i) {
       s->cols[i][s->n] = row[i];
       s->colnulls[i][s->n] = row_nulls[i];
@@ -413,10 +382,25 @@ void sink_row(RowSink* s, const Datum* kv, const bool* kn, const Datum* av, cons
     s->n++;
   } else {
     for (int k = 0; k < d->nkeys; ++k) {
-      s->hidden[k][s->nhidden] = kv[k];
-      s->hidden_nulls[k][s->nhidden] = kn[k];
+      s->hidden[k][s->nhidden] = row[d->key_column[k]];
+      s->hidden_nulls[k][s->nhidden] = row_nulls[d->key_column[k]];
     }
     s->nhidden++;
+  }
+}
+
+// Adds the row of keys kv/kn and aggregate results av/an.
+void sink_row(RowSink* s, const Datum* kv, const bool* kn, const Datum* av, const bool* an, Datum* row,
+              bool* row_nulls) {
+  sink_add(s, output_row(s->d, kv, kn, av, an, row, row_nulls), row, row_nulls);
+}
+
+// Adds the final rows of groups[0..n) of `store` (owned views), to be written.
+void sink_groups(RowSink* s, eng::ViewAggregator& store, const uint32_t* groups, size_t n, Datum* row,
+                 bool* row_nulls) {
+  for (size_t j = 0; j < n; ++j) {
+    final_row(s->d, store, groups[j], row, row_nulls);
+    sink_add(s, true, row, row_nulls);
   }
 }
 
@@ -560,27 +544,19 @@ uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, eng::ViewA
   if (d->having != nullptr) gone = new_sink(d, n);
   for (size_t i = 0; i < n; ++i) {
     if (d->having != nullptr && !final_row(d, store, groups[i], row, row_nulls)) {
-      if (!created[i]) {  // its row may be in the table
-        for (int k = 0; k < d->nkeys; ++k) {
-          gone->hidden[k][gone->nhidden] = row[d->key_column[k]];
-          gone->hidden_nulls[k][gone->nhidden] = row_nulls[d->key_column[k]];
-        }
-        gone->nhidden++;
-      }
+      if (!created[i]) sink_add(gone, false, row, row_nulls);  // its row may be in the table
       continue;
     }
     if (created[i]) fresh[nfresh++] = groups[i];
     else known[nknown++] = groups[i];
   }
   if (gone != nullptr) sink_write(gone, u, nullptr);
-  Datum* params = (Datum*)palloc(sizeof(Datum) * u->nparams);
-  char* param_nulls = (char*)palloc(u->nparams);
   if (nknown > 0) {
     // Rows written before: set their final values (ON CONFLICT also brings
     // back a row somebody deleted from the table).
-    fill_finals(d, store, known, nknown, params, param_nulls);
-    int rc = SPI_execute_plan(u->set_plan, params, param_nulls, false, 0);
-    if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: update of owned groups failed: %s", SPI_result_code_string(rc));
+    RowSink* sink = new_sink(d, nknown);
+    sink_groups(sink, store, known, nknown, row, row_nulls);
+    sink_write(sink, u, u->set_plan);
   }
   if (nfresh > 0) {
     // New groups: a plain INSERT, no speculative insertion. Only this worker
@@ -597,9 +573,9 @@ uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, eng::ViewA
     PG_TRY();
     {
       if (!insert_direct(d, u->view, store, fresh, nfresh)) {
-        fill_finals(d, store, fresh, nfresh, params, param_nulls);
-        int rc = SPI_execute_plan(u->insert_plan, params, param_nulls, false, 0);
-        if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: insert of new groups failed: %s", SPI_result_code_string(rc));
+        RowSink* sink = new_sink(d, nfresh);
+        sink_groups(sink, store, fresh, nfresh, row, row_nulls);
+        sink_write(sink, u, u->insert_plan);
       }
     }
     PG_CATCH();
