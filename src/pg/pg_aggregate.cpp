@@ -70,8 +70,7 @@ struct PgAggInfo {
   Arg* args;         // [nargs]
   int max_attno;     // highest stream attribute an expression argument reads
   int nexpr_columns;
-  int* expr_columns; // the stream columns (0-based) expression arguments and the filter read
-  Node* filter;      // FILTER (WHERE ...), planned; NULL if none
+  int* expr_columns; // the stream columns (0-based) expression arguments read
 };
 
 class PgAggregate final : public eng::AggregateFunction {
@@ -209,7 +208,6 @@ class PgAggregate final : public eng::AggregateFunction {
   FmgrInfo transfn_, combinefn_, serialfn_, deserialfn_, finalfn_;
   Datum init_value_ = 0;
   ExprState** arg_states_ = nullptr;  // [nargs], for expression arguments
-  ExprState* filter_state_ = nullptr;  // FILTER (WHERE ...)
   Datum* const_values_ = nullptr;     // [nargs], for constants
   bool* const_nulls_ = nullptr;
   TupleTableSlot* slot_ = nullptr;    // the stream row expression arguments read
@@ -295,14 +293,12 @@ void PgAggregate::setup() {
       arg_states_[i] = ExecInitExpr((Expr*)copyObjectImpl(a.expr), nullptr);
     }
   }
-  if (in->filter != nullptr) filter_state_ = ExecInitExpr((Expr*)copyObjectImpl(in->filter), nullptr);
   if (in->max_attno > 0) {
     TupleDesc desc = CreateTemplateTupleDesc(in->max_attno);
     for (int c = 1; c <= in->max_attno; ++c) TupleDescInitEntry(desc, (AttrNumber)c, nullptr, INT4OID, -1, 0);
-    for (int i = 0; i <= in->nargs; ++i) {
-      Node* e = i < in->nargs ? (in->args[i].kind == Arg::kExpr ? in->args[i].expr : nullptr) : in->filter;
-      if (e == nullptr) continue;
-      List* vars = pull_var_clause(e, 0);
+    for (int i = 0; i < in->nargs; ++i) {
+      if (in->args[i].kind != Arg::kExpr) continue;
+      List* vars = pull_var_clause(in->args[i].expr, 0);
       ListCell* lc;
       foreach (lc, vars) {
         Var* v = (Var*)lfirst(lc);
@@ -362,18 +358,8 @@ Datum PgAggregate::arg_value(int i, const eng::RecordBatch& b, uint32_t row, boo
       return const_values_[i];
     case Arg::kExpr:
       return ExecEvalExpr(arg_states_[i], econtext_, isnull);
-    case Arg::kColumn: {
-      const eng::Column& c = b.columns[a.column];
-      *isnull = c.null[row] != 0;
-      if (*isnull) return (Datum)0;
-      switch (c.type) {
-        case eng::Type::kInt64: return velostream_value_datum(a.type, c.i64[row], 0, eng::Decimal(), nullptr, 0);
-        case eng::Type::kFloat64: return velostream_value_datum(a.type, 0, c.f64[row], eng::Decimal(), nullptr, 0);
-        case eng::Type::kNumeric: return velostream_value_datum(a.type, 0, 0, c.dec[row], nullptr, 0);
-        case eng::Type::kText:
-          return velostream_value_datum(a.type, 0, 0, eng::Decimal(), c.str[row].data(), c.str[row].size());
-      }
-    }
+    case Arg::kColumn:
+      return velostream_column_datum(b.columns[a.column], row, a.type, isnull);
   }
   *isnull = true;
   return (Datum)0;
@@ -396,31 +382,10 @@ void PgAggregate::do_update(const void* in, char* states, size_t stride) {
       for (int j = 0; j < info->nexpr_columns; ++j) {
         const int c = info->expr_columns[j];
         const eng::Column& col = b.columns[c];
-        Oid type = TupleDescAttr(slot_->tts_tupleDescriptor, c)->atttypid;
-        slot_->tts_isnull[c] = col.null[r] != 0;
-        if (col.null[r]) continue;
-        switch (col.type) {
-          case eng::Type::kInt64:
-            slot_->tts_values[c] = velostream_value_datum(type, col.i64[r], 0, eng::Decimal(), nullptr, 0);
-            break;
-          case eng::Type::kFloat64:
-            slot_->tts_values[c] = velostream_value_datum(type, 0, col.f64[r], eng::Decimal(), nullptr, 0);
-            break;
-          case eng::Type::kNumeric:
-            slot_->tts_values[c] = velostream_value_datum(type, 0, 0, col.dec[r], nullptr, 0);
-            break;
-          case eng::Type::kText:
-            slot_->tts_values[c] =
-                velostream_value_datum(type, 0, 0, eng::Decimal(), col.str[r].data(), col.str[r].size());
-            break;
-        }
+        slot_->tts_values[c] = velostream_column_datum(col, r, TupleDescAttr(slot_->tts_tupleDescriptor, c)->atttypid,
+                                                       &slot_->tts_isnull[c]);
       }
       ExecStoreVirtualTuple(slot_);
-    }
-    if (filter_state_ != nullptr) {
-      bool isnull;
-      Datum pass = ExecEvalExpr(filter_state_, econtext_, &isnull);
-      if (isnull || !DatumGetBool(pass)) continue;
     }
     bool anynull = false;
     for (int i = 0; i < info->nargs; ++i) {
@@ -707,27 +672,14 @@ std::shared_ptr<const eng::AggregateFunction> velostream_pg_aggregate(Aggref* ag
       }
     }
   }
-  if (aggref->aggfilter != NULL) {
-    in->filter = (Node*)expression_planner((Expr*)aggref->aggfilter);
-    eng::Type t;
-    List* vars = pull_var_clause(in->filter, 0);
-    ListCell* vc;
-    foreach (vc, vars) {
-      Var* v = (Var*)lfirst(vc);
-      if (!velostream_engine_type(v->vartype, &t))
-        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                        errmsg("a column of type %s in FILTER is not supported in a continuous view: %s",
-                               format_type_be(v->vartype), describe)));
-      if (v->varattno > in->max_attno) in->max_attno = v->varattno;
-    }
-  }
+  if (aggref->aggfilter != NULL)  // the engine applies FILTER before the rows reach the aggregate
+    elog(ERROR, "velostream: aggregate %s reached PostgreSQL's path with its FILTER clause", name);
   in->expr_columns = (int*)palloc0(sizeof(int) * (in->max_attno + 1));
   for (int c = 1; c <= in->max_attno; ++c) {
     bool reads = false;
-    for (int k = 0; k <= in->nargs && !reads; ++k) {
-      Node* e = k < in->nargs ? (in->args[k].kind == Arg::kExpr ? in->args[k].expr : nullptr) : in->filter;
-      if (e == nullptr) continue;
-      List* vars = pull_var_clause(e, 0);
+    for (int k = 0; k < in->nargs && !reads; ++k) {
+      if (in->args[k].kind != Arg::kExpr) continue;
+      List* vars = pull_var_clause(in->args[k].expr, 0);
       ListCell* vc;
       foreach (vc, vars) reads |= ((Var*)lfirst(vc))->varattno == c;
     }

@@ -9,9 +9,9 @@
 #include "pg/pg.h"
 
 /// The engine aggregate for `aggref` (a plain aggregate of a continuous view,
-/// without DISTINCT or ORDER BY), whose arguments are stream columns
-/// (Var of varno 1) of engine-native types, constants or immutable
-/// expressions over them, and whose FILTER clause (if any) is one too. Raises
+/// without DISTINCT, ORDER BY or FILTER: the engine applies FILTER before
+/// rows reach it), whose arguments are stream columns (Var of varno 1) of
+/// engine-native types, constants or immutable expressions over them. Raises
 /// FEATURE_NOT_SUPPORTED naming the aggregate if it has no combine function
 /// (with a hint for ordered-set ones and array_agg / string_agg), an
 /// internal transition state without serialise / deserialise functions, or a
