@@ -28,10 +28,15 @@ class Arena {
  public:
   /// Copies len bytes and returns a view of the copy, valid until reset().
   std::string_view copy(const char* data, size_t len) {
+    char* dst = alloc(len);
+    if (len > 0) std::memcpy(dst, data, len);
+    return {dst, len};
+  }
+  /// Uninitialised room for len bytes, valid until reset().
+  char* alloc(size_t len) {
     if (len > kBlockSize) {
       big_.emplace_back(new char[len]);
-      std::memcpy(big_.back().get(), data, len);
-      return {big_.back().get(), len};
+      return big_.back().get();
     }
     if (blocks_.empty()) {
       blocks_.emplace_back(new char[kBlockSize]);
@@ -42,9 +47,8 @@ class Arena {
       used_ = 0;
     }
     char* dst = blocks_[current_].get() + used_;
-    std::memcpy(dst, data, len);
     used_ += len;
-    return {dst, len};
+    return dst;
   }
   /// Forgets every copy; the memory is reused by later copies.
   void reset() {

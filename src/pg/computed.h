@@ -35,5 +35,8 @@ void velostream_compute(ComputedColumns* c, velostream::engine::RecordBatch* bat
                                          void* arg),
                         void* arg);
 
+/// How many of the computed columns run natively (engine/expression.h).
+int velostream_computed_native_count(const ComputedColumns* c);
+
 /// Sets used[c] = 1 for every stream column the computed columns read.
 void velostream_computed_mark_used(const ComputedColumns* c, std::vector<uint8_t>* used);

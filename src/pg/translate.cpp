@@ -320,7 +320,7 @@ void refuse_mutable(Node* expr, Node* shown, Query* query) {
 // expression over the stream's columns the engine has no native code for:
 // an equal one already added, or a new one. `what` names the construct in
 // errors. The expression must be IMMUTABLE and of a type the engine stores.
-Var* computed_var(ViewDesc* d, Node* expr, Query* query, const char* what) {
+Var* computed_var(ViewDesc* d, Node* expr, Query* query, const char* what, int guard) {
   Oid t = exprType(expr);
   eng::Type storage;
   if (!velostream_engine_type(t, &storage) || t == BPCHAROID)
@@ -333,14 +333,28 @@ Var* computed_var(ViewDesc* d, Node* expr, Query* query, const char* what) {
   if (i == d->ncomputed) {
     d->computed = d->computed == nullptr ? (Node**)palloc(sizeof(Node*) * 8)
                                          : (Node**)repalloc(d->computed, sizeof(Node*) * (d->ncomputed + 8));
-    d->computed[d->ncomputed++] = planned;
+    d->computed_guard = d->computed_guard == nullptr ? (int*)palloc(sizeof(int) * 8)
+                                                     : (int*)repalloc(d->computed_guard, sizeof(int) * (d->ncomputed + 8));
+    d->computed_aggs = d->computed_aggs == nullptr
+                           ? (uint64*)palloc(sizeof(uint64) * 8)
+                           : (uint64*)repalloc(d->computed_aggs, sizeof(uint64) * (d->ncomputed + 8));
+    d->computed[d->ncomputed] = planned;
+    d->computed_guard[d->ncomputed] = guard >= 64 ? kGuardWhere : Min(guard, kGuardFilters);
+    d->computed_aggs[d->ncomputed++] = guard >= 0 && guard < 64 ? UINT64CONST(1) << guard : 0;
+  } else {
+    // Used in two roles: evaluated for the rows of either.
+    int g = d->computed_guard[i];
+    if (g == kGuardFilters && guard >= 0 && guard < 64)
+      d->computed_aggs[i] |= UINT64CONST(1) << guard;
+    else
+      d->computed_guard[i] = Min(g, guard >= 0 ? kGuardWhere : guard);
   }
   return makeVar(1, (AttrNumber)(d->stream_columns + i + 1), t, exprTypmod(expr), exprCollation(expr), 0);
 }
 
 // Translates `n` (WHERE or FILTER) into *p with the engine's own predicate
 // if it can, else into a test of a computed boolean column.
-void translate_condition(ViewDesc* d, Node* n, Query* query, eng::Predicate* p, const char* what) {
+void translate_condition(ViewDesc* d, Node* n, Query* query, eng::Predicate* p, const char* what, int guard) {
   bool native = false;
   MemoryContext cxt = CurrentMemoryContext;
   PG_TRY();
@@ -356,14 +370,14 @@ void translate_condition(ViewDesc* d, Node* n, Query* query, eng::Predicate* p, 
   PG_END_TRY();
   if (native) return;
   *p = eng::Predicate();
-  translate_predicate((Node*)computed_var(d, n, query, what), query, p);
+  translate_predicate((Node*)computed_var(d, n, query, what, guard), query, p);
 }
 
 // Replaces the arguments of aggregate `a` that are expressions of a type the
 // engine stores by computed columns (so native aggregates and PostgreSQL's
 // read them as columns, and a row whose argument raises an error becomes a
 // dead letter); other arguments stay for PostgreSQL's executor.
-Aggref* computed_args(ViewDesc* d, Aggref* a, Query* query) {
+Aggref* computed_args(ViewDesc* d, Aggref* a, Query* query, int guard) {
   Aggref* copy = (Aggref*)copyObjectImpl(a);
   ListCell* lc;
   foreach (lc, copy->args) {
@@ -374,7 +388,7 @@ Aggref* computed_args(ViewDesc* d, Aggref* a, Query* query) {
     if (IsA(e, Var) || IsA(e, Const) || !velostream_engine_type(exprType(e), &storage) ||
         exprType(e) == BPCHAROID || contain_mutable_functions(e))
       continue;
-    tle->expr = (Expr*)computed_var(d, (Node*)tle->expr, query, "an aggregate argument");
+    tle->expr = (Expr*)computed_var(d, (Node*)tle->expr, query, "an aggregate argument", guard);
   }
   return copy;
 }
@@ -465,7 +479,7 @@ eng::AggSpec translate_distinct_agg(ViewDesc* d, Aggref* a, ViewColumn* col, Que
   spec.external = eng::make_distinct_aggregate(proto, column_of((Var*)arg, query), type);
   if (a->aggfilter != NULL) {
     auto filter = std::make_shared<eng::Predicate>();
-    translate_condition(d, (Node*)a->aggfilter, query, filter.get(), "a FILTER clause");
+    translate_condition(d, (Node*)a->aggfilter, query, filter.get(), "a FILTER clause", kGuardWhere);
     spec.filter = filter;
   }
   col->agg = SqlAgg::kOther;
@@ -488,13 +502,14 @@ eng::AggSpec translate_agg(ViewDesc* d, Aggref* a, ViewColumn* col, Query* query
   refuse_mutable((Node*)a->args, (Node*)a, query);
   refuse_mutable((Node*)a->aggfilter, (Node*)a, query);
   Aggref* original = a;  // errors describe what the user wrote
-  a = computed_args(d, a, query);
+  // (an argument is evaluated only for the rows FILTER lets through, as in nodeAgg)
+  a = computed_args(d, a, query, a->aggfilter != NULL ? d->naggs : kGuardWhere);
   if (a->aggdistinct != NIL) return translate_distinct_agg(d, a, col, query);
   // FILTER (WHERE ...): the engine's predicate (over a computed column when
   // it cannot evaluate the clause itself), applied before the aggregate.
   if (a->aggfilter != NULL) {
     auto filter = std::make_shared<eng::Predicate>();
-    translate_condition(d, (Node*)a->aggfilter, query, filter.get(), "a FILTER clause");
+    translate_condition(d, (Node*)a->aggfilter, query, filter.get(), "a FILTER clause", kGuardWhere);
     spec.filter = filter;
     a->aggfilter = NULL;  // (a is computed_args's copy)
   }
@@ -643,7 +658,7 @@ ViewDesc* velostream_translate_query(Query* query) {
       Node* key = (Node*)tle->expr;
       while (IsA(key, RelabelType)) key = (Node*)((RelabelType*)key)->arg;
       if (!IsA(key, Var) && !(IsA(key, FuncExpr) && is_tumble(((FuncExpr*)key)->funcid)))
-        key = (Node*)computed_var(d, (Node*)tle->expr, query, "a GROUP BY expression");
+        key = (Node*)computed_var(d, (Node*)tle->expr, query, "a GROUP BY expression", kGuardWhere);
       d->plan->keys.push_back(translate_key(key, query));
       d->key_column[d->nkeys++] = d->ncolumns;
       row.keys = lappend(row.keys, tle->expr);
@@ -671,7 +686,7 @@ ViewDesc* velostream_translate_query(Query* query) {
   }
   if (query->jointree->quals != NULL) {
     d->plan->filter.emplace();
-    translate_condition(d, query->jointree->quals, query, &*d->plan->filter, "a WHERE clause");
+    translate_condition(d, query->jointree->quals, query, &*d->plan->filter, "a WHERE clause", kGuardAll);
   }
   if (d->ncomputed > 0) {
     // Rows whose computed columns could not be evaluated (validity column 0)
@@ -688,6 +703,7 @@ ViewDesc* velostream_translate_query(Query* query) {
       both.children.push_back(valid);
       both.children.push_back(std::move(*d->plan->filter));
       d->plan->filter = std::move(both);
+      d->where = &d->plan->filter->children[1];
     } else {
       d->plan->filter = std::move(valid);
     }

@@ -27,6 +27,10 @@ struct ViewColumn {
   Node* expr;        ///< an expression over the group row (see ViewDesc), else NULL
 };
 
+constexpr int kGuardAll = -2;
+constexpr int kGuardWhere = -1;
+constexpr int kGuardFilters = 0;
+
 /// A translated continuous view. Allocated in the caller's memory context;
 /// `plan` is a C++ object deleted when that context is reset or deleted, so an
 /// error raised halfway through translation leaks nothing.
@@ -51,6 +55,16 @@ struct ViewDesc {
   int stream_columns;    ///< the stream's number of columns
   int ncomputed;
   Node** computed;       ///< planned expressions (Vars of varno 1 are stream columns)
+  /// Rows each computed column is evaluated for, as PostgreSQL would evaluate
+  /// it: kGuardAll (WHERE reads it), kGuardWhere (rows that pass WHERE: keys,
+  /// FILTER clauses, arguments of aggregates without FILTER) or
+  /// kGuardFilters (rows that pass WHERE and the FILTER of one of the
+  /// aggregates in computed_aggs whose argument it is).
+  int* computed_guard;
+  uint64* computed_aggs;  ///< kGuardFilters: bit a for aggregate a
+  /// The WHERE clause as the plan evaluates it (inside plan->filter, beside
+  /// the validity test), or NULL; set when there are computed columns.
+  const velostream::engine::Predicate* where;
   bool has_exprs;        ///< some column is an expression
   void* compiled;        ///< flush.cpp's compiled expressions, built on first use
   velostream::engine::ViewPlan* plan;

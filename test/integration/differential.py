@@ -26,19 +26,20 @@ also created as a plain VIEW over dg_plain, to show PostgreSQL itself accepts it
 Division by zero is generated on purpose: `(distance / delay)` (delay = 0
 in 85 rows of the slice) in GROUP BY, WHERE, FILTER, aggregate arguments
 (also under DISTINCT), alone or inside AND / OR / NOT. The engine evaluates
-each such per-row expression (a computed column: a GROUP BY expression, the
-WHERE clause as a whole, a FILTER condition, an aggregate argument) for every
-row; a row for which one raises goes to velostream.errors and the view skips
-it, for all its aggregates (README, "Computed columns"). So such a view is
-compared with its batch query over dgr_<index>: the rows of dg_plain for
-which none of those expressions raises, each evaluated as a whole by
-PostgreSQL (dg_evaluates), with the division written (distance /
-nullif(delay, 0)) so that the batch query cannot raise where short-circuit
-evaluation skipped it. The view's dead letters must be exactly the other rows,
-all "division by zero". Note that this is not what PostgreSQL does with the
-same query: `sum(distance / delay) FILTER (WHERE delay <> 0)` raises for no
-row in PostgreSQL, while the view skips every row with delay = 0, also for
-its count(*).
+each such per-row expression (a computed column) for the rows PostgreSQL
+evaluates it for: the WHERE clause as a whole for every row; GROUP BY
+expressions, FILTER conditions and the arguments of aggregates without FILTER
+for the rows that pass WHERE; the arguments of an aggregate with FILTER for
+the rows that also pass its FILTER (of any of the aggregates sharing the
+argument). A row for which one raises goes to velostream.errors and the view
+skips it, for all its aggregates (README, "Computed columns"): PostgreSQL's
+batch query would fail as a whole. So such a view is compared with its batch
+query over dgr_<index>: the rows of dg_plain for which none of those
+expressions raises where it is evaluated, each evaluated as a whole by
+PostgreSQL (dg_evaluates, under its guard), with the division written
+(distance / nullif(delay, 0)) so that the batch query cannot raise where
+short-circuit evaluation skipped it. The view's dead letters must be exactly
+the other rows, all "division by zero".
 
 Every query is a function of (seed, index) alone: DG_ONLY=index runs one
 query (in its round, after the round's anchor view on s2) to reproduce it.
@@ -147,15 +148,21 @@ ROW_EXPRS = []
 
 
 def arg(x):
-    ROW_EXPRS.append(x)
+    ROW_EXPRS.append((x, None))
     return x
 
 
 def aggregate(r):
     """One aggregate call: (sql, exact). Exact ones may appear in HAVING and expressions."""
+    mark = len(ROW_EXPRS)
+
     def filt(sql):
         if r.random() < 0.25:
-            return f"{sql} FILTER (WHERE {arg(condition(r, 1))})"
+            cond = condition(r, 1)
+            # this aggregate's arguments are evaluated only where cond holds
+            for i in range(mark, len(ROW_EXPRS)):
+                ROW_EXPRS[i] = (ROW_EXPRS[i][0], cond)
+            return f"{sql} FILTER (WHERE {arg(cond)})"
         return sql
     stat = ["stddev_samp", "stddev_pop", "var_pop", "var_samp", "variance", "stddev"]
     choice = r.randrange(12)
@@ -375,8 +382,24 @@ def render(q, r):
     # The expressions the engine evaluates for every row (computed columns):
     # GROUP BY expressions, the WHERE clause as a whole, FILTER conditions and
     # aggregate arguments. Those that divide by delay can raise.
+    # Each is evaluated under a guard (see the module's docstring): ALL
+    # (every row), None (rows passing WHERE) or FILTER conditions.
     where = " AND ".join(q["where"])
-    q["raising"] = [e for e in keys + [where] + ROW_EXPRS if RAISING in e and e in sql]
+    where_safe = where.replace(RAISING, SAFE) if where else "true"
+    guards = {}
+    for e, g in [(where, "ALL")] + [(k, None) for k in keys] + ROW_EXPRS:
+        if e and RAISING in e and e in sql:
+            guards.setdefault(e, set()).add(g)
+    q["raising"] = []
+    for e, gs in guards.items():
+        if "ALL" in gs:
+            guard = "true"
+        elif None in gs:
+            guard = where_safe
+        else:
+            filters = " OR ".join(f"coalesce(({g.replace(RAISING, SAFE)}), false)" for g in sorted(gs))
+            guard = f"coalesce(({where_safe}), false) AND ({filters})"
+        q["raising"].append((e, guard))
     return q
 
 
@@ -421,8 +444,9 @@ def batch_sql(q):
 
 
 def raising_rows_sql(q):
-    exprs = "ARRAY[" + ", ".join(lit(e) for e in q["raising"]) + "]"
-    return f"CREATE TABLE dgr_{q['idx']} AS SELECT * FROM dg_plain t WHERE dg_evaluates(t, {exprs});"
+    exprs = "ARRAY[" + ", ".join(lit(e) for e, _ in q["raising"]) + "]"
+    guards = "ARRAY[" + ", ".join(lit(g) for _, g in q["raising"]) + "]"
+    return f"CREATE TABLE dgr_{q['idx']} AS SELECT * FROM dg_plain t WHERE dg_evaluates(t, {exprs}, {guards});"
 
 
 def name(q):
@@ -441,7 +465,7 @@ def fail(q, what, detail="", kind=None):
     print(f"  view:   CREATE MATERIALIZED VIEW {name(q)}{q['columns']} WITH (velostream.continuous) AS {view_sql(q)}")
     if not q["refuse"]:
         print(f"  batch:  {batch_sql(q)}" + (f"   (dgr_{q['idx']}: the rows of dg_plain for which "
-                                              f"{' or '.join(q['raising'])} does not raise)" if q["raising"] else ""))
+                                              f"{' or '.join(e for e, _ in q['raising'])} does not raise)" if q["raising"] else ""))
     if q["idx"] is not None and not str(q["idx"]).startswith("a"):
         print(f"  repeat: DG_SEED={SEED} DG_ONLY={q['idx']} bash test/integration/differential.sh")
     for line in detail.splitlines():
@@ -583,7 +607,7 @@ def run_round(rnd, queries):
             continue
         if bad or n != skipped.get(key, 0):
             fail(q, f"{n} dead letters ({bad} not a division by zero), expected {skipped.get(key, 0)}: "
-                    f"the rows for which {' or '.join(q['raising']) or 'nothing'} raises", kind="dead letters")
+                    f"the rows for which {' or '.join(e for e, _ in q['raising']) or 'nothing'} raises", kind="dead letters")
             continue
         equal += 1
     # 4. Drop the round's views.

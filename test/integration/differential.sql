@@ -18,16 +18,20 @@ CREATE TABLE dg_plain (id serial PRIMARY KEY, ts timestamptz, delay int, distanc
 INSERT INTO dg_plain (ts, delay, distance, origin, destination)
   SELECT * FROM dg_raw r ORDER BY md5(r::text), r::text;
 DROP TABLE dg_raw;
--- True if none of `exprs` (SQL over the columns of dg_plain) raises for row t:
--- the rows a continuous view with those per-row expressions counts. Each is
--- evaluated as a whole, as the engine evaluates a computed column (AND, OR and
--- CASE skip what they do not need).
-CREATE FUNCTION dg_evaluates(t dg_plain, exprs text[]) RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE e text;
+-- False if one of `exprs` (SQL over the columns of dg_plain) raises for row t
+-- where its guard (guards[i], which cannot raise) holds: true for the rows a
+-- continuous view with those per-row expressions counts (differential.py).
+-- Each is evaluated as a whole, as the engine evaluates a computed column
+-- (AND, OR and CASE skip what they do not need).
+CREATE FUNCTION dg_evaluates(t dg_plain, exprs text[], guards text[]) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+  g boolean;
 BEGIN
-  FOREACH e IN ARRAY exprs LOOP
+  FOR i IN 1 .. coalesce(array_length(exprs, 1), 0) LOOP
+    EXECUTE format('SELECT coalesce((%s), false) FROM (SELECT ($1).*) s', guards[i]) INTO g USING t;
+    CONTINUE WHEN NOT g;
     BEGIN
-      EXECUTE format('SELECT %s FROM (SELECT ($1).*) s', e) USING t;
+      EXECUTE format('SELECT %s FROM (SELECT ($1).*) s', exprs[i]) USING t;
     EXCEPTION WHEN division_by_zero THEN
       RETURN false;
     END;
