@@ -6,6 +6,8 @@
 
 namespace eng = velostream::engine;
 
+bool velostream_native_expressions = true;
+
 namespace {
 
 // Per-batch scratch of the native path (C++ objects: freed with the context).
@@ -58,7 +60,7 @@ ComputedColumns* velostream_compile_computed(const ViewDesc* d, const Oid* strea
     c->types[i] = exprType(d->computed[i]);
     if (!velostream_engine_type(c->types[i], &c->storage[i]))
       elog(ERROR, "velostream: a computed column of type %s", format_type_be(c->types[i]));
-    c->native[i] = velostream_native_expr(d->computed[i], stream_types);
+    c->native[i] = velostream_native_expressions ? velostream_native_expr(d->computed[i], stream_types) : nullptr;
     if (c->native[i] == nullptr) c->states[i] = ExecInitExpr((Expr*)copyObjectImpl(d->computed[i]), nullptr);
     List* vars = pull_var_clause(d->computed[i], 0);
     ListCell* lc;

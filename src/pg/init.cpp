@@ -46,6 +46,12 @@ void _PG_init(void) {
                            "Integers, ISO 8601 timestamps with a zone and text are read directly; any other field "
                            "uses the column's input function. Off: every COPY runs PostgreSQL's own COPY.",
                            &velostream_fast_copy, true, PGC_USERSET, 0, NULL, NULL, NULL);
+  DefineCustomBoolVariable("velostream.native_expressions",
+                           "Partition workers evaluate expressions of continuous views natively where they can.",
+                           "Off: PostgreSQL's executor evaluates every expression a continuous view computes per "
+                           "row (same results, slower; for comparisons and benchmarks). Read when a worker "
+                           "(re)loads its views.",
+                           &velostream_native_expressions, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
   MarkGUCPrefixReserved("velostream");
 
   velostream_install_utility_hook();

@@ -9,6 +9,7 @@ extern int velostream_partitions;
 extern int velostream_flush_interval_ms;
 extern int velostream_batch_size;
 extern bool velostream_fast_copy;
+extern bool velostream_native_expressions;
 
 /// Name of the column appended to every stream log table: the full id of the
 /// transaction that inserted the row (xid8).

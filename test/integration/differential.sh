@@ -8,7 +8,9 @@
 # refused with the expected SQLSTATE. The generator and the checks are in
 # differential.py, the slice and the comparison in differential.sql.
 # Seeded and reproducible: DG_SEED (default 1); DG_ONLY=N reruns query N alone;
-# DG_KEEP=1 leaves the cluster and the views running (and fails the last check).
+# DG_KEEP=1 leaves the cluster and the views running (and fails the last check);
+# DG_NATIVE=off has PostgreSQL's executor evaluate every computed column
+# (velostream.native_expressions), to compare both paths.
 # Prints PASS/FAIL lines; exits non-zero on any failure.
 #   long profile: DG_QUERIES=10000 DG_SEED=7 bash test/integration/differential.sh
 set -uo pipefail
@@ -16,7 +18,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/test/cluster.sh"
 [ -n "${DG_KEEP:-}" ] || trap cluster_stop EXIT   # DG_KEEP=1: leave the cluster running to inspect
 work=/tmp/velostream-differential
-cluster_start "$work" 55471 "velostream.flush_interval = 50" "timezone = 'UTC'"
+cluster_start "$work" 55471 "velostream.flush_interval = 50" "timezone = 'UTC'" \
+  "velostream.native_expressions = ${DG_NATIVE:-on}"
 data="$root/data/flights-2001-01.csv.gz"
 chmod o+r "$data"
 
