@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <limits>
+
+#include <locale.h>
 
 #include "absl/container/flat_hash_set.h"
 
@@ -631,6 +634,134 @@ class DistinctAggregate final : public AggregateFunction {
 };
 
 }  // namespace
+
+namespace {
+
+// min(text) / max(text) (make_text_extreme_aggregate).
+class TextExtremeAggregate final : public AggregateFunction {
+ public:
+  TextExtremeAggregate(int column, bool max, std::shared_ptr<void> collation)
+      : column_(column), max_(max), collation_(std::move(collation)) {}
+
+  std::unique_ptr<AggregateFunction> clone() const override {
+    return std::make_unique<TextExtremeAggregate>(column_, max_, collation_);
+  }
+  // The state points to a string this instance owns; NULL: no input yet.
+  size_t state_size() const override { return sizeof(std::string*); }
+  void init(void* state) override { *static_cast<std::string**>(state) = nullptr; }
+  void mark_used(std::vector<uint8_t>* used) const override { (*used)[column_] = 1; }
+  void reset() override { pool_.clear(); }
+
+  bool update(const AggRows& in, char* states, size_t stride, std::string*) override {
+    const Column& c = in.batch->columns[column_];
+    for (size_t k = 0; k < in.count; ++k) {
+      const uint32_t r = in.rows[k];
+      if (!c.null[r]) offer(states + in.groups[k] * stride, c.str[r]);
+    }
+    return true;
+  }
+  bool combine(const void* src, void* dst, std::string*) override {
+    const std::string* s = *static_cast<std::string* const*>(src);
+    if (s != nullptr) offer(dst, *s);
+    return true;
+  }
+  // Bytes as pg/pg_aggregate.cpp writes a text state (which is what catalog
+  // 0.4 first stored for min/max(text)): a flag byte (1: a value), u32
+  // length, and the value as a PostgreSQL varlena (little-endian 4-byte
+  // header holding the total size << 2; a 1-byte header, size << 1 | 1, is
+  // read too).
+  bool serialize(const void* state, std::string* out, std::string*) override {
+    const std::string* s = *static_cast<std::string* const*>(state);
+    out->push_back(s != nullptr ? 1 : 0);
+    if (s != nullptr) {
+      const uint32_t total = static_cast<uint32_t>(s->size() + 4);
+      put(out, total);
+      put(out, total << 2);
+      out->append(*s);
+    }
+    return true;
+  }
+  bool deserialize(const char*& p, const char* end, void* state, std::string* error) override {
+    if (p == end || static_cast<uint8_t>(*p) > 1) return corrupt(error);
+    const bool present = *p++ == 1;
+    *static_cast<std::string**>(state) = nullptr;
+    if (!present) return true;
+    if (end - p < 4) return corrupt(error);
+    const uint32_t len = get<uint32_t>(p);
+    if (static_cast<size_t>(end - p) < len || len < 1) return corrupt(error);
+    const uint8_t first = static_cast<uint8_t>(*p);
+    size_t header;
+    if ((first & 0x01) == 1 && first != 0x01) {  // 1-byte header
+      header = 1;
+      if ((first >> 1) != len) return corrupt(error);
+    } else if ((first & 0x03) == 0 && len >= 4) {  // 4-byte header
+      header = 4;
+      uint32_t word;
+      std::memcpy(&word, p, 4);
+      if ((word >> 2) != len) return corrupt(error);
+    } else {
+      return corrupt(error);
+    }
+    if (std::memchr(p + header, 0, len - header) != nullptr) return corrupt(error);
+    *static_cast<std::string**>(state) = &pool_.emplace_back(p + header, len - header);
+    p += len;
+    return true;
+  }
+  bool finalize(const void* state, Value* out, std::string*) override {
+    const std::string* s = *static_cast<std::string* const*>(state);
+    *out = Value();
+    if (s != nullptr) {
+      out->kind = Value::Kind::kText;
+      out->s = *s;
+    }
+    return true;
+  }
+
+ private:
+  static bool corrupt(std::string* error) {
+    *error = "corrupt min/max(text) state";
+    return false;
+  }
+  // Three-way comparison as PostgreSQL's varstr_cmp: byte order (then
+  // length) under "C"; else strcoll_l, equal strings ordered by bytes.
+  int compare(std::string_view a, const std::string& b) {
+    if (collation_ == nullptr) {
+      int c = std::memcmp(a.data(), b.data(), std::min(a.size(), b.size()));
+      return c != 0 ? c : (a.size() < b.size() ? -1 : a.size() > b.size() ? 1 : 0);
+    }
+    if (a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size()) == 0) return 0;
+    buf_.assign(a.data(), a.size());
+    int c = strcoll_l(buf_.c_str(), b.c_str(), static_cast<locale_t>(collation_.get()));
+    return c != 0 ? c : std::strcmp(buf_.c_str(), b.c_str());
+  }
+  void offer(void* state, std::string_view v) {
+    std::string*& s = *static_cast<std::string**>(state);
+    if (s == nullptr) {
+      s = &pool_.emplace_back(v);
+      return;
+    }
+    const int c = compare(v, *s);
+    if (max_ ? c > 0 : c < 0) s->assign(v.data(), v.size());
+  }
+
+  int column_;
+  bool max_;
+  std::shared_ptr<void> collation_;
+  std::deque<std::string> pool_;  // every state's string; a deque so they never move
+  std::string buf_;
+};
+
+}  // namespace
+
+std::unique_ptr<AggregateFunction> make_text_extreme_aggregate(int column, bool max, std::shared_ptr<void> collation) {
+  return std::make_unique<TextExtremeAggregate>(column, max, std::move(collation));
+}
+
+std::shared_ptr<void> make_collate_locale(const char* name) {
+  locale_t loc = newlocale(LC_COLLATE_MASK, name, static_cast<locale_t>(0));
+  if (loc == static_cast<locale_t>(0)) return nullptr;
+  return std::shared_ptr<void>(static_cast<void*>(loc), [](void* l) { freelocale(static_cast<locale_t>(l)); });
+}
 
 std::unique_ptr<AggregateFunction> make_distinct_aggregate(std::shared_ptr<const AggregateFunction> inner,
                                                           int column, Type type) {

@@ -68,6 +68,7 @@ struct Value {
     kIntRatio,    ///< i / n, as numeric division (avg of integers)
     kNumericRatio,  ///< d / n, as numeric division (avg of numerics)
     kDatum,       ///< an external aggregate's own result, its bits in `datum`
+    kText,        ///< s (valid until the aggregate's state changes)
   };
   Kind kind = Kind::kNull;
   __int128 i = 0;
@@ -75,6 +76,7 @@ struct Value {
   Decimal d;
   int64_t n = 0;
   uint64_t datum = 0;
+  std::string_view s;
 };
 
 /// The rows of one batch an aggregate folds in: `count` selected rows, row
@@ -135,5 +137,20 @@ std::unique_ptr<AggregateFunction> make_native_aggregate(const AggSpec& spec);
 /// a varint count and the sorted values (u32 length, bytes).
 std::unique_ptr<AggregateFunction> make_distinct_aggregate(std::shared_ptr<const AggregateFunction> inner,
                                                           int column, Type type);
+
+/// min(text) / max(text) over `column` (text): the least / greatest
+/// non-NULL value as PostgreSQL's text_smaller / text_larger choose it under
+/// the aggregate's collation: byte order when `collation` is NULL (the "C"
+/// collation), else strcoll_l of that locale_t (make_collate_locale; a libc
+/// collation), equal strings then ordered by their bytes (varstr_cmp).
+/// State: a pointer to a string the instance owns. Serialised as
+/// pg/pg_aggregate.cpp serialises a text state (a flag byte, u32 length, the
+/// value as a PostgreSQL varlena), so states written before min/max(text)
+/// ran natively load. Finalises to Value::kText.
+std::unique_ptr<AggregateFunction> make_text_extreme_aggregate(int column, bool max, std::shared_ptr<void> collation);
+
+/// A locale_t for LC_COLLATE `name`, freed with the last reference; NULL if
+/// the C library does not know the locale.
+std::shared_ptr<void> make_collate_locale(const char* name);
 
 }  // namespace velostream::engine

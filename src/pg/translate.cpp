@@ -1,5 +1,7 @@
 #include "pg/translate.h"
 
+#include <clocale>
+
 #include "engine/window.h"
 #include "pg/pg_aggregate.h"
 #include "pg/types.h"
@@ -427,6 +429,19 @@ bool translate_native_agg(Aggref* a, ViewColumn* col, eng::AggSpec* spec, Query*
   } else if (strcmp(name, "avg") == 0 && number) {
     col->agg = SqlAgg::kAvg;
     spec->func = eng::AggFunc::kAvg;
+  } else if ((strcmp(name, "min") == 0 || strcmp(name, "max") == 0) && (t == TEXTOID || t == VARCHAROID)) {
+    // text under the "C" collation (byte order) or the database's libc one
+    std::shared_ptr<void> locale;
+    if (!OidIsValid(a->inputcollid) || !lc_collate_is_c(a->inputcollid)) {
+      if (a->inputcollid != DEFAULT_COLLATION_OID || default_locale.provider != COLLPROVIDER_LIBC) return false;
+      locale = eng::make_collate_locale(setlocale(LC_COLLATE, nullptr));
+      if (locale == nullptr) return false;
+    }
+    col->agg = SqlAgg::kOther;
+    col->input_type = t;
+    spec->func = eng::AggFunc::kExternal;
+    spec->external = eng::make_text_extreme_aggregate(column_of((Var*)arg, query), name[1] == 'a', locale);
+    return true;
   } else if ((strcmp(name, "min") == 0 || strcmp(name, "max") == 0) && st->ordered) {
     col->agg = strcmp(name, "min") == 0 ? SqlAgg::kMin : SqlAgg::kMax;
     spec->func = strcmp(name, "min") == 0 ? eng::AggFunc::kMin : eng::AggFunc::kMax;

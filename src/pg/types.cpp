@@ -93,6 +93,7 @@ Datum velostream_final_datum(const eng::Value& v, Oid type, bool* isnull) {
   switch (v.kind) {
     case K::kNull: return (Datum)0;
     case K::kDatum: return (Datum)v.datum;
+    case K::kText: return PointerGetDatum(cstring_to_text_with_len(v.s.data(), (int)v.s.size()));
     case K::kInt:
       if (type == NUMERICOID) return int128_numeric(v.i);
       if (v.i > INT64_MAX || v.i < INT64_MIN || (type == INT4OID && (v.i > INT32_MAX || v.i < INT32_MIN)) ||
