@@ -550,7 +550,11 @@ class DistinctAggregate final : public AggregateFunction {
     inner_->init(st);
     AggRows rows{&batch_, rows_.data(), groups_.data(), n};
     const bool ok = inner_->update(rows, static_cast<char*>(st), 0, error) && inner_->finalize(st, out, error);
-    inner_->reset();  // the result is the caller's (an external one's is copied out)
+    if (ok && out->kind == Value::Kind::kText) {  // it points into the inner state, which reset() frees
+      text_result_.assign(out->s.data(), out->s.size());
+      out->s = text_result_;
+    }
+    inner_->reset();  // the result is the caller's (an external one's Datum is copied out)
     return ok;
   }
 
@@ -631,6 +635,7 @@ class DistinctAggregate final : public AggregateFunction {
   RecordBatch batch_;
   std::vector<uint32_t> rows_, groups_;
   std::vector<Unit16> scratch_;
+  std::string text_result_;  // finalize's text result (Value::s points here)
 };
 
 }  // namespace

@@ -81,22 +81,52 @@ ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state
   else appendStringInfo(&sql, "UPDATE SET %s", sets.data);
   u->set_plan = prepare(sql.data, d->ncolumns, argtypes);
   if (d->having != nullptr) {
-    // Groups that fail HAVING leave the table: DELETE by key (NULL keys match).
-    resetStringInfo(&sql);
-    appendStringInfo(&sql, "DELETE FROM %s AS t", view);
+    // Groups that fail HAVING leave the table: DELETE by key, with conditions
+    // the unique index on the keys serves (= under its collation; IS NULL).
     Oid* key_types = (Oid*)palloc0(sizeof(Oid) * (d->nkeys + 1));
+    Oid* elem_types = (Oid*)palloc0(sizeof(Oid) * (d->nkeys + 1));
+    char** key_exprs = (char**)palloc0(sizeof(char*) * (d->nkeys + 1));
     for (int k = 0; k < d->nkeys; ++k) {
       const ViewColumn& c = d->columns[d->key_column[k]];
       key_types[k] = get_array_type(c.type);
-      appendStringInfo(&sql, "%s$%d", k ? ", " : " USING unnest(", k + 1);
+      elem_types[k] = c.type;
+      key_exprs[k] = velostream_key_index_expr(psprintf("t.%s", quote_identifier(c.name)), c.type);
     }
+    // Keys without NULLs: one statement for all of them.
+    resetStringInfo(&sql);
+    appendStringInfo(&sql, "DELETE FROM %s AS t", view);
+    for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%s$%d", k ? ", " : " USING unnest(", k + 1);
     if (d->nkeys > 0) appendStringInfoString(&sql, ") AS u(");
     for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%sk%d", k ? ", " : "", k);
     if (d->nkeys > 0) appendStringInfoString(&sql, ") WHERE ");
-    for (int k = 0; k < d->nkeys; ++k)
-      appendStringInfo(&sql, "%st.%s IS NOT DISTINCT FROM u.k%d", k ? " AND " : "",
-                       quote_identifier(d->columns[d->key_column[k]].name), k);
+    for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%s%s = u.k%d", k ? " AND " : "", key_exprs[k], k);
     u->delete_plan = prepare(sql.data, d->nkeys, key_types);
+    // Keys with NULLs: one row at a time, a statement per pattern of NULLs.
+    if (d->nkeys <= 4) {
+      int masks = 1 << d->nkeys;
+      // (in u's context: SPI_prepare left CurrentMemoryContext in SPI's)
+      u->delete_mask_plans = (SPIPlanPtr*)MemoryContextAllocZero(GetMemoryChunkContext(u), sizeof(SPIPlanPtr) * masks);
+      for (int m = 1; m < masks; ++m) {
+        resetStringInfo(&sql);
+        appendStringInfo(&sql, "DELETE FROM %s AS t WHERE ", view);
+        for (int k = 0; k < d->nkeys; ++k) {
+          if (m & (1 << k)) appendStringInfo(&sql, "%s%s IS NULL", k ? " AND " : "", key_exprs[k]);
+          else appendStringInfo(&sql, "%s%s = $%d", k ? " AND " : "", key_exprs[k], k + 1);
+        }
+        u->delete_mask_plans[m] = prepare(sql.data, d->nkeys, elem_types);
+      }
+    } else {
+      resetStringInfo(&sql);
+      appendStringInfo(&sql, "DELETE FROM %s AS t", view);
+      for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%s$%d", k ? ", " : " USING unnest(", k + 1);
+      appendStringInfoString(&sql, ") AS u(");
+      for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%sk%d", k ? ", " : "", k);
+      appendStringInfoString(&sql, ") WHERE ");
+      for (int k = 0; k < d->nkeys; ++k)
+        appendStringInfo(&sql, "%st.%s IS NOT DISTINCT FROM u.k%d", k ? " AND " : "",
+                         quote_identifier(d->columns[d->key_column[k]].name), k);
+      u->delete_null_plan = prepare(sql.data, d->nkeys, key_types);
+    }
   }
   if (owned || d->naggs == 0) return u;
 
@@ -404,6 +434,64 @@ void sink_groups(RowSink* s, eng::ViewAggregator& store, const uint32_t* groups,
   }
 }
 
+// Deletes the rows of the hidden groups (HAVING fails): those without NULL
+// keys in one statement, the others one by one (delete_mask_plans), so that
+// the table's unique index finds every row. Leaves param_nulls all ' '.
+void delete_hidden(RowSink* s, const ViewUpsert* u, Datum* params, char* param_nulls) {
+  const ViewDesc* d = s->d;
+  const int nk = d->nkeys;
+  // The rows with a NULL key copied out first, the others compacted in place.
+  Datum* wkeys = (Datum*)palloc(sizeof(Datum) * (nk + 1) * s->nhidden);
+  bool* wnulls = (bool*)palloc(sizeof(bool) * (nk + 1) * s->nhidden);
+  size_t plain = 0, nwith = 0;
+  for (size_t j = 0; j < s->nhidden; ++j) {
+    bool any = false;
+    for (int k = 0; k < nk; ++k) any |= s->hidden_nulls[k][j];
+    for (int k = 0; k < nk; ++k) {
+      if (any) {
+        wkeys[nwith * nk + k] = s->hidden[k][j];
+        wnulls[nwith * nk + k] = s->hidden_nulls[k][j];
+      } else {
+        s->hidden[k][plain] = s->hidden[k][j];
+        s->hidden_nulls[k][plain] = false;
+      }
+    }
+    if (any) ++nwith;
+    else ++plain;
+  }
+  if (plain > 0) {
+    for (int k = 0; k < nk; ++k)
+      params[k] = make_array(d->columns[d->key_column[k]].type, s->hidden[k], s->hidden_nulls[k], plain);
+    int rc = SPI_execute_plan(u->delete_plan, params, param_nulls, false, 0);
+    if (rc != SPI_OK_DELETE) elog(ERROR, "velostream: deleting groups failed: %s", SPI_result_code_string(rc));
+  }
+  if (nwith == 0) return;
+  if (u->delete_mask_plans != nullptr) {
+    for (size_t i = 0; i < nwith; ++i) {
+      int mask = 0;
+      for (int k = 0; k < nk; ++k) {
+        bool null = wnulls[i * nk + k];
+        mask |= null ? 1 << k : 0;
+        params[k] = null ? (Datum)0 : wkeys[i * nk + k];
+        param_nulls[k] = null ? 'n' : ' ';
+      }
+      int rc = SPI_execute_plan(u->delete_mask_plans[mask], params, param_nulls, false, 0);
+      if (rc != SPI_OK_DELETE) elog(ERROR, "velostream: deleting groups failed: %s", SPI_result_code_string(rc));
+    }
+    memset(param_nulls, ' ', nk);
+    return;
+  }
+  for (int k = 0; k < nk; ++k) {  // many keys: one IS NOT DISTINCT FROM statement
+    for (size_t i = 0; i < nwith; ++i) {
+      s->hidden[k][i] = wkeys[i * nk + k];
+      s->hidden_nulls[k][i] = wnulls[i * nk + k];
+    }
+    params[k] = make_array(d->columns[d->key_column[k]].type, s->hidden[k], s->hidden_nulls[k], nwith);
+  }
+  int rc = SPI_execute_plan(u->delete_null_plan, params, param_nulls, false, 0);
+  if (rc != SPI_OK_DELETE) elog(ERROR, "velostream: deleting groups failed: %s", SPI_result_code_string(rc));
+}
+
 // Writes the collected rows with `plan` (insert_plan or set_plan) and
 // deletes the rows of the hidden groups.
 void sink_write(RowSink* s, const ViewUpsert* u, SPIPlanPtr plan) {
@@ -416,12 +504,7 @@ void sink_write(RowSink* s, const ViewUpsert* u, SPIPlanPtr plan) {
     int rc = SPI_execute_plan(plan, params, param_nulls, false, 0);
     if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: writing the groups failed: %s", SPI_result_code_string(rc));
   }
-  if (s->nhidden > 0) {
-    for (int k = 0; k < d->nkeys; ++k)
-      params[k] = make_array(d->columns[d->key_column[k]].type, s->hidden[k], s->hidden_nulls[k], s->nhidden);
-    int rc = SPI_execute_plan(u->delete_plan, params, param_nulls, false, 0);
-    if (rc != SPI_OK_DELETE) elog(ERROR, "velostream: deleting groups failed: %s", SPI_result_code_string(rc));
-  }
+  if (s->nhidden > 0) delete_hidden(s, u, params, param_nulls);
 }
 
 }  // namespace

@@ -12,7 +12,12 @@ struct ViewUpsert {
   SPIPlanPtr plan;   ///< shared groups: the upsert merging partial states into the state table
   SPIPlanPtr insert_plan;  ///< owned groups: plain INSERT of new groups' final values
   SPIPlanPtr set_plan;     ///< INSERT ... ON CONFLICT DO UPDATE SET col = excluded.col of final values
-  SPIPlanPtr delete_plan;  ///< views with HAVING: DELETE the rows of the keys given (one array per key)
+  SPIPlanPtr delete_plan;  ///< views with HAVING: DELETE the rows of the keys given (one array per key, no NULLs)
+  /// Views with HAVING: the DELETE of one row whose keys are NULL where bit k
+  /// of the index is set (`k IS NULL`, the others `= $k`), so the unique index
+  /// serves it; NULL beyond 4 keys (delete_null_plan then, IS NOT DISTINCT FROM).
+  SPIPlanPtr* delete_mask_plans;
+  SPIPlanPtr delete_null_plan;
   int nparams;       ///< of insert_plan and set_plan: one array per view column
   Oid* elem_types;   ///< element type of each of those arrays
 };

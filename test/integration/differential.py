@@ -95,7 +95,9 @@ INT_ARGS = ["delay", "distance", "delay * 2", "distance / 100", "coalesce(delay,
 NUM_ARGS = ["delay / 7.0", "distance * 0.01", "delay::numeric"]
 FLOAT_ARGS = ["delay::float8", "distance / 3.0::float8", "sqrt(distance)", "delay::real"]
 TEXT_ARGS = ["origin", "destination", "upper(destination)", "origin || destination",
-             "destination COLLATE \"C\""]
+             "destination COLLATE \"C\"",
+             # longer than std::string's inline buffer, multibyte
+             "origin || ' → ' || destination || ' via ' || lower(origin)"]
 TIME_ARGS = ["ts", "ts AT TIME ZONE 'UTC'", "(ts AT TIME ZONE 'UTC')::date"]
 BOOL_ARGS = ["delay > 30", "distance > 1000", "delay IS NULL", "origin = 'SFO'", "delay < distance / 100"]
 PLAIN_COLUMNS = ["delay", "distance", "origin", "destination", "ts"]

@@ -55,3 +55,36 @@ TEST(TextExtreme, ByteOrderAndCollation) {
 
 }  // namespace
 }  // namespace velostream::engine
+
+namespace velostream::engine {
+namespace {
+
+// min(DISTINCT text) of values beyond std::string's inline buffer: the result
+// must outlive the scratch state DISTINCT finalises in (it once did not).
+TEST(TextExtreme, DistinctLongValues) {
+  RecordBatch b;
+  b.columns.resize(1);
+  b.columns[0].type = Type::kText;
+  b.columns[0].used = true;
+  std::string values[] = {std::string(40, 'm'), std::string(30, 'z'), std::string(40, 'm')};
+  b.reset(3);
+  std::vector<uint32_t> rows = {0, 1, 2}, groups = {0, 0, 0};
+  for (int i = 0; i < 3; ++i) {
+    b.columns[0].str[i] = b.arena.copy(values[i].data(), values[i].size());
+    b.columns[0].null[i] = 0;
+  }
+  std::shared_ptr<const AggregateFunction> inner = make_text_extreme_aggregate(0, false, nullptr);
+  auto f = make_distinct_aggregate(inner, 0, Type::kText);
+  alignas(16) char state[64];
+  f->init(state);
+  std::string error;
+  AggRows in{&b, rows.data(), groups.data(), rows.size()};
+  ASSERT_TRUE(f->update(in, state, sizeof(state), &error));
+  Value v;
+  ASSERT_TRUE(f->finalize(state, &v, &error));
+  ASSERT_EQ(v.kind, Value::Kind::kText);
+  EXPECT_EQ(std::string(v.s), std::string(40, 'm'));
+}
+
+}  // namespace
+}  // namespace velostream::engine
