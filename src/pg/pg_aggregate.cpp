@@ -575,6 +575,109 @@ void PgAggregate::do_finalize(const void* state, char* out, size_t) {
   v->datum = (uint64_t)result;
 }
 
+// numeric.c's Int128AggState (PostgreSQL 15 with HAVE_INT128): the
+// transition state of var_samp & co. over smallint and integer
+// (int2_accum / int4_accum), which numeric_poly_serialize and the
+// numeric_poly_* final functions read.
+struct PolyNumAggState {
+  bool calcSumX2;
+  int64 N;
+  int128 sumX;
+  int128 sumX2;
+};
+
+// IntVarianceAggregate's state.
+struct alignas(16) Moments {
+  __int128 sum = 0;
+  __int128 sum2 = 0;
+  int64 n = 0;
+};
+
+// velostream_int_variance_aggregate.
+class IntVarianceAggregate final : public eng::AggregateFunction {
+ public:
+  IntVarianceAggregate(int column, std::shared_ptr<const eng::AggregateFunction> pg)
+      : column_(column), pg_proto_(std::move(pg)) {}
+
+  std::unique_ptr<eng::AggregateFunction> clone() const override {
+    return std::make_unique<IntVarianceAggregate>(column_, pg_proto_);
+  }
+  size_t state_size() const override { return sizeof(Moments); }
+  void init(void* state) override { new (state) Moments(); }
+  void mark_used(std::vector<uint8_t>* used) const override { (*used)[column_] = 1; }
+  void reset() override {
+    if (pg_) pg_->reset();
+  }
+
+  bool update(const eng::AggRows& in, char* states, size_t stride, std::string*) override {
+    const eng::Column& c = in.batch->columns[column_];
+    for (size_t k = 0; k < in.count; ++k) {
+      const uint32_t r = in.rows[k];
+      if (c.null[r]) continue;
+      Moments* m = reinterpret_cast<Moments*>(states + in.groups[k] * stride);
+      const __int128 x = c.i64[r];
+      m->n++;
+      m->sum += x;
+      m->sum2 += x * x;  // |x| < 2^31: no overflow before 2^63 rows
+    }
+    return true;
+  }
+  bool combine(const void* src, void* dst, std::string*) override {
+    const Moments* a = static_cast<const Moments*>(src);
+    Moments* b = static_cast<Moments*>(dst);
+    b->n += a->n;
+    b->sum += a->sum;
+    b->sum2 += a->sum2;
+    return true;
+  }
+  // Through PostgreSQL's numeric_poly_serialize / _deserialize: the bytes
+  // PgAggregate writes for the same aggregate.
+  bool serialize(const void* state, std::string* out, std::string* error) override {
+    PgState st = as_pg(*static_cast<const Moments*>(state));
+    return pg()->serialize(&st, out, error);
+  }
+  bool deserialize(const char*& p, const char* end, void* state, std::string* error) override {
+    PgState st{};
+    if (!pg()->deserialize(p, end, &st, error)) return false;
+    Moments* m = new (state) Moments();
+    if (!st.isnull && st.ready) {
+      const PolyNumAggState* ps = reinterpret_cast<const PolyNumAggState*>(DatumGetPointer(st.value));
+      m->n = ps->N;
+      m->sum = ps->sumX;
+      m->sum2 = ps->sumX2;
+    }
+    pg_->reset();
+    return true;
+  }
+  bool finalize(const void* state, eng::Value* out, std::string* error) override {
+    PgState st = as_pg(*static_cast<const Moments*>(state));
+    return pg()->finalize(&st, out, error);
+  }
+
+ private:
+  eng::AggregateFunction* pg() {
+    if (!pg_) pg_ = pg_proto_->clone();
+    return pg_.get();
+  }
+  // A PostgreSQL state holding m (in poly_, valid until the next call).
+  PgState as_pg(const Moments& m) {
+    poly_.calcSumX2 = true;
+    poly_.N = m.n;
+    poly_.sumX = m.sum;
+    poly_.sumX2 = m.sum2;
+    PgState st{};
+    st.value = PointerGetDatum(&poly_);
+    st.isnull = false;
+    st.ready = true;
+    return st;
+  }
+
+  int column_;
+  std::shared_ptr<const eng::AggregateFunction> pg_proto_;
+  std::unique_ptr<eng::AggregateFunction> pg_;  // serialises, deserialises, finalises
+  PolyNumAggState poly_{};
+};
+
 }  // namespace
 
 std::shared_ptr<const eng::AggregateFunction> velostream_pg_aggregate(Aggref* aggref, const char* describe) {
@@ -687,4 +790,9 @@ std::shared_ptr<const eng::AggregateFunction> velostream_pg_aggregate(Aggref* ag
   }
   if (i != in->nargs) elog(ERROR, "velostream: aggregate %s has %d arguments, expected %d", name, i, in->nargs);
   return std::make_shared<PgAggregate>(in);
+}
+
+std::shared_ptr<const eng::AggregateFunction> velostream_int_variance_aggregate(Aggref* aggref, int column,
+                                                                               const char* describe) {
+  return std::make_shared<IntVarianceAggregate>(column, velostream_pg_aggregate(aggref, describe));
 }

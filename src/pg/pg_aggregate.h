@@ -20,3 +20,14 @@
 /// aggregator clones it (pg_aggregate.cpp has the memory rules).
 std::shared_ptr<const velostream::engine::AggregateFunction> velostream_pg_aggregate(Aggref* aggref,
                                                                                      const char* describe);
+
+/// var_samp, var_pop, stddev_samp, stddev_pop, variance or stddev (`aggref`)
+/// over `column`, a smallint or integer stream column (or computed column):
+/// the count, sum and sum of squares kept natively in 128 bits as int2_accum
+/// / int4_accum keep them (numeric.c's Int128AggState), serialised,
+/// deserialised and finalised by PostgreSQL's numeric_poly_* functions, so
+/// the result is PostgreSQL's exact numeric and stored states are the bytes
+/// velostream_pg_aggregate's implementation writes for the same aggregate.
+std::shared_ptr<const velostream::engine::AggregateFunction> velostream_int_variance_aggregate(Aggref* aggref,
+                                                                                               int column,
+                                                                                               const char* describe);

@@ -459,6 +459,16 @@ bool translate_native_agg(Aggref* a, ViewColumn* col, eng::AggSpec* spec, Query*
                  : strcmp(name, "stddev_pop") == 0   ? eng::AggFunc::kStddevPop
                  : strncmp(name, "stddev", 6) == 0   ? eng::AggFunc::kStddevSamp
                                                      : eng::AggFunc::kVarSamp;
+  } else if ((t == INT2OID || t == INT4OID) &&
+             (strcmp(name, "var_samp") == 0 || strcmp(name, "variance") == 0 || strcmp(name, "var_pop") == 0 ||
+              strcmp(name, "stddev_samp") == 0 || strcmp(name, "stddev") == 0 ||
+              strcmp(name, "stddev_pop") == 0)) {
+    // numeric results: native moments, PostgreSQL's numeric_poly_* final function
+    col->agg = SqlAgg::kOther;
+    col->input_type = t;
+    spec->func = eng::AggFunc::kExternal;
+    spec->external = velostream_int_variance_aggregate(a, column_of((Var*)arg, query), describe((Node*)a, query));
+    return true;
   } else {
     return false;
   }
