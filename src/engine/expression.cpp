@@ -94,6 +94,31 @@ Decimal as_decimal(const Column& c, size_t r) {
   return c.type == Type::kInt64 ? Decimal::from_int(c.i64[r]) : c.dec[r];
 }
 
+int digits_of(__int128 v) {
+  unsigned __int128 u = v < 0 ? -static_cast<unsigned __int128>(v) : static_cast<unsigned __int128>(v);
+  int n = 0;
+  for (; u != 0; u /= 10) ++n;
+  return n;
+}
+
+// numeric_cmp: exact for every pair of finite values. (decimal_cmp falls
+// back to doubles where aligning the scales overflows 128 bits, which calls
+// 1e-400 and 1e-9000 equal.) Magnitudes are ordered by the position of
+// their leading digit first; values whose leading digits line up align
+// without overflow (the one with the smaller scale has as many fewer digits).
+int numeric_cmp(const Decimal& a, const Decimal& b) {
+  if (a.kind != Decimal::kFinite || b.kind != Decimal::kFinite) return decimal_cmp(a, b);
+  const int sa = (a.coef > 0) - (a.coef < 0), sb = (b.coef > 0) - (b.coef < 0);
+  if (sa != sb) return sa < sb ? -1 : 1;
+  if (sa == 0) return 0;
+  const int ea = digits_of(a.coef) - a.scale, eb = digits_of(b.coef) - b.scale;
+  if (ea != eb) return (ea < eb ? -1 : 1) * sa;
+  __int128 x = a.coef, y = b.coef;
+  for (int i = a.scale; i < b.scale; ++i) x *= 10;
+  for (int i = b.scale; i < a.scale; ++i) y *= 10;
+  return x < y ? -1 : (x > y ? 1 : 0);
+}
+
 // Three-way comparison of two non-NULL values in `domain`.
 int compare_values(CmpDomain domain, const Column& a, size_t ra, const Column& b, size_t rb) {
   switch (domain) {
@@ -102,7 +127,7 @@ int compare_values(CmpDomain domain, const Column& a, size_t ra, const Column& b
       return x < y ? -1 : (x > y ? 1 : 0);
     }
     case CmpDomain::kFloat: return float_cmp(as_double(a, ra), as_double(b, rb));
-    case CmpDomain::kNumeric: return decimal_cmp(as_decimal(a, ra), as_decimal(b, rb));
+    case CmpDomain::kNumeric: return numeric_cmp(as_decimal(a, ra), as_decimal(b, rb));
     case CmpDomain::kText: {
       int c = a.str[ra].compare(b.str[rb]);
       return c < 0 ? -1 : (c > 0 ? 1 : 0);
@@ -155,9 +180,34 @@ bool double_to_decimal(double v, int digits, Decimal* out) {
     out->kind = v > 0 ? Decimal::kPosInf : Decimal::kNegInf;
     return true;
   }
+  // Read as set_var_from_str reads it: the digits, and a scale of the
+  // digits after the point minus the exponent (at least 0). (Decimal::parse
+  // refuses exponents that leave more than 38 digits of scale: 1e-46 here.)
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.*g", digits, v);
-  return Decimal::parse(buf, out);
+  const char* p = buf;
+  bool neg = *p == '-';
+  if (neg) ++p;
+  __int128 coef = 0;
+  int scale = 0;
+  bool point = false;
+  for (; (*p >= '0' && *p <= '9') || *p == '.'; ++p) {
+    if (*p == '.') {
+      point = true;
+      continue;
+    }
+    coef = coef * 10 + (*p - '0');  // at most 17 digits
+    if (point) ++scale;
+  }
+  if (*p == 'e' || *p == 'E') scale -= std::atoi(p + 1);
+  for (; scale < 0; ++scale)
+    if (__builtin_mul_overflow(coef, static_cast<__int128>(10), &coef)) return false;
+  Decimal d;
+  d.coef = neg ? -coef : coef;
+  d.scale = static_cast<int16_t>(scale);
+  if (!d.valid()) return false;
+  *out = d;
+  return true;
 }
 
 // Decimal product with numeric_mul's special values and scale (exact).
@@ -175,7 +225,22 @@ bool decimal_mul(const Decimal& a, const Decimal& b, Decimal* out) {
   }
   if (__builtin_mul_overflow(a.coef, b.coef, &r.coef)) return false;
   int scale = a.scale + b.scale;
-  if (scale > Decimal::kMaxScale) return false;
+  if (scale > Decimal::kMaxScale) {
+    // numeric_mul rounds the exact product to NUMERIC_DSCALE_MAX digits
+    // (half away from zero, round_var).
+    const int drop = scale - Decimal::kMaxScale;
+    if (drop > 38) {
+      r.coef = 0;  // |coef| < 2^127 < 10^39 / 2
+    } else {
+      __int128 p = 1;
+      for (int i = 0; i < drop; ++i) p *= 10;
+      __int128 q = r.coef / p, rem = r.coef % p;
+      if (rem < 0) rem = -rem;
+      if (rem >= p - rem) q += r.coef < 0 ? -1 : 1;
+      r.coef = q;
+    }
+    scale = Decimal::kMaxScale;
+  }
   r.scale = static_cast<int16_t>(scale);
   if (!r.valid()) return false;
   *out = r;
@@ -815,6 +880,10 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
             } else {
               o.coef = static_cast<__int128>(t) - kUnixEpochInPgMicros;
               o.scale = 6;
+              // From PG_INT64_MAX + epoch on (294247-01-10 04:00:54.775807),
+              // timestamp_part_common divides as numerics, which keeps 4
+              // decimals here (select_div_scale), and rounds to 6.
+              if (t >= kInt64Max + kUnixEpochInPgMicros) o.coef = (o.coef + 50) / 100 * 100;
             }
             break;
         }

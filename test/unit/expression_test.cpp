@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <string>
+
 #include "engine/fields.h"
 
 namespace velostream::engine {
@@ -252,6 +255,110 @@ TEST(Expression, CastsFollowPostgreSQL) {
   ExprNode mul = node(Op::kMul, SqlKind::kNumeric, {num, num});
   f.run(mul);
   EXPECT_EQ(f.out.dec[0].to_string(), "6.25");
+}
+
+// Found by sql/native_expressions.sql, which compares every native operation
+// family with PostgreSQL's executor on edge values.
+ExprNode num_const(const char* text) {
+  ExprNode e;
+  e.op = Op::kConst;
+  e.type = SqlKind::kNumeric;
+  EXPECT_TRUE(Decimal::parse(text, &e.value.d)) << text;
+  return e;
+}
+ExprNode small_num(int64_t coef, int scale) {  // coef * 10^-scale, beyond what parse takes in exponent form
+  ExprNode e;
+  e.op = Op::kConst;
+  e.type = SqlKind::kNumeric;
+  e.value.d.coef = coef;
+  e.value.d.scale = static_cast<int16_t>(scale);
+  return e;
+}
+
+TEST(Expression, NumericComparisonIsExactWhereScalesDoNotAlign) {
+  // numeric_cmp: 1e-400 > 1e-9000, though both are 0 as doubles and their
+  // coefficients cannot be aligned in 128 bits.
+  Fixture f({0});
+  ExprNode gt = cmp(CmpOp::kGt, small_num(1, 400), small_num(1, 9000), CmpDomain::kNumeric);
+  f.run(gt);
+  EXPECT_EQ(f.out.i64[0], 1);
+  f.run(cmp(CmpOp::kLt, small_num(-1, 400), small_num(-1, 9000), CmpDomain::kNumeric));
+  EXPECT_EQ(f.out.i64[0], 1);
+  f.run(cmp(CmpOp::kEq, small_num(10, 401), small_num(1, 400), CmpDomain::kNumeric));
+  EXPECT_EQ(f.out.i64[0], 1);
+  f.run(cmp(CmpOp::kGt, num_const("99999999999999999999999999999999999999"), num_const("0.5"), CmpDomain::kNumeric));
+  EXPECT_EQ(f.out.i64[0], 1);
+  ExprNode g = node(Op::kGreatest, SqlKind::kNumeric, {small_num(2, 9000), small_num(1, 400), num_const("0")});
+  g.domain = CmpDomain::kNumeric;
+  f.run(g);
+  EXPECT_EQ(f.out.dec[0].scale, 400);
+}
+
+TEST(Expression, FloatToNumericKeepsSmallValues) {
+  // float8_numeric reads "%.15g" as numeric_in does: 1e-46 is
+  // 0.000...1 with scale 46 (Decimal::parse takes no such exponent).
+  Fixture f({0});
+  ExprNode v;
+  v.op = Op::kConst;
+  v.type = SqlKind::kFloat8;
+  v.value.f = 1e-46;
+  ExprNode c = node(Op::kCast, SqlKind::kNumeric, {v});
+  c.from = SqlKind::kFloat8;
+  f.run(c);
+  ASSERT_EQ(f.errors[0], ExprError::kNone);
+  EXPECT_EQ(f.out.dec[0].to_string(), "0." + std::string(45, '0') + "1");
+  c.args[0].value.f = 4.9e-324;
+  f.run(c);
+  ASSERT_EQ(f.errors[0], ExprError::kNone);
+  EXPECT_EQ(f.out.dec[0].scale, 338);  // 4.94065645841247e-324
+  c.args[0].value.f = -123456789.125;
+  f.run(c);
+  EXPECT_EQ(f.out.dec[0].to_string(), "-123456789.125");
+  c.args[0].value.f = 1e20;
+  f.run(c);
+  EXPECT_EQ(f.out.dec[0].to_string(), "100000000000000000000");
+  c.args[0].value.f = 1e300;  // beyond 38 digits: the engine's limit
+  f.run(c);
+  EXPECT_EQ(f.errors[0], ExprError::kNumericTooLong);
+  c.from = SqlKind::kFloat4;
+  c.args[0].type = SqlKind::kFloat4;
+  c.args[0].value.f = static_cast<double>(1.4e-45f);
+  f.run(c);
+  ASSERT_EQ(f.errors[0], ExprError::kNone);
+  EXPECT_EQ(f.out.dec[0].to_string(), "0." + std::string(44, '0') + "14013");
+}
+
+TEST(Expression, NumericProductRoundsBeyondTheLargestScale) {
+  // numeric_mul rounds a product with more than 16383 digits after the point.
+  Fixture f({0});
+  f.run(node(Op::kMul, SqlKind::kNumeric, {small_num(1, 9000), small_num(1, 9000)}));
+  ASSERT_EQ(f.errors[0], ExprError::kNone);
+  EXPECT_EQ(f.out.dec[0].coef, 0);
+  EXPECT_EQ(f.out.dec[0].scale, Decimal::kMaxScale);
+  f.run(node(Op::kMul, SqlKind::kNumeric, {small_num(5, 8192), small_num(-1, 8192)}));  // -5e-16384
+  ASSERT_EQ(f.errors[0], ExprError::kNone);
+  EXPECT_EQ(f.out.dec[0].coef, -1);  // half away from zero
+  EXPECT_EQ(f.out.dec[0].scale, Decimal::kMaxScale);
+  f.run(node(Op::kMul, SqlKind::kNumeric, {small_num(4, 8192), small_num(1, 8192)}));
+  EXPECT_EQ(f.out.dec[0].coef, 0);
+}
+
+TEST(Expression, ExtractEpochNearTheEndOfTimestamps) {
+  // From PG_INT64_MAX + epoch on, timestamp_part_common divides as numerics
+  // (4 decimals at that size) and rounds to 6.
+  Fixture f({0, 0, 0, 0});
+  const int64_t edge = std::numeric_limits<int64_t>::max() + (-946684800LL * 1000000);
+  f.b.columns[2].i64[0] = edge - 1;             // 294247-01-10 04:00:54.775806: exact
+  f.b.columns[2].i64[1] = edge;                 // .775807
+  f.b.columns[2].i64[2] = edge + 43;            // .775850
+  f.b.columns[2].i64[3] = 9223371331199999999;  // 294276-12-31 23:59:59.999999
+  ExprNode e = node(Op::kExtract, SqlKind::kNumeric, {col(2, SqlKind::kTimestamp)});
+  e.field = ExtractField::kEpoch;
+  f.run(e);
+  EXPECT_EQ(f.out.dec[0].to_string(), "9223372036854.775806");
+  EXPECT_EQ(f.out.dec[1].to_string(), "9223372036854.775800");
+  EXPECT_EQ(f.out.dec[2].to_string(), "9223372036854.775900");
+  EXPECT_EQ(f.out.dec[3].to_string(), "9224318016000.000000");
 }
 
 }  // namespace
