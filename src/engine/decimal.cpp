@@ -186,15 +186,18 @@ int decimal_cmp(const Decimal& a, const Decimal& b) {
   };
   int ra = rank(a), rb = rank(b);
   if (ra != rb || ra != 1) return ra < rb ? -1 : (ra > rb ? 1 : 0);
-  int scale = a.scale > b.scale ? a.scale : b.scale;
-  __int128 x, y;
-  bool ox = !rescale_up(a.coef, scale - a.scale, &x);
-  bool oy = !rescale_up(b.coef, scale - b.scale, &y);
-  if (ox || oy) {
-    // Only reachable near 10^38; fall back to the doubles, which order them.
-    double dx = a.to_double(), dy = b.to_double();
-    return dx < dy ? -1 : (dx > dy ? 1 : 0);
-  }
+  // Finite: by sign, then by the position of the leading digit, then by
+  // the digits aligned on the larger scale (exact: with equal leading
+  // positions the one with the smaller scale has as many fewer digits, so
+  // aligning cannot overflow).
+  const int sa = (a.coef > 0) - (a.coef < 0), sb = (b.coef > 0) - (b.coef < 0);
+  if (sa != sb) return sa < sb ? -1 : 1;
+  if (sa == 0) return 0;
+  const int ea = digit_count(a.coef) - a.scale, eb = digit_count(b.coef) - b.scale;
+  if (ea != eb) return (ea < eb ? -1 : 1) * sa;
+  __int128 x = a.coef, y = b.coef;
+  for (int i = a.scale; i < b.scale; ++i) x *= 10;
+  for (int i = b.scale; i < a.scale; ++i) y *= 10;
   return x < y ? -1 : (x > y ? 1 : 0);
 }
 

@@ -64,25 +64,6 @@ bool fits(SqlKind k, int64_t v) {
 
 bool is_int(SqlKind k) { return k == SqlKind::kInt2 || k == SqlKind::kInt4 || k == SqlKind::kInt8; }
 
-// PostgreSQL orders NaN above every other float and equal to itself.
-int float_cmp(double a, double b) {
-  bool na = std::isnan(a), nb = std::isnan(b);
-  if (na || nb) return na == nb ? 0 : (na ? 1 : -1);
-  return a < b ? -1 : (a > b ? 1 : 0);
-}
-
-bool cmp_holds(CmpOp op, int c) {
-  switch (op) {
-    case CmpOp::kEq: return c == 0;
-    case CmpOp::kNe: return c != 0;
-    case CmpOp::kLt: return c < 0;
-    case CmpOp::kLe: return c <= 0;
-    case CmpOp::kGt: return c > 0;
-    case CmpOp::kGe: return c >= 0;
-  }
-  return false;
-}
-
 double as_double(const Column& c, size_t r) {
   switch (c.type) {
     case Type::kInt64: return static_cast<double>(c.i64[r]);
@@ -94,31 +75,6 @@ Decimal as_decimal(const Column& c, size_t r) {
   return c.type == Type::kInt64 ? Decimal::from_int(c.i64[r]) : c.dec[r];
 }
 
-int digits_of(__int128 v) {
-  unsigned __int128 u = v < 0 ? -static_cast<unsigned __int128>(v) : static_cast<unsigned __int128>(v);
-  int n = 0;
-  for (; u != 0; u /= 10) ++n;
-  return n;
-}
-
-// numeric_cmp: exact for every pair of finite values. (decimal_cmp falls
-// back to doubles where aligning the scales overflows 128 bits, which calls
-// 1e-400 and 1e-9000 equal.) Magnitudes are ordered by the position of
-// their leading digit first; values whose leading digits line up align
-// without overflow (the one with the smaller scale has as many fewer digits).
-int numeric_cmp(const Decimal& a, const Decimal& b) {
-  if (a.kind != Decimal::kFinite || b.kind != Decimal::kFinite) return decimal_cmp(a, b);
-  const int sa = (a.coef > 0) - (a.coef < 0), sb = (b.coef > 0) - (b.coef < 0);
-  if (sa != sb) return sa < sb ? -1 : 1;
-  if (sa == 0) return 0;
-  const int ea = digits_of(a.coef) - a.scale, eb = digits_of(b.coef) - b.scale;
-  if (ea != eb) return (ea < eb ? -1 : 1) * sa;
-  __int128 x = a.coef, y = b.coef;
-  for (int i = a.scale; i < b.scale; ++i) x *= 10;
-  for (int i = b.scale; i < a.scale; ++i) y *= 10;
-  return x < y ? -1 : (x > y ? 1 : 0);
-}
-
 // Three-way comparison of two non-NULL values in `domain`.
 int compare_values(CmpDomain domain, const Column& a, size_t ra, const Column& b, size_t rb) {
   switch (domain) {
@@ -127,7 +83,7 @@ int compare_values(CmpDomain domain, const Column& a, size_t ra, const Column& b
       return x < y ? -1 : (x > y ? 1 : 0);
     }
     case CmpDomain::kFloat: return float_cmp(as_double(a, ra), as_double(b, rb));
-    case CmpDomain::kNumeric: return numeric_cmp(as_decimal(a, ra), as_decimal(b, rb));
+    case CmpDomain::kNumeric: return decimal_cmp(as_decimal(a, ra), as_decimal(b, rb));
     case CmpDomain::kText: {
       int c = a.str[ra].compare(b.str[rb]);
       return c < 0 ? -1 : (c > 0 ? 1 : 0);

@@ -10,25 +10,6 @@ inline int three_way(const T& a, const T& b) {
   return a < b ? -1 : (b < a ? 1 : 0);
 }
 
-// PostgreSQL orders NaN above every other float8 and equal to itself.
-inline int float_cmp(double a, double b) {
-  bool na = std::isnan(a), nb = std::isnan(b);
-  if (na || nb) return na == nb ? 0 : (na ? 1 : -1);
-  return three_way(a, b);
-}
-
-inline bool apply(CmpOp op, int c) {
-  switch (op) {
-    case CmpOp::kEq: return c == 0;
-    case CmpOp::kNe: return c != 0;
-    case CmpOp::kLt: return c < 0;
-    case CmpOp::kLe: return c <= 0;
-    case CmpOp::kGt: return c > 0;
-    case CmpOp::kGe: return c >= 0;
-  }
-  return false;
-}
-
 // Reads operand values converted into the comparison domain.
 struct Operand {
   const Column* col = nullptr;
@@ -57,7 +38,7 @@ void compare_rows(const Operand& l, const Operand& r, CmpOp op, size_t n, uint8_
     if (l.is_null(i) || r.is_null(i)) {
       out[i] = kUnknown;
     } else {
-      out[i] = apply(op, cmp(i)) ? kTrue : kFalse;
+      out[i] = cmp_holds(op, cmp(i)) ? kTrue : kFalse;
     }
   }
 }

@@ -46,6 +46,27 @@ struct Predicate {
   Scalar value;                     ///< kConst: is_null, or i != 0 for true
 };
 
+/// PostgreSQL's float8 order: -1, 0 or 1, NaN above every other value and
+/// equal to itself (float8_cmp_internal).
+inline int float_cmp(double a, double b) {
+  const bool na = a != a, nb = b != b;
+  if (na || nb) return na == nb ? 0 : (na ? 1 : -1);
+  return a < b ? -1 : (a > b ? 1 : 0);
+}
+
+/// Whether three-way comparison result `c` satisfies `op`.
+inline bool cmp_holds(CmpOp op, int c) {
+  switch (op) {
+    case CmpOp::kEq: return c == 0;
+    case CmpOp::kNe: return c != 0;
+    case CmpOp::kLt: return c < 0;
+    case CmpOp::kLe: return c <= 0;
+    case CmpOp::kGt: return c > 0;
+    case CmpOp::kGe: return c >= 0;
+  }
+  return false;
+}
+
 /// Tri-state truth values: one per row.
 enum : uint8_t { kFalse = 0, kTrue = 1, kUnknown = 2 };
 

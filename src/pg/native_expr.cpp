@@ -546,31 +546,7 @@ bool Translator::tr(Node* n, eng::ExprNode* out, Node* case_arg) {
     case T_ScalarArrayOpExpr: {
       // x IN (c1, c2, ...): an OR (AND for ALL) of comparisons with constants.
       ScalarArrayOpExpr* s = (ScalarArrayOpExpr*)n;
-      Node* arr = (Node*)lsecond(s->args);
-      List* elems = NIL;
-      if (IsA(arr, ArrayExpr)) {
-        ListCell* lc;
-        foreach (lc, ((ArrayExpr*)arr)->elements) {
-          if (!IsA((Node*)lfirst(lc), Const)) return false;
-          elems = lappend(elems, lfirst(lc));
-        }
-      } else if (IsA(arr, Const) && !((Const*)arr)->constisnull) {
-        Const* ac = (Const*)arr;
-        ArrayType* a = DatumGetArrayTypeP(ac->constvalue);
-        Oid elem = ARR_ELEMTYPE(a);
-        int16 typlen;
-        bool typbyval;
-        char typalign;
-        get_typlenbyvalalign(elem, &typlen, &typbyval, &typalign);
-        Datum* values;
-        bool* nulls;
-        int count;
-        deconstruct_array(a, elem, typlen, typbyval, typalign, &values, &nulls, &count);
-        for (int i = 0; i < count; ++i)
-          elems = lappend(elems, makeConst(elem, -1, ac->constcollid, typlen, values[i], nulls[i], typbyval));
-      } else {
-        return false;
-      }
+      List* elems = velostream_array_constants(s);
       if (elems == NIL) return false;
       out->op = s->useOr ? Op::kOr : Op::kAnd;
       ListCell* lc;
@@ -598,6 +574,42 @@ bool Translator::tr(Node* n, eng::ExprNode* out, Node* case_arg) {
 void delete_node(void* arg) { delete static_cast<eng::ExprNode*>(arg); }
 
 }  // namespace
+
+List* velostream_array_constants(ScalarArrayOpExpr* s) {
+  Node* arr = (Node*)lsecond(s->args);
+  List* elems = NIL;
+  if (IsA(arr, ArrayExpr)) {
+    ListCell* lc;
+    foreach (lc, ((ArrayExpr*)arr)->elements) {
+      Node* e = (Node*)lfirst(lc);
+      for (;;) {  // a constant under relabelling or implicit casts (not folded before planning)
+        if (IsA(e, RelabelType)) e = (Node*)((RelabelType*)e)->arg;
+        else if (IsA(e, FuncExpr) && ((FuncExpr*)e)->funcformat == COERCE_IMPLICIT_CAST &&
+                 list_length(((FuncExpr*)e)->args) == 1)
+          e = (Node*)linitial(((FuncExpr*)e)->args);
+        else break;
+      }
+      if (!IsA(e, Const)) return NIL;
+      elems = lappend(elems, lfirst(lc));
+    }
+    return elems;
+  }
+  if (!IsA(arr, Const) || ((Const*)arr)->constisnull) return NIL;
+  Const* ac = (Const*)arr;
+  ArrayType* a = DatumGetArrayTypeP(ac->constvalue);
+  Oid elem = ARR_ELEMTYPE(a);
+  int16 typlen;
+  bool typbyval;
+  char typalign;
+  get_typlenbyvalalign(elem, &typlen, &typbyval, &typalign);
+  Datum* values;
+  bool* nulls;
+  int count;
+  deconstruct_array(a, elem, typlen, typbyval, typalign, &values, &nulls, &count);
+  for (int i = 0; i < count; ++i)
+    elems = lappend(elems, makeConst(elem, -1, ac->constcollid, typlen, values[i], nulls[i], typbyval));
+  return elems;
+}
 
 const eng::ExprNode* velostream_native_expr(Node* expr, const Oid* stream_types) {
   eng::ExprNode* root = new eng::ExprNode();

@@ -3,6 +3,7 @@
 #include <clocale>
 
 #include "engine/window.h"
+#include "pg/native_expr.h"
 #include "pg/pg_aggregate.h"
 #include "pg/types.h"
 #include "pg/velostream.h"
@@ -189,32 +190,12 @@ void translate_predicate(Node* n, Query* query, eng::Predicate* p) {
     // x IN (c1, c2, ...) / x = ANY ('{...}'): an OR (AND for ALL) of comparisons.
     ScalarArrayOpExpr* s = (ScalarArrayOpExpr*)n;
     // The list is an ARRAY[...] of constants (x IN (...)) or an array constant.
+    List* elems = velostream_array_constants(s);
     Node* arr = (Node*)lsecond(s->args);
-    List* elems = NIL;
-    if (IsA(arr, ArrayExpr)) {
-      ListCell* lc;
-      foreach (lc, ((ArrayExpr*)arr)->elements) {
-        Node* e = strip_implicit_casts((Node*)lfirst(lc));
-        if (!IsA(e, Const)) unsupported("IN / ANY over anything but constants", n, query, nullptr);
-        elems = lappend(elems, e);
-      }
-    } else if (IsA(arr, Const) && !((Const*)arr)->constisnull) {
-      Const* ac = (Const*)arr;
-      ArrayType* a = DatumGetArrayTypeP(ac->constvalue);
-      Oid elem = ARR_ELEMTYPE(a);
-      int16 typlen;
-      bool typbyval;
-      char typalign;
-      get_typlenbyvalalign(elem, &typlen, &typbyval, &typalign);
-      Datum* values;
-      bool* nulls;
-      int count;
-      deconstruct_array(a, elem, typlen, typbyval, typalign, &values, &nulls, &count);
-      for (int i = 0; i < count; ++i)
-        elems = lappend(elems, makeConst(elem, -1, ac->constcollid, typlen, values[i], nulls[i], typbyval));
-    } else {
-      unsupported("IN / ANY over anything but constants", n, query, nullptr);
-    }
+    bool empty_array = IsA(arr, Const) && !((Const*)arr)->constisnull &&
+                       ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(((Const*)arr)->constvalue)),
+                                      ARR_DIMS(DatumGetArrayTypeP(((Const*)arr)->constvalue))) == 0;
+    if (elems == NIL && !empty_array) unsupported("IN / ANY over anything but constants", n, query, nullptr);
     int count = list_length(elems);
     p->kind = s->useOr ? eng::Predicate::Kind::kOr : eng::Predicate::Kind::kAnd;
     ListCell* lc;
