@@ -340,10 +340,22 @@ void ExprEvaluator::evaluate(const ExprNode& e, RecordBatch* batch, size_t rows,
   rows_ = rows;
   errors->resize(rows);
   errors_ = errors->data();
-  eval(e, 0, active, out);
+  const Column* r = eval(e, 0, active, out);
+  if (r == out) return;
+  // A column of the batch: copied, NULL where not active.
+  out->type = r->type;
+  out->used = true;
+  out->resize(rows);
+  for (size_t i = 0; i < rows; ++i) out->null[i] = (active != nullptr && active[i] == 0) || r->null[i];
+  switch (r->type) {
+    case Type::kInt64: std::copy(r->i64.begin(), r->i64.begin() + rows, out->i64.begin()); break;
+    case Type::kFloat64: std::copy(r->f64.begin(), r->f64.begin() + rows, out->f64.begin()); break;
+    case Type::kNumeric: std::copy(r->dec.begin(), r->dec.begin() + rows, out->dec.begin()); break;
+    case Type::kText: std::copy(r->str.begin(), r->str.begin() + rows, out->str.begin()); break;
+  }
 }
 
-void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active, Column* out) {
+const Column* ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active, Column* out) {
   using Op = ExprNode::Op;
   const size_t n = rows_;
   out->type = storage_of(e.type);
@@ -356,43 +368,23 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
     if (errors_[r] == ExprError::kNone) errors_[r] = err;
   };
   // Evaluates argument i with the same rows active.
-  auto arg = [&](size_t i) -> const Column& {
-    Column* c = scratch(depth, i);
-    eval(e.args[i], depth + 1, active, c);
-    return *c;
-  };
+  auto arg = [&](size_t i) -> const Column& { return *eval(e.args[i], depth + 1, active, scratch(depth, i)); };
 
   switch (e.op) {
-    case Op::kColumn: {
-      const Column& c = batch_->columns[e.column];
-      for (size_t r = 0; r < n; ++r) null[r] = on(r) ? c.null[r] : 1;
-      switch (out->type) {
-        case Type::kInt64:
-          if (c.type == Type::kInt64) std::copy(c.i64.begin(), c.i64.begin() + n, out->i64.begin());
-          break;
-        case Type::kFloat64:
-          if (c.type == Type::kFloat64) std::copy(c.f64.begin(), c.f64.begin() + n, out->f64.begin());
-          break;
-        case Type::kNumeric:
-          if (c.type == Type::kNumeric) std::copy(c.dec.begin(), c.dec.begin() + n, out->dec.begin());
-          break;
-        case Type::kText:
-          if (c.type == Type::kText) std::copy(c.str.begin(), c.str.begin() + n, out->str.begin());
-          break;
-      }
-      return;
-    }
+    case Op::kColumn:
+      // The batch's column itself: every reader checks its own active rows.
+      return &batch_->columns[e.column];
     case Op::kConst: {
       const Scalar& v = e.value;
       for (size_t r = 0; r < n; ++r) null[r] = v.is_null || !on(r);
-      if (v.is_null) return;
+      if (v.is_null) return out;
       switch (out->type) {
         case Type::kInt64: std::fill(out->i64.begin(), out->i64.end(), v.i); break;
         case Type::kFloat64: std::fill(out->f64.begin(), out->f64.end(), v.f); break;
         case Type::kNumeric: std::fill(out->dec.begin(), out->dec.end(), v.d); break;
         case Type::kText: std::fill(out->str.begin(), out->str.end(), std::string_view(v.s)); break;
       }
-      return;
+      return out;
     }
     case Op::kAdd: case Op::kSub: case Op::kMul: case Op::kDiv: case Op::kMod: {
       const Column& a = arg(0);
@@ -454,7 +446,7 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
           if (!ok) fail(r, ExprError::kNumericTooLong);
         }
       }
-      return;
+      return out;
     }
     case Op::kNeg: {
       const Column& a = arg(0);
@@ -471,17 +463,35 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
           out->dec[r] = decimal_neg(a.dec[r]);
         }
       }
-      return;
+      return out;
     }
     case Op::kCompare: {
       const Column& a = arg(0);
       const Column& b = arg(1);
       int64_t* o = out->i64.data();
-      for (size_t r = 0; r < n; ++r) {
-        null[r] = !on(r) || a.null[r] || b.null[r];
-        if (!null[r]) o[r] = cmp_holds(e.cmp, compare_values(e.domain, a, r, b, r));
+      for (size_t r = 0; r < n; ++r) null[r] = !on(r) || a.null[r] || b.null[r];
+      const CmpOp op = e.cmp;
+      // One loop per domain (the operands' storage is the domain's).
+      switch (e.domain) {
+        case CmpDomain::kInt: {
+          const int64_t* x = a.i64.data();
+          const int64_t* y = b.i64.data();
+          for (size_t r = 0; r < n; ++r) o[r] = cmp_holds(op, (x[r] > y[r]) - (x[r] < y[r]));
+          break;
+        }
+        case CmpDomain::kText:
+          if (op == CmpOp::kEq || op == CmpOp::kNe) {
+            const bool eq = op == CmpOp::kEq;
+            for (size_t r = 0; r < n; ++r)
+              if (!null[r]) o[r] = (a.str[r] == b.str[r]) == eq;
+            break;
+          }
+          [[fallthrough]];
+        default:
+          for (size_t r = 0; r < n; ++r)
+            if (!null[r]) o[r] = cmp_holds(op, compare_values(e.domain, a, r, b, r));
       }
-      return;
+      return out;
     }
     case Op::kAnd: case Op::kOr: {
       // Left to right; an argument is evaluated only for the rows whose
@@ -499,8 +509,7 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
         null[r] = !on(r);
       }
       for (size_t i = 0; i < e.args.size(); ++i) {
-        Column* c = scratch(depth, 0);
-        eval(e.args[i], depth + 1, open->data(), c);
+        const Column* c = eval(e.args[i], depth + 1, open->data(), scratch(depth, 0));
         for (size_t r = 0; r < n; ++r) {
           if (!(*open)[r]) continue;
           if (c->null[r]) {
@@ -515,7 +524,7 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
       if (any_null_seen)
         for (size_t r = 0; r < n; ++r)
           if ((*open)[r] && (*saw_null)[r]) null[r] = 1;
-      return;
+      return out;
     }
     case Op::kNot: {
       const Column& a = arg(0);
@@ -523,7 +532,7 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
         null[r] = !on(r) || a.null[r];
         out->i64[r] = !null[r] && a.i64[r] == 0;
       }
-      return;
+      return out;
     }
     case Op::kIsNull: case Op::kIsNotNull: {
       const Column& a = arg(0);
@@ -532,7 +541,7 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
         null[r] = !on(r);
         out->i64[r] = a.null[r] ? when_null : 1 - when_null;
       }
-      return;
+      return out;
     }
     case Op::kIsTrue: case Op::kIsNotTrue: case Op::kIsFalse: case Op::kIsNotFalse: {
       const Column& a = arg(0);
@@ -543,7 +552,7 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
         bool is = !a.null[r] && (a.i64[r] != 0) == want;
         out->i64[r] = is != neg;
       }
-      return;
+      return out;
     }
     case Op::kCase: case Op::kCoalesce: {
       // CASE: each THEN only for the rows whose WHEN is the first true one;
@@ -560,15 +569,13 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
       for (size_t i = 0; i < branches; ++i) {
         const ExprNode* value = &e.args[i];
         if (is_case) {
-          Column* when = scratch(depth, 0);
-          eval(e.args[2 * i], depth + 1, open->data(), when);
+          const Column* when = eval(e.args[2 * i], depth + 1, open->data(), scratch(depth, 0));
           for (size_t r = 0; r < n; ++r) (*take)[r] = (*open)[r] && !when->null[r] && when->i64[r] != 0;
           value = &e.args[2 * i + 1];
         } else {
           std::copy(open->begin(), open->end(), take->begin());
         }
-        Column* v = scratch(depth, 1);
-        eval(*value, depth + 1, take->data(), v);
+        const Column* v = eval(*value, depth + 1, take->data(), scratch(depth, 1));
         for (size_t r = 0; r < n; ++r) {
           if (!(*take)[r]) continue;
           if (!is_case && v->null[r]) continue;
@@ -577,12 +584,11 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
         }
       }
       if (is_case) {
-        Column* v = scratch(depth, 1);
-        eval(e.args.back(), depth + 1, open->data(), v);
+        const Column* v = eval(e.args.back(), depth + 1, open->data(), scratch(depth, 1));
         for (size_t r = 0; r < n; ++r)
           if ((*open)[r]) copy_value(*v, r, out);
       }
-      return;
+      return out;
     }
     case Op::kNullIf: {
       const Column& a = arg(0);
@@ -592,20 +598,19 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
         if (!b.null[r] && compare_values(e.domain, a, r, b, r) == 0) { null[r] = 1; continue; }
         copy_value(a, r, out);
       }
-      return;
+      return out;
     }
     case Op::kGreatest: case Op::kLeast: {
       const int want = e.op == Op::kGreatest ? 1 : -1;
       for (size_t r = 0; r < n; ++r) null[r] = 1;
       for (size_t i = 0; i < e.args.size(); ++i) {
-        Column* c = scratch(depth, 0);
-        eval(e.args[i], depth + 1, active, c);
+        const Column* c = eval(e.args[i], depth + 1, active, scratch(depth, 0));
         for (size_t r = 0; r < n; ++r) {
           if (c->null[r] || !on(r)) continue;
           if (null[r] || compare_values(e.domain, *c, r, *out, r) * want > 0) copy_value(*c, r, out);
         }
       }
-      return;
+      return out;
     }
     case Op::kCast: {
       const Column& a = arg(0);
@@ -668,7 +673,7 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
           fail(r, ExprError::kNumericTooLong);  // not produced by the translator
         }
       }
-      return;
+      return out;
     }
     case Op::kIntToText: {
       const Column& a = arg(0);
@@ -679,7 +684,7 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
         int len = std::snprintf(buf, sizeof(buf), "%lld", static_cast<long long>(a.i64[r]));
         out->str[r] = batch_->arena.copy(buf, static_cast<size_t>(len));
       }
-      return;
+      return out;
     }
     case Op::kLike: {
       const Column& a = arg(0);
@@ -687,7 +692,7 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
         null[r] = !on(r) || a.null[r];
         if (!null[r]) out->i64[r] = like(a.str[r], e.pattern) != e.negate;
       }
-      return;
+      return out;
     }
     case Op::kConcat: {
       const Column& a = arg(0);
@@ -701,7 +706,7 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
         std::memcpy(dst + x.size(), y.data(), y.size());
         out->str[r] = std::string_view(dst, x.size() + y.size());
       }
-      return;
+      return out;
     }
     case Op::kLower: case Op::kUpper: {
       // str_tolower / str_toupper: ASCII only under the "C" ctype, else
@@ -749,7 +754,7 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
           out->str[r] = std::string_view(dst, s.size());
         }
       }
-      return;
+      return out;
     }
     case Op::kDateTrunc: {
       const Column& a = arg(0);
@@ -779,7 +784,7 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
         if (!valid_timestamp(v)) fail(r, ExprError::kTimestampOutOfRange);
         else out->i64[r] = v;
       }
-      return;
+      return out;
     }
     case Op::kExtract: {
       // extract(field from timestamp / date): numeric, as timestamp_part_common
@@ -844,7 +849,7 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
             break;
         }
       }
-      return;
+      return out;
     }
     case Op::kAtTimeZone: {
       const Column& a = arg(0);
@@ -859,7 +864,7 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
         if (!valid_timestamp(v)) fail(r, ExprError::kTimestampOutOfRange);
         else out->i64[r] = v;
       }
-      return;
+      return out;
     }
     case Op::kDateBin: {
       // timestamp_bin / timestamptz_bin with a constant stride (i1 us > 0, no
@@ -878,9 +883,10 @@ void ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t* active,
         if (!tumble_start(t, e.i1, e.i2, &start)) fail(r, ExprError::kTimestampOutOfRange);
         else out->i64[r] = start;
       }
-      return;
+      return out;
     }
   }
+  return out;
 }
 
 }  // namespace velostream::engine

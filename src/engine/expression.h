@@ -150,7 +150,9 @@ class ExprEvaluator {
                 std::vector<ExprError>* errors);
 
  private:
-  void eval(const ExprNode& e, size_t depth, const uint8_t* active, Column* out);
+  // Evaluates e into `out`, or returns the batch column e reads (kColumn);
+  // either way the result's rows outside `active` are not meaningful.
+  const Column* eval(const ExprNode& e, size_t depth, const uint8_t* active, Column* out);
   Column* scratch(size_t depth, size_t i);
   std::vector<uint8_t>* mask(size_t depth, size_t i);
 
