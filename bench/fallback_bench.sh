@@ -48,8 +48,8 @@ psql_c "CREATE EXTENSION velostream"
 # through pg_aggregate; over real/double precision, and bool_and/bool_or, they are native.
 views=(
   "native@native: count(*), sum, avg, min, max (delay)@SELECT origin, count(*) AS n, sum(delay) AS total, avg(delay) AS mean, min(delay) AS lo, max(delay) AS hi FROM flights GROUP BY origin"
-  "pg_agg@pg_aggregate: stddev_samp(delay), bit_or(distance) (integer columns)@SELECT origin, stddev_samp(delay) AS sd, bit_or(distance) AS bits FROM flights GROUP BY origin"
-  "pg_agg_mixed@stddev_samp(delay) (pg_aggregate), bool_or(delay > 120) (native over a computed column)@SELECT origin, stddev_samp(delay) AS sd, bool_or(delay > 120) AS any_late FROM flights GROUP BY origin"
+  "pg_agg@stddev_samp(delay) (native moments + PostgreSQL's final function since c0aeb1d), bit_or(distance) (pg_aggregate)@SELECT origin, stddev_samp(delay) AS sd, bit_or(distance) AS bits FROM flights GROUP BY origin"
+  "pg_agg_mixed@stddev_samp(delay) (as above), bool_or(delay > 120) (native over a computed column)@SELECT origin, stddev_samp(delay) AS sd, bool_or(delay > 120) AS any_late FROM flights GROUP BY origin"
   "min_text@min(destination) (text; native since 50d0d2d, through pg_aggregate before)@SELECT origin, min(destination) AS first_dest FROM flights GROUP BY origin"
 )
 # Views with computed columns (GROUP BY expressions, WHERE, FILTER, aggregate arguments), each
