@@ -198,19 +198,32 @@ bool ViewAggregator::consume(const RecordBatch& b) {
   rows_selected_ += sel_.size();
 
   // 2. Group ids: one hash probe per row; a new group copies its key once.
+  //    A row whose key cannot be computed (a tumble window out of range,
+  //    where date_bin raises) is skipped and reported in row_errors_.
+  row_errors_.clear();
   group_of_.resize(sel_.size());
+  size_t kept = 0;
   for (size_t k = 0; k < sel_.size(); ++k) {
     if (!encode_key(b, sel_[k], &key_buf_)) {
-      error_ = "tumble(): timestamp out of range (date_bin raises an error for it)";
-      return false;
-    }
-    auto it = index_.find(std::string_view(key_buf_));
-    if (it != index_.end()) {
-      group_of_[k] = it->second;
+      const char* message = "timestamp out of range";
+      for (const KeySpec& ks : plan_.keys) {
+        const Column& c = b.columns[ks.column];
+        if (ks.tumble_size > 0 && !c.null[sel_[k]])
+          if (const char* m = tumble_error(c.i64[sel_[k]], ks.tumble_size, ks.tumble_origin)) {
+            message = m;
+            break;
+          }
+      }
+      row_errors_.emplace_back(sel_[k], message);
       continue;
     }
-    group_of_[k] = add_group(key_buf_, row_scales_.data());
+    sel_[kept] = sel_[k];
+    auto it = index_.find(std::string_view(key_buf_));
+    group_of_[kept++] = it != index_.end() ? it->second : add_group(key_buf_, row_scales_.data());
   }
+  sel_.resize(kept);
+  group_of_.resize(kept);
+  rows_selected_ -= row_errors_.size();
 
   // 3. Aggregates, one column-at-a-time loop each; an aggregate with a
   //    FILTER clause sees the selected rows for which it is true.

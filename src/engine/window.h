@@ -38,4 +38,13 @@ inline bool tumble_start(int64_t ts, int64_t size, int64_t origin, int64_t* star
   return !__builtin_add_overflow(origin, delta, start) && *start >= kMinPgTimestamp;
 }
 
+/// PostgreSQL's message where tumble_start(ts, size, origin) fails:
+/// timestamp_bin's "interval out of range" when the distance from the origin
+/// overflows, else "timestamp out of range"; NULL if it does not fail.
+inline const char* tumble_error(int64_t ts, int64_t size, int64_t origin) {
+  int64_t start, diff;
+  if (tumble_start(ts, size, origin, &start)) return nullptr;
+  return __builtin_sub_overflow(ts, origin, &diff) ? "interval out of range" : "timestamp out of range";
+}
+
 }  // namespace velostream::engine
