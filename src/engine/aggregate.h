@@ -88,6 +88,12 @@ struct AggRows {
   size_t count = 0;
 };
 
+/// A row an aggregate cannot take, with the reason (PostgreSQL's message).
+struct RowError {
+  uint32_t row;
+  std::string message;
+};
+
 /// One aggregate's implementation, instantiated once per aggregator (clone):
 /// it may own memory that all its groups' states point into. States are
 /// state_size() bytes (16-byte aligned) in the aggregator's per-group rows and
@@ -104,6 +110,15 @@ class AggregateFunction {
   virtual size_t state_size() const = 0;
   /// Sets up the empty state (no input) in zeroed bytes.
   virtual void init(void* state) = 0;
+  /// Whether prepare() does anything (so the aggregator calls it).
+  virtual bool has_prepare() const { return false; }
+  /// Before any aggregate of the view folds a batch: does the per-row work
+  /// that can fail for a row alone, whatever the states hold (evaluating
+  /// argument expressions), for `rows` (their `groups` unset), appending the
+  /// rows that fail to `failed`; the aggregator then drops those rows for
+  /// every aggregate (they become dead letters) and calls update() with the
+  /// rest of the same batch, which may reuse what prepare() computed.
+  virtual void prepare(const AggRows& rows, std::vector<RowError>* failed) { (void)rows, (void)failed; }
   /// Folds the rows into the states of their groups: group g's state is at
   /// states + g * stride. Returns false (error set) if a value cannot be
   /// aggregated (overflow, an error of the external function).

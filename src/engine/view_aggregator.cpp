@@ -195,14 +195,40 @@ bool ViewAggregator::consume(const RecordBatch& b) {
     if (check_start && plan_.start.visible(b.xid[r])) continue;
     sel_.push_back(static_cast<uint32_t>(r));
   }
+  row_errors_.clear();
+
+  // 1b. Per-row work of the aggregates that can fail for one row (their
+  //     argument expressions), for the rows each one sees: a row refused by
+  //     one is dropped for all.
+  bool any_dropped = false;
+  for (size_t a = 0; a < fns_.size(); ++a) {
+    if (!fns_[a]->has_prepare() || sel_.empty()) continue;
+    const size_t before = row_errors_.size();
+    if (plan_.aggs[a].filter) {
+      evaluate(*plan_.aggs[a].filter, b, &filter_truth_, &scratch_);
+      filter_sel_.clear();
+      for (uint32_t r : sel_)
+        if (filter_truth_[r] == kTrue) filter_sel_.push_back(r);
+      fns_[a]->prepare(AggRows{&b, filter_sel_.data(), nullptr, filter_sel_.size()}, &row_errors_);
+    } else {
+      fns_[a]->prepare(AggRows{&b, sel_.data(), nullptr, sel_.size()}, &row_errors_);
+    }
+    if (row_errors_.size() == before) continue;
+    if (!any_dropped) dropped_.assign(n, 0);
+    any_dropped = true;
+    for (size_t i = before; i < row_errors_.size(); ++i) dropped_[row_errors_[i].row] = 1;
+    size_t kept = 0;  // later aggregates see the remaining rows only
+    for (uint32_t r : sel_)
+      if (!dropped_[r]) sel_[kept++] = r;
+    sel_.resize(kept);
+  }
   rows_selected_ += sel_.size();
 
   // 2. Group ids: one hash probe per row; a new group copies its key once.
   //    A row whose key cannot be computed (a tumble window out of range,
   //    where date_bin raises) is skipped and reported in row_errors_.
-  row_errors_.clear();
   group_of_.resize(sel_.size());
-  size_t kept = 0;
+  size_t kept = 0, tumble_errors = 0;
   for (size_t k = 0; k < sel_.size(); ++k) {
     if (!encode_key(b, sel_[k], &key_buf_)) {
       const char* message = "timestamp out of range";
@@ -214,7 +240,8 @@ bool ViewAggregator::consume(const RecordBatch& b) {
             break;
           }
       }
-      row_errors_.emplace_back(sel_[k], message);
+      row_errors_.push_back(RowError{sel_[k], message});
+      ++tumble_errors;
       continue;
     }
     sel_[kept] = sel_[k];
@@ -223,7 +250,9 @@ bool ViewAggregator::consume(const RecordBatch& b) {
   }
   sel_.resize(kept);
   group_of_.resize(kept);
-  rows_selected_ -= row_errors_.size();
+  rows_selected_ -= tumble_errors;
+
+  if (sel_.empty()) return true;  // (no group rows yet, maybe: states_ may be empty)
 
   // 3. Aggregates, one column-at-a-time loop each; an aggregate with a
   //    FILTER clause sees the selected rows for which it is true.

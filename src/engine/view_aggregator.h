@@ -66,15 +66,17 @@ class ViewAggregator {
 
   /// Filters `batch` and folds every selected row into its group's partial
   /// states. A selected row whose tumble window is out of range (where
-  /// PostgreSQL's date_bin raises an error) is skipped and listed in
-  /// row_errors(). Returns false (and sets error()) if an aggregate cannot
-  /// fold a row (a numeric sum beyond the engine's 38 digits, an error of an
-  /// external aggregate); the delta is then unusable.
+  /// PostgreSQL's date_bin raises an error), or that an aggregate's
+  /// prepare() refuses (an argument expression raises), is skipped for every
+  /// aggregate and listed in row_errors(). Returns false (and sets error())
+  /// if an aggregate cannot fold a row (a numeric sum beyond the engine's 38
+  /// digits, an error of an external aggregate's transition function); the
+  /// delta is then unusable.
   bool consume(const RecordBatch& batch);
 
   /// The rows the last consume() skipped: batch row numbers, each with
-  /// PostgreSQL's message for it (a static string).
-  const std::vector<std::pair<uint32_t, const char*>>& row_errors() const { return row_errors_; }
+  /// PostgreSQL's message for it.
+  const std::vector<RowError>& row_errors() const { return row_errors_; }
 
   /// Number of groups in the delta.
   size_t group_count() const { return keys_.size(); }
@@ -193,7 +195,8 @@ class ViewAggregator {
   std::vector<uint8_t> filter_truth_;  // an aggregate's FILTER, per row
   std::vector<uint32_t> filter_sel_, filter_groups_;  // the rows it lets through
   std::string key_buf_;
-  std::vector<std::pair<uint32_t, const char*>> row_errors_;
+  std::vector<RowError> row_errors_;
+  std::vector<uint8_t> dropped_;     // rows prepare() refused, per batch row
   uint64_t rows_in_ = 0, rows_selected_ = 0;
   mutable std::string error_;
 };

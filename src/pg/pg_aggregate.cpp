@@ -48,6 +48,8 @@ struct Arg {
   int column;          // kColumn: stream column (0-based)
   Oid type;            // SQL type of the value
   Node* expr;          // the prototype's expression (kConst: a Const)
+  int16 typlen;        // kExpr: of `type`, to keep values across rows
+  bool typbyval;
 };
 
 // What every instance of one aggregate shares: the catalog facts, read once
@@ -71,6 +73,14 @@ struct PgAggInfo {
   int max_attno;     // highest stream attribute an expression argument reads
   int nexpr_columns;
   int* expr_columns; // the stream columns (0-based) expression arguments read
+  bool has_expr;     // some argument is an expression (evaluated in prepare())
+};
+
+// prepare()'s progress through its rows, kept across the guarded calls.
+struct PrepareCall {
+  const eng::AggRows* rows;
+  size_t next;   // the row being evaluated
+  bool in_row;   // an error now is that row's
 };
 
 class PgAggregate final : public eng::AggregateFunction {
@@ -85,9 +95,31 @@ class PgAggregate final : public eng::AggregateFunction {
   void init(void*) override {}  // zeroed bytes: initialised on first use
   void mark_used(std::vector<uint8_t>* used) const override { mark_columns(info_, used); }
 
+  // Expression arguments are evaluated for the whole batch before any state
+  // changes, so a row whose argument raises (e.g. division by zero inside
+  // make_interval(days => 100 / x)) is dropped as a dead letter; update()
+  // then uses the values computed here.
+  bool has_prepare() const override { return info_->has_expr; }
+  void prepare(const eng::AggRows& rows, std::vector<eng::RowError>* failed) override {
+    cache_valid_ = false;
+    PrepareCall call{&rows, 0, false};
+    ErrorText e;
+    while (call.next < rows.count) {
+      if (guarded(&PgAggregate::do_prepare, &call, nullptr, 0, &e)) {
+        cache_valid_ = true;
+        return;
+      }
+      if (!call.in_row) return;  // not a row's error: update() meets it again and reports it
+      failed->push_back(eng::RowError{rows.rows[call.next], e.text});
+      ++call.next;
+    }
+    cache_valid_ = true;
+  }
   bool update(const eng::AggRows& rows, char* states, size_t stride, std::string* error) override {
     ErrorText e;
-    if (!guarded(&PgAggregate::do_update, &rows, states, stride, &e)) return fail(e, error);
+    const bool ok = guarded(&PgAggregate::do_update, &rows, states, stride, &e);
+    cache_valid_ = false;
+    if (!ok) return fail(e, error);
     return true;
   }
   bool combine(const void* src, void* dst, std::string* error) override {
@@ -190,6 +222,7 @@ class PgAggregate final : public eng::AggregateFunction {
   void copy_trans_value(PgState* s, Datum value, bool isnull);
   Datum arg_value(int i, const eng::RecordBatch& b, uint32_t row, bool* isnull);
   void do_update(const void* rows, char* states, size_t stride);
+  void do_prepare(const void* call, char*, size_t);
   void do_combine(const void* src, char* dst, size_t);
   void do_serialize(const void* state, char* out, size_t);
   void do_deserialize(const void* bytes, char* state, size_t);
@@ -211,6 +244,13 @@ class PgAggregate final : public eng::AggregateFunction {
   Datum* const_values_ = nullptr;     // [nargs], for constants
   bool* const_nulls_ = nullptr;
   TupleTableSlot* slot_ = nullptr;    // the stream row expression arguments read
+  // prepare()'s values of the expression arguments: [batch row * nargs + i],
+  // in batch_cxt_ (reset by each prepare()); valid for the next update().
+  MemoryContext batch_cxt_ = nullptr;
+  Datum* cache_values_ = nullptr;
+  bool* cache_nulls_ = nullptr;
+  size_t cache_capacity_ = 0;
+  bool cache_valid_ = false;
   int final_nargs_ = 1;
   int rows_since_reset_ = 0;
 };
@@ -357,6 +397,11 @@ Datum PgAggregate::arg_value(int i, const eng::RecordBatch& b, uint32_t row, boo
       *isnull = const_nulls_[i];
       return const_values_[i];
     case Arg::kExpr:
+      if (cache_valid_) {
+        const size_t at = (size_t)row * info_->nargs + i;
+        *isnull = cache_nulls_[at];
+        return cache_values_[at];
+      }
       return ExecEvalExpr(arg_states_[i], econtext_, isnull);
     case Arg::kColumn:
       return velostream_column_datum(b.columns[a.column], row, a.type, isnull);
@@ -377,7 +422,7 @@ void PgAggregate::do_update(const void* in, char* states, size_t stride) {
     const uint32_t r = rows.rows[k];
     PgState* s = reinterpret_cast<PgState*>(states + rows.groups[k] * stride);
     ready(s);
-    if (slot_ != nullptr) {
+    if (slot_ != nullptr && !cache_valid_) {
       ExecClearTuple(slot_);
       for (int j = 0; j < info->nexpr_columns; ++j) {
         const int c = info->expr_columns[j];
@@ -416,6 +461,52 @@ void PgAggregate::do_update(const void* in, char* states, size_t stride) {
       rows_since_reset_ = 0;
       ResetExprContext(econtext_);
     }
+  }
+  ResetExprContext(econtext_);
+}
+
+void PgAggregate::do_prepare(const void* in, char*, size_t) {
+  PrepareCall* call = const_cast<PrepareCall*>(static_cast<const PrepareCall*>(in));
+  const eng::AggRows& rows = *call->rows;
+  const eng::RecordBatch& b = *rows.batch;
+  const PgAggInfo* info = info_;
+  if (call->next == 0) {  // a new batch: room for every row's values
+    if (batch_cxt_ == nullptr)
+      batch_cxt_ = AllocSetContextCreate(cxt_, "velostream aggregate arguments", ALLOCSET_DEFAULT_SIZES);
+    MemoryContextReset(batch_cxt_);
+    cache_capacity_ = b.rows;
+    cache_values_ = (Datum*)MemoryContextAllocZero(batch_cxt_, sizeof(Datum) * (b.rows * info->nargs + 1));
+    cache_nulls_ = (bool*)MemoryContextAllocZero(batch_cxt_, sizeof(bool) * (b.rows * info->nargs + 1));
+  }
+  MemoryContextSwitchTo(econtext_->ecxt_per_tuple_memory);
+  for (; call->next < rows.count; ++call->next) {
+    const uint32_t r = rows.rows[call->next];
+    if (slot_ != nullptr) {
+      ExecClearTuple(slot_);
+      for (int j = 0; j < info->nexpr_columns; ++j) {
+        const int c = info->expr_columns[j];
+        slot_->tts_values[c] = velostream_column_datum(
+            b.columns[c], r, TupleDescAttr(slot_->tts_tupleDescriptor, c)->atttypid, &slot_->tts_isnull[c]);
+      }
+      ExecStoreVirtualTuple(slot_);
+    }
+    for (int i = 0; i < info->nargs; ++i) {
+      const Arg& a = info->args[i];
+      if (a.kind != Arg::kExpr) continue;
+      bool isnull;
+      call->in_row = true;
+      Datum v = ExecEvalExpr(arg_states_[i], econtext_, &isnull);
+      call->in_row = false;
+      const size_t at = (size_t)r * info->nargs + i;
+      cache_nulls_[at] = isnull;
+      if (!isnull && !a.typbyval) {  // kept until update(): in batch_cxt_
+        MemoryContext tmp = MemoryContextSwitchTo(batch_cxt_);
+        v = datumCopy(v, false, a.typlen);
+        MemoryContextSwitchTo(tmp);
+      }
+      cache_values_[at] = v;
+    }
+    if ((call->next & 255) == 255) ResetExprContext(econtext_);
   }
   ResetExprContext(econtext_);
 }
@@ -762,6 +853,8 @@ std::shared_ptr<const eng::AggregateFunction> velostream_pg_aggregate(Aggref* ag
       a.kind = Arg::kConst;
     } else {
       a.kind = Arg::kExpr;
+      get_typlenbyval(a.type, &a.typlen, &a.typbyval);
+      in->has_expr = true;
       List* vars = pull_var_clause(e, 0);
       ListCell* vc;
       foreach (vc, vars) {

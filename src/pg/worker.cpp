@@ -623,8 +623,8 @@ void feed_views(size_t rows) {
     enter_owner(v, &owner);
     if (v->computed != nullptr) velostream_compute(v->computed, batch, rows, computed_error, v);
     consume_batch(v, error, sizeof(error));
-    if (error[0] == '\0')  // rows it skipped (a tumble window out of range): dead letters, as computed_error's
-      for (const auto& e : v->agg->row_errors()) computed_error(*batch, e.first, e.second, v);
+    if (error[0] == '\0')  // rows it skipped (a tumble window out of range, an argument that raises): dead letters
+      for (const eng::RowError& e : v->agg->row_errors()) computed_error(*batch, e.row, e.message.c_str(), v);
     leave_owner(owner);
     if (error[0]) {
       shrink_columns();

@@ -492,8 +492,8 @@ TEST(ViewAggregator, TumbleOutOfRangeFailsLikeDateBin) {
   ViewAggregator v(p);
   ASSERT_TRUE(v.consume(b)) << v.error();
   ASSERT_EQ(v.row_errors().size(), 1u);
-  EXPECT_EQ(v.row_errors()[0].first, 1u);
-  EXPECT_STREQ(v.row_errors()[0].second, "interval out of range");  // timestamp_bin's, for this distance
+  EXPECT_EQ(v.row_errors()[0].row, 1u);
+  EXPECT_EQ(v.row_errors()[0].message, "interval out of range");  // timestamp_bin's, for this distance
   EXPECT_EQ(v.group_count(), 1u);
   EXPECT_EQ(v.rows_selected(), 1u);
   r.ts = {0, INT64_MAX};  // infinity has an infinite window
@@ -537,7 +537,9 @@ struct SumSquares final : AggregateFunction {
   };
   std::unique_ptr<AggregateFunction> clone() const override {
     ++*clones;
-    return std::make_unique<SumSquares>(column, clones, resets);
+    auto copy = std::make_unique<SumSquares>(column, clones, resets);
+    copy->in_prepare = in_prepare;
+    return copy;
   }
   size_t state_size() const override { return sizeof(State); }
   void init(void* s) override { *static_cast<State*>(s) = State{0, 0}; }
@@ -586,9 +588,17 @@ struct SumSquares final : AggregateFunction {
   }
   void reset() override { ++*resets; }
   void mark_used(std::vector<uint8_t>* used) const override { (*used)[column] = 1; }
+  // With `in_prepare`, 999 is refused by prepare() (a row alone), not update().
+  bool has_prepare() const override { return in_prepare; }
+  void prepare(const AggRows& in, std::vector<RowError>* failed) override {
+    const Column& c = in.batch->columns[column];
+    for (size_t k = 0; k < in.count; ++k)
+      if (!c.null[in.rows[k]] && c.i64[in.rows[k]] == 999) failed->push_back(RowError{in.rows[k], "value 999 refused"});
+  }
   int column;
   int* clones;
   int* resets;
+  bool in_prepare = false;
 };
 
 }  // namespace
@@ -815,4 +825,38 @@ TEST(ViewAggregator, NumericKeysShowTheFirstValuesScale) {
     for (uint32_t g : v->groups_in_key_order()) got[v->key(g, 0).d.to_string()] = v->state(g, 0).n;
     EXPECT_EQ(got, (std::map<std::string, int64_t>{{"5.00", 2}, {"1.250", 1}}));
   }
+}
+
+// A row an aggregate's prepare() refuses is dropped for every aggregate of
+// the view (a group only it would create is not created) and reported.
+TEST(ViewAggregator, PrepareDropsARowForEveryAggregate) {
+  int clones = 0, resets = 0;
+  ViewPlan p;
+  p.keys.push_back({kOrigin, Type::kText, 0, 0});
+  p.aggs.push_back({AggFunc::kCountStar, -1, Type::kInt64});
+  auto ext = std::make_shared<SumSquares>(kDelay, &clones, &resets);
+  ext->in_prepare = true;
+  AggSpec spec;
+  spec.func = AggFunc::kExternal;
+  spec.external = ext;
+  p.aggs.push_back(spec);
+  ViewAggregator v(p);
+  Rows r;
+  r.origin = {"SFO", "LAX", "SFO"};
+  r.delay = {3, 999, 5};
+  r.delay_null = {false, false, false};
+  r.ts = {0, 0, 0};
+  RecordBatch b;
+  fill(r, &b);
+  ASSERT_TRUE(v.consume(b)) << v.error();
+  ASSERT_EQ(v.row_errors().size(), 1u);
+  EXPECT_EQ(v.row_errors()[0].row, 1u);
+  EXPECT_EQ(v.row_errors()[0].message, "value 999 refused");
+  ASSERT_EQ(v.group_count(), 1u);  // no LAX group
+  Value n, sq;
+  ASSERT_TRUE(v.finalize(0, 0, &n));
+  ASSERT_TRUE(v.finalize(0, 1, &sq));
+  EXPECT_EQ(static_cast<int64_t>(n.i), 2);
+  EXPECT_EQ(static_cast<int64_t>(sq.i), 9 + 25);
+  EXPECT_EQ(v.rows_selected(), 2u);
 }
