@@ -102,6 +102,37 @@ void copy_value(const Column& from, size_t r, Column* to) {
   }
 }
 
+// Sets the rows of `out` selected by `rows` to constant `v` (of out's storage).
+void assign_const(const Scalar& v, const std::vector<uint8_t>& rows, Column* out) {
+  const size_t n = rows.size();
+  uint8_t* null = out->null.data();
+  if (v.is_null) {
+    for (size_t r = 0; r < n; ++r)
+      if (rows[r]) null[r] = 1;
+    return;
+  }
+  switch (out->type) {
+    case Type::kInt64:
+      for (size_t r = 0; r < n; ++r)
+        if (rows[r]) null[r] = 0, out->i64[r] = v.i;
+      break;
+    case Type::kFloat64:
+      for (size_t r = 0; r < n; ++r)
+        if (rows[r]) null[r] = 0, out->f64[r] = v.f;
+      break;
+    case Type::kNumeric:
+      for (size_t r = 0; r < n; ++r)
+        if (rows[r]) null[r] = 0, out->dec[r] = v.d;
+      break;
+    case Type::kText: {
+      const std::string_view s(v.s);
+      for (size_t r = 0; r < n; ++r)
+        if (rows[r]) null[r] = 0, out->str[r] = s;
+      break;
+    }
+  }
+}
+
 // Rounds a finite decimal to an integer, half away from zero (numeric's
 // round_var); false if it does not fit 64 bits.
 bool decimal_to_int64(const Decimal& d, int64_t* out) {
@@ -466,6 +497,34 @@ const Column* ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t
       return out;
     }
     case Op::kCompare: {
+      // A column against a constant (the common case): no broadcast column.
+      if (e.args[1].op == Op::kConst &&
+          (e.domain == CmpDomain::kInt || e.domain == CmpDomain::kFloat ||
+           (e.domain == CmpDomain::kText && (e.cmp == CmpOp::kEq || e.cmp == CmpOp::kNe)))) {
+        const Column& a = arg(0);
+        const Scalar& c = e.args[1].value;
+        const bool a_float = a.type == Type::kFloat64;
+        if (e.domain != CmpDomain::kFloat || a_float) {
+          int64_t* o = out->i64.data();
+          for (size_t r = 0; r < n; ++r) null[r] = c.is_null || !on(r) || a.null[r];
+          if (c.is_null) return out;
+          const CmpOp op = e.cmp;
+          if (e.domain == CmpDomain::kInt) {
+            const int64_t* x = a.i64.data();
+            const int64_t y = c.i;
+            for (size_t r = 0; r < n; ++r) o[r] = cmp_holds(op, (x[r] > y) - (x[r] < y));
+          } else if (e.domain == CmpDomain::kFloat) {
+            const double* x = a.f64.data();
+            for (size_t r = 0; r < n; ++r) o[r] = cmp_holds(op, float_cmp(x[r], c.f));
+          } else {
+            const std::string_view y(c.s);
+            const bool eq = op == CmpOp::kEq;
+            for (size_t r = 0; r < n; ++r)
+              if (!null[r]) o[r] = (a.str[r] == y) == eq;
+          }
+          return out;
+        }
+      }
       const Column& a = arg(0);
       const Column& b = arg(1);
       int64_t* o = out->i64.data();
@@ -575,6 +634,13 @@ const Column* ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t
         } else {
           std::copy(open->begin(), open->end(), take->begin());
         }
+        if (value->op == Op::kConst) {  // a constant branch: assigned, not broadcast
+          if (value->value.is_null && !is_case) continue;  // COALESCE goes on past a NULL
+          assign_const(value->value, *take, out);
+          for (size_t r = 0; r < n; ++r)
+            if ((*take)[r]) (*open)[r] = 0;
+          continue;
+        }
         const Column* v = eval(*value, depth + 1, take->data(), scratch(depth, 1));
         for (size_t r = 0; r < n; ++r) {
           if (!(*take)[r]) continue;
@@ -584,6 +650,10 @@ const Column* ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t
         }
       }
       if (is_case) {
+        if (e.args.back().op == Op::kConst) {
+          assign_const(e.args.back().value, *open, out);
+          return out;
+        }
         const Column* v = eval(e.args.back(), depth + 1, open->data(), scratch(depth, 1));
         for (size_t r = 0; r < n; ++r)
           if ((*open)[r]) copy_value(*v, r, out);
