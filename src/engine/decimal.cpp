@@ -174,6 +174,49 @@ bool decimal_add(const Decimal& a, const Decimal& b, Decimal* out) {
   return true;
 }
 
+__int128 drop_digits(__int128 coef, int digits) {
+  if (digits <= 0) return coef;
+  if (digits > kMaxDigits) return 0;  // |coef| < 2^127 < 10^39 / 2
+  __int128 p = 1;
+  for (int i = 0; i < digits; ++i) p *= 10;
+  __int128 q = coef / p, rem = coef % p;
+  if (rem < 0) rem = -rem;
+  if (rem >= p - rem) q += coef < 0 ? -1 : 1;
+  return q;
+}
+
+bool decimal_mul(const Decimal& a, const Decimal& b, Decimal* out) {
+  Decimal r;
+  if (a.kind != Decimal::kFinite || b.kind != Decimal::kFinite) {
+    auto sign = [](const Decimal& d) {
+      return d.kind == Decimal::kPosInf ? 1 : d.kind == Decimal::kNegInf ? -1 : (d.coef > 0) - (d.coef < 0);
+    };
+    int s = sign(a) * sign(b);
+    r.kind = (a.kind == Decimal::kNaN || b.kind == Decimal::kNaN || s == 0) ? Decimal::kNaN
+             : s > 0 ? Decimal::kPosInf : Decimal::kNegInf;
+    *out = r;
+    return true;
+  }
+  if (__builtin_mul_overflow(a.coef, b.coef, &r.coef)) return false;
+  int scale = a.scale + b.scale;
+  if (scale > Decimal::kMaxScale) {  // numeric_mul rounds to NUMERIC_DSCALE_MAX digits (round_var)
+    r.coef = drop_digits(r.coef, scale - Decimal::kMaxScale);
+    scale = Decimal::kMaxScale;
+  }
+  r.scale = static_cast<int16_t>(scale);
+  if (!r.valid()) return false;
+  *out = r;
+  return true;
+}
+
+Decimal decimal_neg(const Decimal& a) {
+  Decimal r = a;
+  if (a.kind == Decimal::kPosInf) r.kind = Decimal::kNegInf;
+  else if (a.kind == Decimal::kNegInf) r.kind = Decimal::kPosInf;
+  else r.coef = -a.coef;
+  return r;
+}
+
 int decimal_cmp(const Decimal& a, const Decimal& b) {
   auto rank = [](const Decimal& d) {
     switch (d.kind) {

@@ -49,6 +49,18 @@ struct Decimal {
 /// false on 128-bit overflow (out is then unspecified).
 bool decimal_add(const Decimal& a, const Decimal& b, Decimal* out);
 
+/// a * b with numeric_mul's special values (NaN wins; Inf * 0 = NaN) and
+/// scale a.scale + b.scale, exact; beyond kMaxScale rounded to it as
+/// numeric_mul does. Returns false if the product needs more than 38 digits.
+bool decimal_mul(const Decimal& a, const Decimal& b, Decimal* out);
+
+/// -a (infinities swap, NaN stays).
+Decimal decimal_neg(const Decimal& a);
+
+/// coef / 10^digits (digits >= 0) rounded half away from zero, as numeric's
+/// round_var drops digits; 0 beyond 38 digits.
+__int128 drop_digits(__int128 coef, int digits);
+
 /// Three-way comparison in PostgreSQL's numeric order: -1, 0 or 1.
 int decimal_cmp(const Decimal& a, const Decimal& b);
 

@@ -14,12 +14,7 @@
 namespace velostream::engine {
 namespace {
 
-constexpr int64_t kUsecPerDay = 86400LL * 1000000;
 constexpr int64_t kUsecPerSec = 1000000;
-// PostgreSQL's END_TIMESTAMP: 294277-01-01 00:00:00, the first invalid one.
-constexpr int64_t kEndPgTimestamp = 9223371331200000000LL;
-// Days from 1970-01-01 to 2000-01-01.
-constexpr int64_t kPgEpochDays = 10957;
 constexpr int64_t kInt64Min = std::numeric_limits<int64_t>::min();
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
 // DATEVAL_NOBEGIN / DATEVAL_NOEND: -infinity and infinity dates.
@@ -31,20 +26,6 @@ int64_t floor_div(int64_t a, int64_t b) {
   return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 int64_t floor_mod(int64_t a, int64_t b) { return a - floor_div(a, b) * b; }
-
-// Civil date of a day count since 1970-01-01 (proleptic Gregorian,
-// astronomical years), after Howard Hinnant's civil_from_days.
-void civil_from_days(int64_t z, int64_t* y, unsigned* m, unsigned* d) {
-  z += 719468;
-  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const unsigned doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  *d = doy - (153 * mp + 2) / 5 + 1;
-  *m = mp < 10 ? mp + 3 : mp - 9;
-  *y = static_cast<int64_t>(yoe) + era * 400 + (*m <= 2);
-}
 
 bool valid_timestamp(int64_t t) { return t >= kMinPgTimestamp && t < kEndPgTimestamp; }
 bool finite_timestamp(int64_t t) { return t != kInt64Min && t != kInt64Max; }
@@ -62,7 +43,6 @@ bool fits(SqlKind k, int64_t v) {
   }
 }
 
-bool is_int(SqlKind k) { return k == SqlKind::kInt2 || k == SqlKind::kInt4 || k == SqlKind::kInt8; }
 
 double as_double(const Column& c, size_t r) {
   switch (c.type) {
@@ -136,19 +116,7 @@ void assign_const(const Scalar& v, const std::vector<uint8_t>& rows, Column* out
 // Rounds a finite decimal to an integer, half away from zero (numeric's
 // round_var); false if it does not fit 64 bits.
 bool decimal_to_int64(const Decimal& d, int64_t* out) {
-  __int128 v = d.coef;
-  if (d.scale > 0) {
-    if (d.scale > 38) {
-      *out = 0;
-      return true;
-    }
-    __int128 p = 1;
-    for (int i = 0; i < d.scale; ++i) p *= 10;
-    __int128 q = v / p, rem = v % p;
-    if (rem < 0) rem = -rem;
-    if (rem >= p - rem) q += v < 0 ? -1 : 1;
-    v = q;
-  }
+  const __int128 v = drop_digits(d.coef, d.scale);
   if (v < kInt64Min || v > kInt64Max) return false;
   *out = static_cast<int64_t>(v);
   return true;
@@ -195,51 +163,6 @@ bool double_to_decimal(double v, int digits, Decimal* out) {
   if (!d.valid()) return false;
   *out = d;
   return true;
-}
-
-// Decimal product with numeric_mul's special values and scale (exact).
-bool decimal_mul(const Decimal& a, const Decimal& b, Decimal* out) {
-  Decimal r;
-  if (a.kind != Decimal::kFinite || b.kind != Decimal::kFinite) {
-    auto sign = [](const Decimal& d) {
-      return d.kind == Decimal::kPosInf ? 1 : d.kind == Decimal::kNegInf ? -1 : (d.coef > 0) - (d.coef < 0);
-    };
-    int s = sign(a) * sign(b);
-    r.kind = (a.kind == Decimal::kNaN || b.kind == Decimal::kNaN || s == 0) ? Decimal::kNaN
-             : s > 0 ? Decimal::kPosInf : Decimal::kNegInf;
-    *out = r;
-    return true;
-  }
-  if (__builtin_mul_overflow(a.coef, b.coef, &r.coef)) return false;
-  int scale = a.scale + b.scale;
-  if (scale > Decimal::kMaxScale) {
-    // numeric_mul rounds the exact product to NUMERIC_DSCALE_MAX digits
-    // (half away from zero, round_var).
-    const int drop = scale - Decimal::kMaxScale;
-    if (drop > 38) {
-      r.coef = 0;  // |coef| < 2^127 < 10^39 / 2
-    } else {
-      __int128 p = 1;
-      for (int i = 0; i < drop; ++i) p *= 10;
-      __int128 q = r.coef / p, rem = r.coef % p;
-      if (rem < 0) rem = -rem;
-      if (rem >= p - rem) q += r.coef < 0 ? -1 : 1;
-      r.coef = q;
-    }
-    scale = Decimal::kMaxScale;
-  }
-  r.scale = static_cast<int16_t>(scale);
-  if (!r.valid()) return false;
-  *out = r;
-  return true;
-}
-
-Decimal decimal_neg(const Decimal& a) {
-  Decimal r = a;
-  if (a.kind == Decimal::kPosInf) r.kind = Decimal::kNegInf;
-  else if (a.kind == Decimal::kNegInf) r.kind = Decimal::kPosInf;
-  else r.coef = -a.coef;
-  return r;
 }
 
 // Length of the UTF-8 character starting with byte `c`.

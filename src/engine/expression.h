@@ -33,6 +33,11 @@ enum class SqlKind : uint8_t {
 /// The batch storage of values of `k`.
 Type storage_of(SqlKind k);
 
+/// smallint, integer or bigint.
+inline bool is_int(SqlKind k) { return k == SqlKind::kInt2 || k == SqlKind::kInt4 || k == SqlKind::kInt8; }
+/// real or double precision.
+inline bool is_float(SqlKind k) { return k == SqlKind::kFloat4 || k == SqlKind::kFloat8; }
+
 /// Why a row's expression could not be evaluated; message() gives
 /// PostgreSQL's own error message for it.
 enum class ExprError : uint8_t {

@@ -48,4 +48,13 @@ bool parse_pg_timestamp(std::string_view s, bool with_zone, int64_t* usec);
 /// Howard Hinnant's days_from_civil (http://howardhinnant.github.io/date_algorithms.html).
 int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
 
+/// The civil date y-m-d (proleptic Gregorian, astronomical years: 0 is 1 BC)
+/// of day `z` counted from 1970-01-01: Hinnant's civil_from_days (same page).
+void civil_from_days(int64_t z, int64_t* y, unsigned* m, unsigned* d);
+
+/// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
+constexpr int64_t kPgEpochDays = 10957;
+/// Microseconds per day.
+constexpr int64_t kUsecPerDay = 86400LL * 1000000;
+
 }  // namespace velostream::engine

@@ -14,6 +14,10 @@ constexpr int64_t kUnixEpochInPgMicros = -946684800LL * 1000000LL;
 /// microseconds since 2000-01-01.
 constexpr int64_t kMinPgTimestamp = -211813488000000000LL;
 
+/// PostgreSQL's END_TIMESTAMP, 294277-01-01 00:00:00: the first timestamp
+/// after the valid range, in microseconds since 2000-01-01.
+constexpr int64_t kEndPgTimestamp = 9223371331200000000LL;
+
 /// Sets `*start` to the start of the tumbling window of `size` microseconds
 /// (> 0) that holds `ts`, windows being aligned on `origin`. Both in
 /// microseconds since 2000-01-01. Follows PostgreSQL's timestamp_bin() (as

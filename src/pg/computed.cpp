@@ -84,12 +84,6 @@ ComputedColumns* velostream_compile_computed(const ViewDesc* d, const Oid* strea
   return c;
 }
 
-int velostream_computed_native_count(const ComputedColumns* c) {
-  int count = 0;
-  for (int i = 0; i < c->n; ++i) count += c->native[i] != nullptr;
-  return count;
-}
-
 namespace {
 
 using ErrorFn = void (*)(const eng::RecordBatch&, size_t, const char*, void*);
@@ -152,7 +146,7 @@ void compute_executor(ComputedColumns* c, eng::RecordBatch* b, size_t rows, int 
     {
       bool unfit = false;
       compute_rows(c, b, rows, guard, aggs, active, &next, &unfit);
-      if (unfit) strlcpy(message, "a computed value does not fit the engine (numeric beyond 38 digits)", sizeof(message));
+      if (unfit) strlcpy(message, eng::expr_error_message(eng::ExprError::kNumericTooLong), sizeof(message));
       ReleaseCurrentSubTransaction();
       MemoryContextSwitchTo(cxt);
       CurrentResourceOwner = owner;

@@ -92,15 +92,20 @@ ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state
       elem_types[k] = c.type;
       key_exprs[k] = velostream_key_index_expr(psprintf("t.%s", quote_identifier(c.name)), c.type);
     }
+    // DELETE of the rows whose keys are in the arrays $1.. (one per key),
+    // each key compared with `cmp`.
+    auto unnest_delete = [&](const char* cmp) {
+      resetStringInfo(&sql);
+      appendStringInfo(&sql, "DELETE FROM %s AS t", view);
+      for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%s$%d", k ? ", " : " USING unnest(", k + 1);
+      if (d->nkeys > 0) appendStringInfoString(&sql, ") AS u(");
+      for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%sk%d", k ? ", " : "", k);
+      if (d->nkeys > 0) appendStringInfoString(&sql, ") WHERE ");
+      for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%s%s %s u.k%d", k ? " AND " : "", key_exprs[k], cmp, k);
+      return prepare(sql.data, d->nkeys, key_types);
+    };
     // Keys without NULLs: one statement for all of them.
-    resetStringInfo(&sql);
-    appendStringInfo(&sql, "DELETE FROM %s AS t", view);
-    for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%s$%d", k ? ", " : " USING unnest(", k + 1);
-    if (d->nkeys > 0) appendStringInfoString(&sql, ") AS u(");
-    for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%sk%d", k ? ", " : "", k);
-    if (d->nkeys > 0) appendStringInfoString(&sql, ") WHERE ");
-    for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%s%s = u.k%d", k ? " AND " : "", key_exprs[k], k);
-    u->delete_plan = prepare(sql.data, d->nkeys, key_types);
+    u->delete_plan = unnest_delete("=");
     // Keys with NULLs: one row at a time, a statement per pattern of NULLs.
     if (d->nkeys <= 4) {
       int masks = 1 << d->nkeys;
@@ -116,16 +121,7 @@ ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state
         u->delete_mask_plans[m] = prepare(sql.data, d->nkeys, elem_types);
       }
     } else {
-      resetStringInfo(&sql);
-      appendStringInfo(&sql, "DELETE FROM %s AS t", view);
-      for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%s$%d", k ? ", " : " USING unnest(", k + 1);
-      appendStringInfoString(&sql, ") AS u(");
-      for (int k = 0; k < d->nkeys; ++k) appendStringInfo(&sql, "%sk%d", k ? ", " : "", k);
-      appendStringInfoString(&sql, ") WHERE ");
-      for (int k = 0; k < d->nkeys; ++k)
-        appendStringInfo(&sql, "%st.%s IS NOT DISTINCT FROM u.k%d", k ? " AND " : "",
-                         quote_identifier(d->columns[d->key_column[k]].name), k);
-      u->delete_null_plan = prepare(sql.data, d->nkeys, key_types);
+      u->delete_null_plan = unnest_delete("IS NOT DISTINCT FROM");
     }
   }
   if (owned || d->naggs == 0) return u;

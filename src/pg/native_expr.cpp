@@ -13,84 +13,20 @@ using eng::SqlKind;
 
 namespace {
 
+// The expression kind of SQL type t (pg/types.h's table); false if not native.
 bool kind_of(Oid t, SqlKind* k) {
-  switch (t) {
-    case BOOLOID: *k = SqlKind::kBool; return true;
-    case INT2OID: *k = SqlKind::kInt2; return true;
-    case INT4OID: *k = SqlKind::kInt4; return true;
-    case INT8OID: *k = SqlKind::kInt8; return true;
-    case FLOAT4OID: *k = SqlKind::kFloat4; return true;
-    case FLOAT8OID: *k = SqlKind::kFloat8; return true;
-    case NUMERICOID: *k = SqlKind::kNumeric; return true;
-    case TEXTOID: case VARCHAROID: *k = SqlKind::kText; return true;
-    case DATEOID: *k = SqlKind::kDate; return true;
-    case TIMESTAMPOID: *k = SqlKind::kTimestamp; return true;
-    case TIMESTAMPTZOID: *k = SqlKind::kTimestampTz; return true;
-    default: return false;
-  }
+  const SqlType* st = velostream_sql_type(t);
+  if (st != nullptr) *k = st->kind;
+  return st != nullptr;
 }
 
-// The name of the type of kind k as pg_proc names casts to it (int4(int8)).
-const char* kind_name(SqlKind k) {
-  switch (k) {
-    case SqlKind::kBool: return "bool";
-    case SqlKind::kInt2: return "int2";
-    case SqlKind::kInt4: return "int4";
-    case SqlKind::kInt8: return "int8";
-    case SqlKind::kFloat4: return "float4";
-    case SqlKind::kFloat8: return "float8";
-    case SqlKind::kNumeric: return "numeric";
-    case SqlKind::kText: return "text";
-    case SqlKind::kDate: return "date";
-    case SqlKind::kTimestamp: return "timestamp";
-    case SqlKind::kTimestampTz: return "timestamptz";
-  }
-  return "";
-}
-
-bool is_int(SqlKind k) { return k == SqlKind::kInt2 || k == SqlKind::kInt4 || k == SqlKind::kInt8; }
-bool is_float(SqlKind k) { return k == SqlKind::kFloat4 || k == SqlKind::kFloat8; }
-
-// The comparison domain of values of `k`.
-eng::CmpDomain domain_of(SqlKind k) {
-  switch (k) {
-    case SqlKind::kFloat4: case SqlKind::kFloat8: return eng::CmpDomain::kFloat;
-    case SqlKind::kNumeric: return eng::CmpDomain::kNumeric;
-    case SqlKind::kText: return eng::CmpDomain::kText;
-    default: return eng::CmpDomain::kInt;
-  }
-}
-
-// pg_catalog's function `funcid`: its name, or NULL for another schema's.
-const char* catalog_func(Oid funcid) {
-  HeapTuple tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
-  if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for function %u", funcid);
-  Form_pg_proc proc = (Form_pg_proc)GETSTRUCT(tup);
-  const char* name = proc->pronamespace == PG_CATALOG_NAMESPACE ? pstrdup(NameStr(proc->proname)) : nullptr;
-  ReleaseSysCache(tup);
-  return name;
-}
+using eng::is_float;
+using eng::is_int;
 
 // Text ordering is native only under the "C" collation (byte order);
 // equality under any deterministic one.
 bool text_order_ok(Oid collid) { return OidIsValid(collid) && lc_collate_is_c(collid); }
 bool text_equality_ok(Oid collid) { return OidIsValid(collid) && get_collation_isdeterministic(collid); }
-
-// A constant's value into s (of kind k).
-bool const_value(Const* c, SqlKind k, eng::Scalar* s) {
-  s->is_null = c->constisnull;
-  if (c->constisnull) return true;
-  if (velostream_datum_fixed(c->consttype, c->constvalue, &s->i, &s->f)) return true;
-  if (k == SqlKind::kNumeric) {
-    char* text = DatumGetCString(DirectFunctionCall1(numeric_out, c->constvalue));
-    return eng::Decimal::parse(text, &s->d);
-  }
-  if (k == SqlKind::kText) {
-    s->s = TextDatumGetCString(c->constvalue);
-    return true;
-  }
-  return false;
-}
 
 // Constant text argument (NULL: not a non-NULL text constant).
 char* const_text(Node* n) {
@@ -99,6 +35,16 @@ char* const_text(Node* n) {
   Oid t = ((Const*)n)->consttype;
   if (t != TEXTOID && t != VARCHAROID) return nullptr;
   return TextDatumGetCString(((Const*)n)->constvalue);
+}
+
+// The field a constant unit names, as date_trunc / extract decode it:
+// UNITS or RESERV with the DTK_ code in *val; UNKNOWN_FIELD otherwise.
+int const_units(Node* n, int* val) {
+  char* unit = const_text(n);
+  if (unit == nullptr) return UNKNOWN_FIELD;
+  char* low = downcase_truncate_identifier(unit, strlen(unit), false);
+  int type = DecodeUnits(0, low, val);
+  return type == UNKNOWN_FIELD ? DecodeSpecial(0, low, val) : type;
 }
 
 // An interval constant without months, in microseconds (> 0); false otherwise.
@@ -171,7 +117,7 @@ int max_scale(Node* n) {
   switch (nodeTag(n)) {
     case T_Const: {
       eng::Scalar v;
-      if (((Const*)n)->consttype != NUMERICOID || !const_value((Const*)n, SqlKind::kNumeric, &v)) return kNone;
+      if (((Const*)n)->consttype != NUMERICOID || !velostream_const_scalar((Const*)n, &v)) return kNone;
       return v.is_null || v.d.kind != eng::Decimal::kFinite ? 0 : v.d.scale;
     }
     case T_RelabelType: return max_scale((Node*)((RelabelType*)n)->arg);
@@ -180,7 +126,7 @@ int max_scale(Node* n) {
     case T_FuncExpr: {
       Oid funcid = IsA(n, OpExpr) ? ((OpExpr*)n)->opfuncid : ((FuncExpr*)n)->funcid;
       List* fargs = IsA(n, OpExpr) ? ((OpExpr*)n)->args : ((FuncExpr*)n)->args;
-      const char* name = catalog_func(funcid);
+      const char* name = velostream_catalog_function(funcid);
       if (name == nullptr) return kNone;
       if (strcmp(name, "numeric_uminus") == 0) return max_scale((Node*)linitial(fargs));
       if (strcmp(name, "numeric_add") == 0 || strcmp(name, "numeric_sub") == 0)
@@ -246,8 +192,8 @@ bool Translator::compare(Oid opno, Oid collid, Node* l, Node* r, eng::ExprNode* 
   ReleaseSysCache(tup);
   SqlKind lk, rk;
   if (nsp != PG_CATALOG_NAMESPACE || !kind_of(left, &lk) || !kind_of(right, &rk)) return false;
-  eng::CmpDomain d = domain_of(lk);
-  if (d != domain_of(rk)) return false;
+  eng::CmpDomain d = velostream_sql_type(left)->domain;
+  if (d != velostream_sql_type(right)->domain) return false;
   if (d == eng::CmpDomain::kInt && lk != rk && !(is_int(lk) && is_int(rk))) return false;  // date vs timestamp
   if (strcmp(name, "=") == 0) out->cmp = eng::CmpOp::kEq;
   else if (strcmp(name, "<>") == 0) out->cmp = eng::CmpOp::kNe;
@@ -268,7 +214,7 @@ bool Translator::compare(Oid opno, Oid collid, Node* l, Node* r, eng::ExprNode* 
 
 bool Translator::func(Oid funcid, List* fargs, Oid result, Oid collid, Node* whole, eng::ExprNode* out,
                       Node* case_arg) {
-  const char* name = catalog_func(funcid);
+  const char* name = velostream_catalog_function(funcid);
   if (name == nullptr || !kind_of(result, &out->type)) return false;
   int nargs = list_length(fargs);
   Oid a0 = nargs > 0 ? exprType((Node*)linitial(fargs)) : InvalidOid;
@@ -302,7 +248,7 @@ bool Translator::func(Oid funcid, List* fargs, Oid result, Oid collid, Node* who
     return args(fargs, out, case_arg);
   }
   // Casts: a one-argument function named after its result type.
-  if (nargs == 1 && k0ok && strcmp(name, kind_name(out->type)) == 0) {
+  if (nargs == 1 && k0ok && strcmp(name, velostream_sql_type(result)->name) == 0) {
     SqlKind to = out->type;
     bool ok = (is_int(to) && (is_int(k0) || is_float(k0) || k0 == SqlKind::kNumeric)) ||
               (to == SqlKind::kInt4 && k0 == SqlKind::kBool) || (to == SqlKind::kBool && k0 == SqlKind::kInt4) ||
@@ -353,11 +299,8 @@ bool Translator::func(Oid funcid, List* fargs, Oid result, Oid collid, Node* who
     return args(fargs, out, case_arg);
   }
   if (strcmp(name, "date_trunc") == 0 && nargs == 2 && a1 == TIMESTAMPOID) {
-    char* unit = const_text((Node*)linitial(fargs));
-    if (unit == nullptr) return false;
-    char* low = downcase_truncate_identifier(unit, strlen(unit), false);
     int val;
-    if (DecodeUnits(0, low, &val) != UNITS) return false;
+    if (const_units((Node*)linitial(fargs), &val) != UNITS) return false;
     switch (val) {
       case DTK_MICROSEC: out->unit = eng::TruncUnit::kMicroseconds; break;
       case DTK_MILLISEC: out->unit = eng::TruncUnit::kMilliseconds; break;
@@ -376,11 +319,7 @@ bool Translator::func(Oid funcid, List* fargs, Oid result, Oid collid, Node* who
     return tr((Node*)lsecond(fargs), &out->args[0], case_arg);
   }
   if (strcmp(name, "extract") == 0 && nargs == 2 && (a1 == TIMESTAMPOID || a1 == DATEOID)) {
-    char* unit = const_text((Node*)linitial(fargs));
-    if (unit == nullptr) return false;
-    char* low = downcase_truncate_identifier(unit, strlen(unit), false);
-    int val, type = DecodeUnits(0, low, &val);
-    if (type == UNKNOWN_FIELD) type = DecodeSpecial(0, low, &val);
+    int val, type = const_units((Node*)linitial(fargs), &val);
     const bool date = a1 == DATEOID;
     if (type == UNITS) {
       switch (val) {
@@ -450,7 +389,7 @@ bool Translator::tr(Node* n, eng::ExprNode* out, Node* case_arg) {
     }
     case T_Const:
       out->op = Op::kConst;
-      return const_value((Const*)n, out->type, &out->value);
+      return velostream_const_scalar((Const*)n, &out->value);
     case T_RelabelType: {  // binary-compatible: varchar as text
       SqlKind k = out->type;
       if (!tr((Node*)((RelabelType*)n)->arg, out, case_arg) || eng::storage_of(out->type) != eng::storage_of(k))
@@ -527,7 +466,7 @@ bool Translator::tr(Node* n, eng::ExprNode* out, Node* case_arg) {
     case T_MinMaxExpr: {
       MinMaxExpr* m = (MinMaxExpr*)n;
       out->op = m->op == IS_GREATEST ? Op::kGreatest : Op::kLeast;
-      out->domain = domain_of(out->type);
+      out->domain = velostream_sql_type(exprType(n))->domain;
       if (out->domain == eng::CmpDomain::kText && !text_order_ok(m->inputcollid)) return false;
       return args(m->args, out, case_arg);
     }
@@ -574,6 +513,15 @@ bool Translator::tr(Node* n, eng::ExprNode* out, Node* case_arg) {
 void delete_node(void* arg) { delete static_cast<eng::ExprNode*>(arg); }
 
 }  // namespace
+
+const char* velostream_catalog_function(Oid funcid) {
+  HeapTuple tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+  if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for function %u", funcid);
+  Form_pg_proc proc = (Form_pg_proc)GETSTRUCT(tup);
+  const char* name = proc->pronamespace == PG_CATALOG_NAMESPACE ? pstrdup(NameStr(proc->proname)) : nullptr;
+  ReleaseSysCache(tup);
+  return name;
+}
 
 List* velostream_array_constants(ScalarArrayOpExpr* s) {
   Node* arr = (Node*)lsecond(s->args);

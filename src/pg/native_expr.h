@@ -24,6 +24,9 @@
 /// for catalog lookup failures.
 const velostream::engine::ExprNode* velostream_native_expr(Node* expr, const Oid* stream_types);
 
+/// The name of function `funcid` if it is pg_catalog's (palloc'd), else NULL.
+const char* velostream_catalog_function(Oid funcid);
+
 /// The elements of `x IN (c1, c2, ...)` / `x = ANY ('{...}')`: an
 /// ArrayExpr's elements (each a Const, possibly under RelabelType or
 /// implicit casts), or an array constant's elements as Consts. NIL if an

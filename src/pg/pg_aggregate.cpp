@@ -223,6 +223,7 @@ class PgAggregate final : public eng::AggregateFunction {
   Datum arg_value(int i, const eng::RecordBatch& b, uint32_t row, bool* isnull);
   void do_update(const void* rows, char* states, size_t stride);
   void do_prepare(const void* call, char*, size_t);
+  void fill_slot(const eng::RecordBatch& b, uint32_t r);
   void do_combine(const void* src, char* dst, size_t);
   void do_serialize(const void* state, char* out, size_t);
   void do_deserialize(const void* bytes, char* state, size_t);
@@ -249,7 +250,6 @@ class PgAggregate final : public eng::AggregateFunction {
   MemoryContext batch_cxt_ = nullptr;
   Datum* cache_values_ = nullptr;
   bool* cache_nulls_ = nullptr;
-  size_t cache_capacity_ = 0;
   bool cache_valid_ = false;
   int final_nargs_ = 1;
   int rows_since_reset_ = 0;
@@ -422,16 +422,7 @@ void PgAggregate::do_update(const void* in, char* states, size_t stride) {
     const uint32_t r = rows.rows[k];
     PgState* s = reinterpret_cast<PgState*>(states + rows.groups[k] * stride);
     ready(s);
-    if (slot_ != nullptr && !cache_valid_) {
-      ExecClearTuple(slot_);
-      for (int j = 0; j < info->nexpr_columns; ++j) {
-        const int c = info->expr_columns[j];
-        const eng::Column& col = b.columns[c];
-        slot_->tts_values[c] = velostream_column_datum(col, r, TupleDescAttr(slot_->tts_tupleDescriptor, c)->atttypid,
-                                                       &slot_->tts_isnull[c]);
-      }
-      ExecStoreVirtualTuple(slot_);
-    }
+    if (!cache_valid_) fill_slot(b, r);
     bool anynull = false;
     for (int i = 0; i < info->nargs; ++i) {
       bool isnull;
@@ -465,6 +456,18 @@ void PgAggregate::do_update(const void* in, char* states, size_t stride) {
   ResetExprContext(econtext_);
 }
 
+// The stream row `r` of `b` in slot_, for expression arguments (if any).
+void PgAggregate::fill_slot(const eng::RecordBatch& b, uint32_t r) {
+  if (slot_ == nullptr) return;
+  ExecClearTuple(slot_);
+  for (int j = 0; j < info_->nexpr_columns; ++j) {
+    const int c = info_->expr_columns[j];
+    slot_->tts_values[c] = velostream_column_datum(b.columns[c], r, TupleDescAttr(slot_->tts_tupleDescriptor, c)->atttypid,
+                                                   &slot_->tts_isnull[c]);
+  }
+  ExecStoreVirtualTuple(slot_);
+}
+
 void PgAggregate::do_prepare(const void* in, char*, size_t) {
   PrepareCall* call = const_cast<PrepareCall*>(static_cast<const PrepareCall*>(in));
   const eng::AggRows& rows = *call->rows;
@@ -474,22 +477,13 @@ void PgAggregate::do_prepare(const void* in, char*, size_t) {
     if (batch_cxt_ == nullptr)
       batch_cxt_ = AllocSetContextCreate(cxt_, "velostream aggregate arguments", ALLOCSET_DEFAULT_SIZES);
     MemoryContextReset(batch_cxt_);
-    cache_capacity_ = b.rows;
     cache_values_ = (Datum*)MemoryContextAllocZero(batch_cxt_, sizeof(Datum) * (b.rows * info->nargs + 1));
     cache_nulls_ = (bool*)MemoryContextAllocZero(batch_cxt_, sizeof(bool) * (b.rows * info->nargs + 1));
   }
   MemoryContextSwitchTo(econtext_->ecxt_per_tuple_memory);
   for (; call->next < rows.count; ++call->next) {
     const uint32_t r = rows.rows[call->next];
-    if (slot_ != nullptr) {
-      ExecClearTuple(slot_);
-      for (int j = 0; j < info->nexpr_columns; ++j) {
-        const int c = info->expr_columns[j];
-        slot_->tts_values[c] = velostream_column_datum(
-            b.columns[c], r, TupleDescAttr(slot_->tts_tupleDescriptor, c)->atttypid, &slot_->tts_isnull[c]);
-      }
-      ExecStoreVirtualTuple(slot_);
-    }
+    fill_slot(b, r);
     for (int i = 0; i < info->nargs; ++i) {
       const Arg& a = info->args[i];
       if (a.kind != Arg::kExpr) continue;

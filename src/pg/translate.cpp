@@ -89,21 +89,10 @@ int column_of(Var* var, Query* query) {
 }
 
 void set_const(Const* c, eng::CmpDomain domain, eng::Scalar* out, Query* query) {
-  out->is_null = c->constisnull;
+  if (!velostream_const_scalar(c, out))
+    unsupported(c->consttype == NUMERICOID ? "a numeric constant of more than 38 digits" : "a constant of this type",
+                (Node*)c, query, nullptr);
   if (c->constisnull) return;
-  Datum v = c->constvalue;
-  if (velostream_datum_fixed(c->consttype, v, &out->i, &out->f)) {
-    // integers, bool, date, timestamps, floats
-  } else switch (c->consttype) {
-    case NUMERICOID: {
-      char* text = DatumGetCString(DirectFunctionCall1(numeric_out, v));
-      if (!eng::Decimal::parse(text, &out->d))
-        unsupported("a numeric constant of more than 38 digits", (Node*)c, query, nullptr);
-      break;
-    }
-    case TEXTOID: case VARCHAROID: out->s = TextDatumGetCString(v); break;
-    default: unsupported("a constant of this type", (Node*)c, query, nullptr);
-  }
   // Widen the constant into the comparison domain, as the engine does for columns.
   if (domain == eng::CmpDomain::kFloat && (is_int_type(c->consttype)))
     out->f = static_cast<double>(out->i);
@@ -380,13 +369,8 @@ Aggref* computed_args(ViewDesc* d, Aggref* a, Query* query, int guard) {
 // sum, avg, min and max of pg_catalog over one plain column of a type they
 // handle natively. Sets col->agg and *spec; false otherwise.
 bool translate_native_agg(Aggref* a, ViewColumn* col, eng::AggSpec* spec, Query* query) {
-  HeapTuple tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(a->aggfnoid));
-  if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for function %u", a->aggfnoid);
-  Form_pg_proc proc = (Form_pg_proc)GETSTRUCT(tup);
-  char* name = pstrdup(NameStr(proc->proname));
-  Oid nsp = proc->pronamespace;
-  ReleaseSysCache(tup);
-  if (nsp != PG_CATALOG_NAMESPACE) return false;
+  const char* name = velostream_catalog_function(a->aggfnoid);
+  if (name == nullptr) return false;
   if (a->aggstar) {
     if (strcmp(name, "count") != 0) return false;
     col->agg = SqlAgg::kCountStar;

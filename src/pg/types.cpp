@@ -7,21 +7,22 @@ namespace {
 using T = eng::Type;
 using D = eng::CmpDomain;
 using F = eng::FieldKind;
+using K = eng::SqlKind;
 
-// oid, storage, WHERE domain, parser, integer, number, ordered
+// oid, storage, WHERE domain, parser, integer, number, ordered, expression kind, name
 const SqlType kTypes[] = {
-    {INT2OID, T::kInt64, D::kInt, F::kInt16, true, true, true},
-    {INT4OID, T::kInt64, D::kInt, F::kInt32, true, true, true},
-    {INT8OID, T::kInt64, D::kInt, F::kInt64, true, true, true},
-    {FLOAT4OID, T::kFloat64, D::kFloat, F::kFloat32, false, true, true},
-    {FLOAT8OID, T::kFloat64, D::kFloat, F::kFloat64, false, true, true},
-    {NUMERICOID, T::kNumeric, D::kNumeric, F::kNumeric, false, true, true},
-    {TEXTOID, T::kText, D::kText, F::kText, false, false, false},
-    {VARCHAROID, T::kText, D::kText, F::kText, false, false, false},
-    {BOOLOID, T::kInt64, D::kInt, F::kBool, false, false, false},
-    {DATEOID, T::kInt64, D::kInt, F::kDate, false, false, true},
-    {TIMESTAMPOID, T::kInt64, D::kInt, F::kTimestamp, false, false, true},
-    {TIMESTAMPTZOID, T::kInt64, D::kInt, F::kTimestampTz, false, false, true},
+    {INT2OID, T::kInt64, D::kInt, F::kInt16, true, true, true, K::kInt2, "int2"},
+    {INT4OID, T::kInt64, D::kInt, F::kInt32, true, true, true, K::kInt4, "int4"},
+    {INT8OID, T::kInt64, D::kInt, F::kInt64, true, true, true, K::kInt8, "int8"},
+    {FLOAT4OID, T::kFloat64, D::kFloat, F::kFloat32, false, true, true, K::kFloat4, "float4"},
+    {FLOAT8OID, T::kFloat64, D::kFloat, F::kFloat64, false, true, true, K::kFloat8, "float8"},
+    {NUMERICOID, T::kNumeric, D::kNumeric, F::kNumeric, false, true, true, K::kNumeric, "numeric"},
+    {TEXTOID, T::kText, D::kText, F::kText, false, false, false, K::kText, "text"},
+    {VARCHAROID, T::kText, D::kText, F::kText, false, false, false, K::kText, "varchar"},
+    {BOOLOID, T::kInt64, D::kInt, F::kBool, false, false, false, K::kBool, "bool"},
+    {DATEOID, T::kInt64, D::kInt, F::kDate, false, false, true, K::kDate, "date"},
+    {TIMESTAMPOID, T::kInt64, D::kInt, F::kTimestamp, false, false, true, K::kTimestamp, "timestamp"},
+    {TIMESTAMPTZOID, T::kInt64, D::kInt, F::kTimestampTz, false, false, true, K::kTimestampTz, "timestamptz"},
 };
 
 }  // namespace
@@ -59,6 +60,23 @@ Datum velostream_value_datum(Oid type, int64_t i, double f, const eng::Decimal& 
     default: elog(ERROR, "velostream: type %s is not handled natively", format_type_be(type));
   }
   return (Datum)0;
+}
+
+bool velostream_const_scalar(const Const* c, eng::Scalar* out) {
+  out->is_null = c->constisnull;
+  if (c->constisnull) return true;
+  if (velostream_datum_fixed(c->consttype, c->constvalue, &out->i, &out->f)) return true;
+  switch (c->consttype) {
+    case NUMERICOID: {
+      char* text = DatumGetCString(DirectFunctionCall1(numeric_out, c->constvalue));
+      bool ok = eng::Decimal::parse(text, &out->d);
+      pfree(text);
+      return ok;
+    }
+    case TEXTOID:
+    case VARCHAROID: out->s = TextDatumGetCString(c->constvalue); return true;
+    default: return false;
+  }
 }
 
 bool velostream_datum_fixed(Oid type, Datum v, int64_t* i, double* f) {

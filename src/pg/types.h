@@ -6,6 +6,7 @@
 
 #include "engine/aggregate.h"
 #include "engine/decimal.h"
+#include "engine/expression.h"
 #include "engine/fields.h"
 #include "engine/predicate.h"
 #include "pg/pg.h"
@@ -19,6 +20,8 @@ struct SqlType {
   bool integer;                          ///< int2, int4, int8
   bool number;                           ///< sum() / avg() input: integers, floats, numeric
   bool ordered;                          ///< native min() / max(): numbers, date, timestamp[tz]
+  velostream::engine::SqlKind kind;      ///< its kind in native expressions (engine/expression.h)
+  const char* name;                      ///< pg_type's name: a cast to it is a function of this name
 };
 
 /// The row of SQL type `oid`, or NULL if the engine does not handle it
@@ -36,6 +39,11 @@ bool velostream_engine_type(Oid type, velostream::engine::Type* out);
 /// that is not native.
 Datum velostream_value_datum(Oid type, int64_t i, double f, const velostream::engine::Decimal& d, const char* s,
                              size_t len);
+
+/// The engine value of constant `c` of a native type, in its own type's
+/// field of `out` (is_null, i, f, d or s). False for a type that is not
+/// native, or a numeric beyond the engine's 38 digits.
+bool velostream_const_scalar(const Const* c, velostream::engine::Scalar* out);
 
 /// The engine value of a fixed-width Datum of SQL type `type` (integers,
 /// bool, date, timestamps into *i; floats into *f). False for numeric, text
