@@ -241,9 +241,10 @@ psql_c "CREATE SERVER wrong FOREIGN DATA WRAPPER velostream OPTIONS (brokers '12
 head -n 5000 "$work/flights.csv" | "$root/build/velostream-kafka-produce" --brokers "$BS" --topic altered || failed "producing to altered"
 sleep 1
 psql_c "ALTER SERVER wrong OPTIONS (SET brokers '$BS')"
-[ "$(psql_c "SELECT velostream.wait('altered_n', '60 s')")" = t ] && [ "$(psql_c "SELECT n FROM altered_n")" = 5000 ] \
+caught_up=$(psql_c "SELECT velostream.wait('altered_n', '60 s')")
+[ "$caught_up" = t ] && [ "$(psql_c "SELECT n FROM altered_n")" = 5000 ] \
   && pass "ALTER SERVER: workers restart with the new brokers and count all 5000 messages" \
-  || failed "ALTER SERVER: altered_n = $(psql_c "SELECT n FROM altered_n")"
+  || failed "ALTER SERVER: wait returned '$caught_up', altered_n = $(psql_c "SELECT n FROM altered_n"); $(psql_c "SELECT string_agg(kafka_partition || ':' || coalesce(next_offset::text, '-') || '/' || coalesce(high_watermark::text, '-'), ' ') FROM velostream.kafka_offsets WHERE stream = 'altered'::regclass")"
 
 echo "(all checks done after ${SECONDS}s)"
 exit $fail
