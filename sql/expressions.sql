@@ -172,21 +172,28 @@ SELECT hour AT TIME ZONE 'UTC' AS hour, rows, total FROM far_hours ORDER BY 1;
 SELECT reason, payload FROM velostream.errors WHERE stream = 'far_future'::regclass;
 SELECT tumble(ts, interval '1 hour') FROM (VALUES (timestamptz '294270-01-01 00:00+00')) v(ts);  -- the same error
 
--- An aggregate argument of a type the engine does not store (PostgreSQL's
--- executor evaluates it for the aggregate) that raises: the row is a dead
--- letter for the whole view; under FILTER only the rows FILTER lets through
--- evaluate it.
+-- An aggregate argument that raises: an interval (a computed column the
+-- engine stores) and an int[] (a type it does not store: PostgreSQL's
+-- executor evaluates it for the aggregate). The row is a dead letter for the
+-- whole view; under FILTER only the rows FILTER lets through evaluate it.
 CREATE FOREIGN TABLE spans (origin text, d int) SERVER velostream OPTIONS (partitions '1');
 CREATE MATERIALIZED VIEW span_totals WITH (velostream.continuous) AS
   SELECT origin, sum(make_interval(days => 100 / d)) AS total, count(*) AS n FROM spans GROUP BY origin;
 CREATE MATERIALIZED VIEW span_filtered WITH (velostream.continuous) AS
   SELECT origin, sum(make_interval(days => 100 / d)) FILTER (WHERE d <> 0) AS total, count(*) AS n
   FROM spans GROUP BY origin;
+CREATE MATERIALIZED VIEW span_arrays WITH (velostream.continuous) AS
+  SELECT origin, max(ARRAY[100 / d, d]) AS top, count(*) AS n FROM spans GROUP BY origin;
+CREATE MATERIALIZED VIEW span_arrays_filtered WITH (velostream.continuous) AS
+  SELECT origin, max(ARRAY[100 / d, d]) FILTER (WHERE d <> 0) AS top, count(*) AS n FROM spans GROUP BY origin;
 INSERT INTO spans VALUES ('A', 10), ('A', 0), ('B', 50), ('A', 20);
-SELECT velostream.wait('span_totals'), velostream.wait('span_filtered');
+SELECT velostream.wait('span_totals'), velostream.wait('span_filtered'), velostream.wait('span_arrays'),
+       velostream.wait('span_arrays_filtered');
 SELECT * FROM span_totals ORDER BY origin;
 SELECT * FROM span_filtered ORDER BY origin;
-SELECT reason, payload FROM velostream.errors WHERE stream = 'spans'::regclass;
+SELECT * FROM span_arrays ORDER BY origin;
+SELECT * FROM span_arrays_filtered ORDER BY origin;
+SELECT reason, payload FROM velostream.errors WHERE stream = 'spans'::regclass ORDER BY reason COLLATE "C";
 SELECT count(*) FROM velostream.stats WHERE status <> 'running';
 
 DROP EXTENSION velostream CASCADE;

@@ -97,7 +97,8 @@ class NativeAggregate final : public AggregateFunction {
               s.n++;
             }
             break;
-          case Type::kText: break;
+          case Type::kText:
+          case Type::kInterval: break;  // (not native inputs: see make_native_aggregate)
         }
         break;
       case AggFunc::kMin:
@@ -123,7 +124,8 @@ class NativeAggregate final : public AggregateFunction {
               if (take) s.d = c.dec[r];
               break;
             }
-            case Type::kText: break;
+            case Type::kText:
+            case Type::kInterval: break;
           }
           s.n++;
         }
@@ -153,7 +155,8 @@ class NativeAggregate final : public AggregateFunction {
               return false;
             }
             break;
-          case Type::kText: break;
+          case Type::kText:
+          case Type::kInterval: break;
         }
         break;
       case AggFunc::kMin:
@@ -175,7 +178,8 @@ class NativeAggregate final : public AggregateFunction {
             if (take) s.d = d.d;
             break;
           }
-          case Type::kText: break;
+          case Type::kText:
+          case Type::kInterval: break;
         }
         break;
       }
@@ -199,7 +203,8 @@ class NativeAggregate final : public AggregateFunction {
         put(out, s.d.scale);
         out->push_back(static_cast<char>(s.d.kind));
         break;
-      case Type::kText: break;
+      case Type::kText:
+      case Type::kInterval: break;
     }
     return true;
   }
@@ -233,7 +238,8 @@ class NativeAggregate final : public AggregateFunction {
         s.d.kind = static_cast<Decimal::Kind>(*p++);
         if (!s.d.valid()) goto corrupt;
         break;
-      case Type::kText: break;
+      case Type::kText:
+      case Type::kInterval: break;
     }
     return true;
   corrupt:
@@ -264,7 +270,8 @@ class NativeAggregate final : public AggregateFunction {
         out->kind = avg ? Value::Kind::kNumericRatio : Value::Kind::kNumeric;
         out->d = s.d;
         break;
-      case Type::kText: break;
+      case Type::kText:
+      case Type::kInterval: break;
     }
     out->n = s.n;
     return true;
@@ -591,6 +598,7 @@ class DistinctAggregate final : public AggregateFunction {
         break;
       }
       case Type::kText: out->assign(c.str[r].data(), c.str[r].size()); break;
+      case Type::kInterval: put(out, c.iv[r]); break;  // (byte-wise: the glue does not use it)
     }
   }
 
@@ -607,6 +615,7 @@ class DistinctAggregate final : public AggregateFunction {
         return d.valid();
       }
       case Type::kText: return true;
+      case Type::kInterval: return len == sizeof(Interval);
     }
     return false;
   }
@@ -623,6 +632,7 @@ class DistinctAggregate final : public AggregateFunction {
         c->dec[i].coef = get<__int128>(p);
         break;
       case Type::kText: c->str[i] = std::string_view(v); break;
+      case Type::kInterval: c->iv[i] = get<Interval>(p); break;
     }
   }
 

@@ -19,8 +19,26 @@ namespace velostream::engine {
 
 /// How the engine stores a column's values. PostgreSQL's integer, boolean,
 /// date and timestamp types are all Int64 (timestamps as microseconds since
-/// 2000-01-01, PostgreSQL's epoch); the glue layer knows the SQL type.
-enum class Type : uint8_t { kInt64, kFloat64, kNumeric, kText };
+/// 2000-01-01, PostgreSQL's epoch); intervals are Interval; the glue layer
+/// knows the SQL type.
+enum class Type : uint8_t { kInt64, kFloat64, kNumeric, kText, kInterval };
+
+/// An interval as PostgreSQL stores it (datatype/timestamp.h): microseconds,
+/// days and months, kept apart (a day is not always 24 hours, nor a month 30
+/// days), in the same layout, so its 16 bytes are a PostgreSQL Interval.
+struct Interval {
+  int64_t time;  ///< microseconds
+  int32_t day;
+  int32_t month;
+
+  /// The value PostgreSQL orders and compares intervals by (timestamp.c
+  /// interval_cmp_value): months as 30 days, days as 24 hours, in
+  /// microseconds; '1 day' and '24 hours' are equal.
+  __int128 span() const {
+    return static_cast<__int128>(time) + (static_cast<__int128>(month) * 30 + day) * (86400LL * 1000000);
+  }
+};
+static_assert(sizeof(Interval) == 16, "Interval must have PostgreSQL's layout");
 
 /// Bump allocator for the text bytes of one batch. Blocks are kept across
 /// reset() so a steady stream reuses the same memory.
@@ -77,6 +95,7 @@ struct Column {
   std::vector<double> f64;
   std::vector<Decimal> dec;
   std::vector<std::string_view> str;
+  std::vector<Interval> iv;
   std::vector<uint8_t> null;
 
   /// Sizes the vectors for n rows (keeps capacity).
@@ -87,6 +106,7 @@ struct Column {
       case Type::kFloat64: f64.resize(n); break;
       case Type::kNumeric: dec.resize(n); break;
       case Type::kText: str.resize(n); break;
+      case Type::kInterval: iv.resize(n); break;
     }
   }
 };

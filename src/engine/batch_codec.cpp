@@ -55,6 +55,7 @@ void encode_batch(const RecordBatch& b, std::string* out) {
     switch (c.type) {
       case Type::kInt64: out->append(reinterpret_cast<const char*>(c.i64.data()), n * 8); break;
       case Type::kFloat64: out->append(reinterpret_cast<const char*>(c.f64.data()), n * 8); break;
+      case Type::kInterval: out->append(reinterpret_cast<const char*>(c.iv.data()), n * sizeof(Interval)); break;
       case Type::kNumeric:
         for (size_t i = 0; i < n; ++i) {
           put(out, c.dec[i].coef);
@@ -105,7 +106,7 @@ bool decode_batch(const char* data, size_t len, RecordBatch* b, std::string* err
       }
       continue;
     }
-    if (type > (uint8_t)Type::kText || (c.used && type != (uint8_t)c.type)) {
+    if (type > (uint8_t)Type::kInterval || (c.used && type != (uint8_t)c.type)) {
       *error = "column " + std::to_string(ci + 1) + " has another type in the log batch";
       return false;
     }
@@ -124,6 +125,7 @@ bool decode_batch(const char* data, size_t len, RecordBatch* b, std::string* err
       case Type::kInt64:
       case Type::kFloat64: values = r.skip((size_t)rows * 8); break;
       case Type::kNumeric: values = r.skip((size_t)rows * kDecimalBytes); break;
+      case Type::kInterval: values = r.skip((size_t)rows * sizeof(Interval)); break;
       case Type::kText:
         values = r.skip(((size_t)rows + 1) * 4);
         if (values == nullptr) goto truncated;
@@ -142,6 +144,7 @@ bool decode_batch(const char* data, size_t len, RecordBatch* b, std::string* err
     switch (stored) {
       case Type::kInt64: std::memcpy(c.i64.data(), values, (size_t)rows * 8); break;
       case Type::kFloat64: std::memcpy(c.f64.data(), values, (size_t)rows * 8); break;
+      case Type::kInterval: std::memcpy(c.iv.data(), values, (size_t)rows * sizeof(Interval)); break;
       case Type::kNumeric:
         for (uint32_t i = 0; i < rows; ++i, values += kDecimalBytes) {
           Decimal& d = c.dec[i];

@@ -11,7 +11,8 @@
 //   per column: u8 type (Type, or 0xFF for a column not stored), u8 has_nulls,
 //     [rows x u8 null flags if has_nulls],
 //     kInt64 / kFloat64: rows x 8 bytes; kNumeric: rows x (i128 coef, i16 scale,
-//     u8 kind); kText: (rows + 1) x u32 end offsets, then the bytes.
+//     u8 kind); kInterval: rows x 16 bytes (Interval); kText: (rows + 1) x u32
+//     end offsets, then the bytes.
 #pragma once
 
 #include <cstddef>

@@ -79,6 +79,7 @@ void copy_value(const Column& from, size_t r, Column* to) {
     case Type::kFloat64: to->f64[r] = from.f64[r]; break;
     case Type::kNumeric: to->dec[r] = from.dec[r]; break;
     case Type::kText: to->str[r] = from.str[r]; break;
+    case Type::kInterval: to->iv[r] = from.iv[r]; break;
   }
 }
 
@@ -110,6 +111,7 @@ void assign_const(const Scalar& v, const std::vector<uint8_t>& rows, Column* out
         if (rows[r]) null[r] = 0, out->str[r] = s;
       break;
     }
+    case Type::kInterval: break;  // (no SqlKind is stored as an interval)
   }
 }
 
@@ -229,6 +231,7 @@ Type storage_of(SqlKind k) {
     case SqlKind::kFloat4: case SqlKind::kFloat8: return Type::kFloat64;
     case SqlKind::kNumeric: return Type::kNumeric;
     case SqlKind::kText: return Type::kText;
+    case SqlKind::kInterval: return Type::kInterval;
     default: return Type::kInt64;
   }
 }
@@ -306,6 +309,7 @@ void ExprEvaluator::evaluate(const ExprNode& e, RecordBatch* batch, size_t rows,
     case Type::kFloat64: std::copy(r->f64.begin(), r->f64.begin() + rows, out->f64.begin()); break;
     case Type::kNumeric: std::copy(r->dec.begin(), r->dec.begin() + rows, out->dec.begin()); break;
     case Type::kText: std::copy(r->str.begin(), r->str.begin() + rows, out->str.begin()); break;
+    case Type::kInterval: std::copy(r->iv.begin(), r->iv.begin() + rows, out->iv.begin()); break;
   }
 }
 
@@ -337,6 +341,7 @@ const Column* ExprEvaluator::eval(const ExprNode& e, size_t depth, const uint8_t
         case Type::kFloat64: std::fill(out->f64.begin(), out->f64.end(), v.f); break;
         case Type::kNumeric: std::fill(out->dec.begin(), out->dec.end(), v.d); break;
         case Type::kText: std::fill(out->str.begin(), out->str.end(), std::string_view(v.s)); break;
+        case Type::kInterval: break;  // (no SqlKind is stored as an interval)
       }
       return out;
     }

@@ -27,7 +27,8 @@ namespace velostream::engine {
 /// (microseconds since 2000-01-01) as kInt64; float4 (rounded to float) and
 /// float8 as kFloat64; numeric as kNumeric; text and varchar as kText.
 enum class SqlKind : uint8_t {
-  kBool, kInt2, kInt4, kInt8, kFloat4, kFloat8, kNumeric, kText, kDate, kTimestamp, kTimestampTz
+  kBool, kInt2, kInt4, kInt8, kFloat4, kFloat8, kNumeric, kText, kDate, kTimestamp, kTimestampTz,
+  kInterval  ///< stored natively, but no native operation reads it (PostgreSQL's executor does)
 };
 
 /// The batch storage of values of `k`.

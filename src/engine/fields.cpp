@@ -241,9 +241,16 @@ Type storage_type(FieldKind kind) {
     case FieldKind::kFloat32: case FieldKind::kFloat64: return Type::kFloat64;
     case FieldKind::kNumeric: return Type::kNumeric;
     case FieldKind::kText: return Type::kText;
+    case FieldKind::kInterval: return Type::kInterval;
     default: return Type::kInt64;
   }
 }
+
+namespace {
+IntervalParser interval_parser = nullptr;
+}  // namespace
+
+void set_interval_parser(IntervalParser parser) { interval_parser = parser; }
 
 bool parse_field(FieldKind kind, std::string_view raw, Column* col, size_t row, Arena* arena, std::string* error) {
   col->null[row] = 0;
@@ -300,6 +307,14 @@ bool parse_field(FieldKind kind, std::string_view raw, Column* col, size_t row, 
       col->i64[row] = usec;
       return true;
     }
+    case FieldKind::kInterval:
+      if (interval_parser == nullptr) return fail(error, "interval fields are not parsed in this process", raw);
+      if (!valid_utf8(raw)) return fail(error, "interval is not valid UTF-8 (or contains NUL)", "");
+      if (!interval_parser(raw, &col->iv[row], error)) {
+        col->null[row] = 1;
+        return false;
+      }
+      return true;
     case FieldKind::kText:
       break;
   }

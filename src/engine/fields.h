@@ -12,8 +12,18 @@ namespace velostream::engine {
 
 /// The SQL type a field is parsed as (the stream column's type).
 enum class FieldKind : uint8_t {
-  kInt16, kInt32, kInt64, kFloat32, kFloat64, kNumeric, kText, kBool, kDate, kTimestamp, kTimestampTz
+  kInt16, kInt32, kInt64, kFloat32, kFloat64, kNumeric, kText, kBool, kDate, kTimestamp, kTimestampTz, kInterval
 };
+
+/// Parses interval text into *out; false with a reason in *error. The glue
+/// layer supplies PostgreSQL's own interval_in (pg/types.cpp), so that every
+/// form PostgreSQL accepts is accepted with its exact meaning; the engine has
+/// no interval syntax of its own.
+using IntervalParser = bool (*)(std::string_view text, Interval* out, std::string* error);
+
+/// Sets the parser of interval fields for the process (NULL: interval fields
+/// are refused with an error). Called once, before any decoding.
+void set_interval_parser(IntervalParser parser);
 
 /// How values of `kind` are stored in a batch column.
 Type storage_type(FieldKind kind);
@@ -29,6 +39,7 @@ Type storage_type(FieldKind kind);
 ///    "YYYY-MM-DD[T ]HH:MM[:SS[.ffffff]]" with an optional "Z" or ±HH[:MM]
 ///    offset; a timestamptz without an offset is taken as UTC. Stored as
 ///    days / microseconds since 2000-01-01, PostgreSQL's epoch.
+///  - interval: by the parser set_interval_parser() installed.
 bool parse_field(FieldKind kind, std::string_view text, Column* col, size_t row, Arena* arena, std::string* error);
 
 /// Fast paths for COPY into a stream: accept only the unambiguous forms for

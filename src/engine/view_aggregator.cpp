@@ -120,6 +120,7 @@ bool ViewAggregator::encode_key(const RecordBatch& b, size_t row, std::string* o
         out->append(s.data(), s.size());
         break;
       }
+      case Type::kInterval: return false;  // not a key type: intervals group by value, not by bytes
     }
   }
   return true;
@@ -164,6 +165,7 @@ KeyValue ViewAggregator::key(uint32_t g, size_t part) const {
         p += len;
         break;
       }
+      case Type::kInterval: break;  // (never a key)
     }
   }
   if (!v.is_null && numeric_part_[part] >= 0) rescale(&v.d, key_scales_[g * nnumeric_ + numeric_part_[part]]);
@@ -366,6 +368,7 @@ bool ViewAggregator::valid_key(std::string_view key) const {
         p += len;
         break;
       }
+      case Type::kInterval: return false;  // (never a key)
     }
   }
   return p == end;

@@ -45,15 +45,28 @@ ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state
   initStringInfo(&conflict);
   initStringInfo(&sets);
   initStringInfo(&sql);
-  appendStringInfoString(&unnest, "SELECT * FROM unnest(");
+  // A column of a type without an array type (an array itself, e.g.
+  // max(anyarray)) travels as text and is read back by its input function.
+  StringInfoData select;
+  initStringInfo(&select);
   for (int i = 0; i < d->ncolumns; ++i) {
     const ViewColumn& c = d->columns[i];
-    u->elem_types[i] = c.type;
     argtypes[i] = get_array_type(c.type);
+    u->elem_types[i] = OidIsValid(argtypes[i]) ? c.type : TEXTOID;
+    if (!OidIsValid(argtypes[i])) argtypes[i] = TEXTARRAYOID;
     appendStringInfo(&cols, "%s%s", i ? ", " : "", quote_identifier(c.name));
     appendStringInfo(&unnest, "%s$%d", i ? ", " : "", i + 1);
+    if (u->elem_types[i] == c.type) appendStringInfo(&select, "%su.c%d", i ? ", " : "", i);
+    else appendStringInfo(&select, "%su.c%d::%s", i ? ", " : "", i, format_type_with_typemod(c.type, c.typmod));
   }
-  appendStringInfoChar(&unnest, ')');
+  {
+    StringInfoData alias;
+    initStringInfo(&alias);
+    for (int i = 0; i < d->ncolumns; ++i) appendStringInfo(&alias, "%sc%d", i ? ", " : "", i);
+    char* args = pstrdup(unnest.data);
+    resetStringInfo(&unnest);
+    appendStringInfo(&unnest, "SELECT %s FROM unnest(%s) AS u(%s)", select.data, args, alias.data);
+  }
   for (int k = 0; k < d->nkeys; ++k) {
     const ViewColumn& c = d->columns[d->key_column[k]];
     appendStringInfo(&conflict, "%s%s", k ? ", " : "", velostream_key_index_expr(quote_identifier(c.name), c.type));
@@ -496,7 +509,16 @@ void sink_write(RowSink* s, const ViewUpsert* u, SPIPlanPtr plan) {
   char* param_nulls = (char*)palloc0(d->ncolumns + 1);
   memset(param_nulls, ' ', d->ncolumns);
   if (s->n > 0) {
-    for (int i = 0; i < d->ncolumns; ++i) params[i] = make_array(d->columns[i].type, s->cols[i], s->colnulls[i], s->n);
+    for (int i = 0; i < d->ncolumns; ++i) {
+      if (u->elem_types[i] != d->columns[i].type) {  // as text (velostream_prepare_upsert)
+        Oid out;
+        bool varlena;
+        getTypeOutputInfo(d->columns[i].type, &out, &varlena);
+        for (size_t r = 0; r < s->n; ++r)
+          if (!s->colnulls[i][r]) s->cols[i][r] = CStringGetTextDatum(OidOutputFunctionCall(out, s->cols[i][r]));
+      }
+      params[i] = make_array(u->elem_types[i], s->cols[i], s->colnulls[i], s->n);
+    }
     int rc = SPI_execute_plan(plan, params, param_nulls, false, 0);
     if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: writing the groups failed: %s", SPI_result_code_string(rc));
   }

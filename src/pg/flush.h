@@ -19,7 +19,7 @@ struct ViewUpsert {
   SPIPlanPtr* delete_mask_plans;
   SPIPlanPtr delete_null_plan;
   int nparams;       ///< of insert_plan and set_plan: one array per view column
-  Oid* elem_types;   ///< element type of each of those arrays
+  Oid* elem_types;   ///< element type of each of those arrays: the column's, or text for a type without an array type
 };
 
 /// Builds and prepares the writes of view `view_oid` (result table); all

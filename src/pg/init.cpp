@@ -1,5 +1,6 @@
 // Module entry point: GUCs, hooks, the launcher, and the preload check.
 #include "engine/batch_codec.h"
+#include "pg/types.h"
 #include "pg/velostream.h"
 
 extern "C" {
@@ -19,6 +20,7 @@ constexpr int kMaxBatchSize = 1000000;
 static_assert(kMaxBatchSize <= velostream::engine::kMaxBatchRows, "log batches must stay decodable");
 
 void _PG_init(void) {
+  velostream_types_init();
   // The launcher and the workers are started by the postmaster, and
   // velostream.database can only be defined then.
   if (!process_shared_preload_libraries_in_progress)

@@ -144,15 +144,15 @@ void ensure_assignment(KafkaSource* s) {
     if (a.second >= 0) s->next[a.first] = a.second;
     if (a.first >= s->npartitions) s->committed[a.first] = stored[a.first];  // newly assigned to us
   }
-  // Every partition of the topic has its row (owner p % nworkers), so that
-  // saves are compare-and-set updates and velostream.wait() sees a partition
-  // that no worker has reported on yet as pending, not as absent.
-  {
-    Oid types[3] = {OIDOID, INT4OID, INT4OID};
-    Datum args3[3] = {ObjectIdGetDatum(s->stream), Int32GetDatum(s->nworkers), Int32GetDatum(n)};
+  // Every owned partition has its row, so that saves are compare-and-set updates.
+  if (!assignment.empty()) {
+    Datum* parts = (Datum*)palloc(sizeof(Datum) * assignment.size());
+    for (size_t i = 0; i < assignment.size(); ++i) parts[i] = Int32GetDatum(assignment[i].first);
+    Oid types[3] = {OIDOID, INT4OID, INT4ARRAYOID};
+    Datum args3[3] = {ObjectIdGetDatum(s->stream), Int32GetDatum(s->worker),
+                      PointerGetDatum(construct_array(parts, (int)assignment.size(), INT4OID, 4, true, TYPALIGN_INT))};
     if (SPI_execute_with_args("INSERT INTO velostream.kafka_offsets (stream, kafka_partition, worker) "
-                              "SELECT $1, p, p % $2 FROM generate_series(0, $3 - 1) p "
-                              "ON CONFLICT (stream, kafka_partition) DO NOTHING",
+                              "SELECT $1, p, $2 FROM unnest($3) p ON CONFLICT (stream, kafka_partition) DO NOTHING",
                               3, types, args3, NULL, false, 0) != SPI_OK_INSERT)
       elog(ERROR, "velostream: registering Kafka partitions failed");
   }

@@ -16,8 +16,9 @@ namespace {
 // The expression kind of SQL type t (pg/types.h's table); false if not native.
 bool kind_of(Oid t, SqlKind* k) {
   const SqlType* st = velostream_sql_type(t);
-  if (st != nullptr) *k = st->kind;
-  return st != nullptr;
+  if (st == nullptr || st->kind == SqlKind::kInterval) return false;  // (stored, not operated on)
+  *k = st->kind;
+  return true;
 }
 
 using eng::is_float;

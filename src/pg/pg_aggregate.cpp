@@ -763,6 +763,140 @@ class IntVarianceAggregate final : public eng::AggregateFunction {
   PolyNumAggState poly_{};
 };
 
+// IntervalAggregate's state: the least / greatest value or the sum, and the
+// number of non-NULL inputs (0: no value).
+struct alignas(16) IntervalState {
+  eng::Interval v;
+  int64 n = 0;
+};
+
+// velostream_interval_aggregate.
+class IntervalAggregate final : public eng::AggregateFunction {
+ public:
+  enum Func { kMin, kMax, kSum, kAvg };
+  IntervalAggregate(Func func, int column, std::shared_ptr<const eng::AggregateFunction> pg)
+      : func_(func), column_(column), pg_proto_(std::move(pg)) {}
+
+  std::unique_ptr<eng::AggregateFunction> clone() const override {
+    return std::make_unique<IntervalAggregate>(func_, column_, pg_proto_);
+  }
+  size_t state_size() const override { return sizeof(IntervalState); }
+  void init(void* state) override { new (state) IntervalState(); }
+  void mark_used(std::vector<uint8_t>* used) const override { (*used)[column_] = 1; }
+  void reset() override {
+    if (pg_) pg_->reset();
+  }
+
+  bool update(const eng::AggRows& in, char* states, size_t stride, std::string* error) override {
+    const eng::Column& c = in.batch->columns[column_];
+    for (size_t k = 0; k < in.count; ++k) {
+      const uint32_t r = in.rows[k];
+      if (c.null[r]) continue;
+      if (!fold(c.iv[r], 1, reinterpret_cast<IntervalState*>(states + in.groups[k] * stride), error)) return false;
+    }
+    return true;
+  }
+  bool combine(const void* src, void* dst, std::string* error) override {
+    const IntervalState* a = static_cast<const IntervalState*>(src);
+    return a->n == 0 || fold(a->v, a->n, static_cast<IntervalState*>(dst), error);
+  }
+  // Through PostgreSQL's own state format: the bytes PgAggregate writes for
+  // the same aggregate (an interval, or avg's interval[] {sum, count}).
+  bool serialize(const void* state, std::string* out, std::string* error) override {
+    PgState st = as_pg(*static_cast<const IntervalState*>(state));
+    bool ok = pg()->serialize(&st, out, error);
+    release(&st);
+    return ok;
+  }
+  bool deserialize(const char*& p, const char* end, void* state, std::string* error) override {
+    PgState st{};
+    if (!pg()->deserialize(p, end, &st, error)) return false;
+    IntervalState* s = new (state) IntervalState();
+    if (!st.isnull && st.ready) {
+      if (func_ == kAvg) {
+        ArrayType* a = DatumGetArrayTypeP(st.value);
+        if (ARR_NDIM(a) != 1 || ARR_DIMS(a)[0] != 2 || ARR_HASNULL(a) || ARR_ELEMTYPE(a) != INTERVALOID) {
+          *error = "avg(interval) state is corrupt";
+          pg_->reset();
+          return false;
+        }
+        const Interval* v = reinterpret_cast<const Interval*>(ARR_DATA_PTR(a));
+        memcpy(&s->v, &v[0], sizeof(eng::Interval));
+        s->n = v[1].time;
+      } else {
+        memcpy(&s->v, DatumGetIntervalP(st.value), sizeof(eng::Interval));
+        s->n = 1;
+      }
+    }
+    pg_->reset();
+    return true;
+  }
+  bool finalize(const void* state, eng::Value* out, std::string* error) override {
+    PgState st = as_pg(*static_cast<const IntervalState*>(state));
+    bool ok = pg()->finalize(&st, out, error);
+    release(&st);
+    return ok;
+  }
+
+ private:
+  // Folds `n` inputs summing to (or extreme) `x` into s, as PostgreSQL's
+  // interval_smaller / interval_larger (a tie takes the newer value, as
+  // they do) and interval_pl (each field overflow-checked) do.
+  bool fold(const eng::Interval& x, int64 n, IntervalState* s, std::string* error) {
+    if (func_ == kMin || func_ == kMax) {
+      if (s->n == 0 || (func_ == kMin ? s->v.span() >= x.span() : s->v.span() <= x.span())) s->v = x;
+      s->n += n;
+      return true;
+    }
+    eng::Interval r;
+    if (__builtin_add_overflow(s->v.month, x.month, &r.month) || __builtin_add_overflow(s->v.day, x.day, &r.day) ||
+        __builtin_add_overflow(s->v.time, x.time, &r.time)) {
+      *error = "interval out of range";
+      return false;
+    }
+    s->v = r;
+    s->n += n;
+    return true;
+  }
+  eng::AggregateFunction* pg() {
+    if (!pg_) pg_ = pg_proto_->clone();
+    return pg_.get();
+  }
+  // A PostgreSQL state holding s: for avg an interval[] {sum, count as
+  // microseconds} (interval_accum's), palloc'd until release(); else the
+  // value in iv_, or NULL without input (a strict transfn, no initcond).
+  PgState as_pg(const IntervalState& s) {
+    PgState st{};
+    st.ready = true;
+    if (func_ == kAvg) {
+      Interval v[2];
+      memcpy(&v[0], &s.v, sizeof(Interval));
+      memset(&v[1], 0, sizeof(Interval));
+      v[1].time = s.n;
+      Datum d[2] = {IntervalPGetDatum(&v[0]), IntervalPGetDatum(&v[1])};
+      st.value = PointerGetDatum(construct_array(d, 2, INTERVALOID, sizeof(Interval), false, TYPALIGN_DOUBLE));
+      return st;
+    }
+    if (s.n == 0) {
+      st.isnull = true;
+      st.no_trans_value = true;
+      return st;
+    }
+    memcpy(&iv_, &s.v, sizeof(Interval));
+    st.value = IntervalPGetDatum(&iv_);
+    return st;
+  }
+  void release(PgState* st) {
+    if (func_ == kAvg) pfree(DatumGetPointer(st->value));
+  }
+
+  Func func_;
+  int column_;
+  std::shared_ptr<const eng::AggregateFunction> pg_proto_;
+  std::unique_ptr<eng::AggregateFunction> pg_;  // serialises, deserialises, finalises
+  Interval iv_{};
+};
+
 }  // namespace
 
 std::shared_ptr<const eng::AggregateFunction> velostream_pg_aggregate(Aggref* aggref, const char* describe) {
@@ -882,4 +1016,14 @@ std::shared_ptr<const eng::AggregateFunction> velostream_pg_aggregate(Aggref* ag
 std::shared_ptr<const eng::AggregateFunction> velostream_int_variance_aggregate(Aggref* aggref, int column,
                                                                                const char* describe) {
   return std::make_shared<IntVarianceAggregate>(column, velostream_pg_aggregate(aggref, describe));
+}
+
+std::shared_ptr<const eng::AggregateFunction> velostream_interval_aggregate(Aggref* aggref, int column,
+                                                                           const char* describe) {
+  const char* name = get_func_name(aggref->aggfnoid);
+  IntervalAggregate::Func f = strcmp(name, "min") == 0   ? IntervalAggregate::kMin
+                              : strcmp(name, "max") == 0 ? IntervalAggregate::kMax
+                              : strcmp(name, "sum") == 0 ? IntervalAggregate::kSum
+                                                         : IntervalAggregate::kAvg;
+  return std::make_shared<IntervalAggregate>(f, column, velostream_pg_aggregate(aggref, describe));
 }

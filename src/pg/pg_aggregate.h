@@ -31,3 +31,14 @@ std::shared_ptr<const velostream::engine::AggregateFunction> velostream_pg_aggre
 std::shared_ptr<const velostream::engine::AggregateFunction> velostream_int_variance_aggregate(Aggref* aggref,
                                                                                                int column,
                                                                                                const char* describe);
+
+/// min, max, sum or avg (`aggref`, of pg_catalog) over `column`, an interval
+/// stream column (or computed column): the extreme, or the sum and count,
+/// kept natively as PostgreSQL's interval_smaller / interval_larger /
+/// interval_pl / interval_accum keep them (ties take the newer value; a sum
+/// whose months, days or microseconds overflow raises "interval out of
+/// range"); serialised, deserialised and finalised (interval_avg) by
+/// PostgreSQL, so results are exact and stored states are the bytes
+/// velostream_pg_aggregate's implementation writes for the same aggregate.
+std::shared_ptr<const velostream::engine::AggregateFunction> velostream_interval_aggregate(Aggref* aggref, int column,
+                                                                                          const char* describe);

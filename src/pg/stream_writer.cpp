@@ -256,6 +256,7 @@ void velostream_writer_stage_datum(StreamWriter* w, int c, Datum v, bool isnull)
       pfree(text);
       break;
     }
+    case INTERVALOID: memcpy(&s.iv, DatumGetIntervalP(v), sizeof(s.iv)); break;
     case TEXTOID: case VARCHAROID: {
       struct varlena* t = pg_detoast_datum_packed((struct varlena*)DatumGetPointer(v));
       s.s = VARDATA_ANY(t);
@@ -284,6 +285,7 @@ void velostream_writer_append(StreamWriter* w) {
       case eng::Type::kInt64: col.i64[row] = v.i; break;
       case eng::Type::kFloat64: col.f64[row] = v.f; break;
       case eng::Type::kNumeric: col.dec[row] = v.d; break;
+      case eng::Type::kInterval: col.iv[row] = v.iv; break;
       case eng::Type::kText:
         try {
           col.str[row] = b.arena.copy(v.s, v.len);

@@ -18,6 +18,7 @@ struct StagedValue {
   int64_t i;
   double f;
   velostream::engine::Decimal d;
+  velostream::engine::Interval iv;
   const char* s;
   size_t len;
   Datum datum;

@@ -33,7 +33,7 @@ void check_kafka_stream(Oid relid, TupleDesc desc) {
                       errmsg("column \"%s\" of a Kafka stream cannot be of type %s", name,
                              format_type_be(att->atttypid)),
                       errhint("Supported: smallint, integer, bigint, real, double precision, numeric, text, "
-                              "varchar, boolean, date, timestamp, timestamptz.")));
+                              "varchar, boolean, date, timestamp, timestamptz, interval.")));
   }
 }
 

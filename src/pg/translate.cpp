@@ -52,7 +52,7 @@ bool is_int_type(Oid t) {
 // Comparison domain of an operator's input type; false if unsupported.
 bool domain_of(Oid t, eng::CmpDomain* d) {
   const SqlType* st = velostream_sql_type(t);
-  if (st == nullptr) return false;
+  if (st == nullptr || st->kind == eng::SqlKind::kInterval) return false;  // (PostgreSQL compares intervals)
   *d = st->domain;
   return true;
 }
@@ -242,6 +242,8 @@ eng::KeySpec translate_key(Node* expr, Query* query) {
   while (IsA(n, RelabelType)) n = (Node*)((RelabelType*)n)->arg;
   if (IsA(n, Var)) {
     Oid t = exprType(n);
+    if (t == INTERVALOID)  // equal intervals ('1 day', '24 hours') differ in their fields
+      unsupported("GROUP BY on an interval", expr, query, "Group by extract(epoch FROM ...) of it.");
     if (!velostream_engine_type(t, &k.type) || t == BPCHAROID)
       unsupported("GROUP BY on a column of this type", expr, query, nullptr);
     if (k.type == eng::Type::kText && !get_collation_isdeterministic(exprCollation(n)))
@@ -388,6 +390,13 @@ bool translate_native_agg(Aggref* a, ViewColumn* col, eng::AggSpec* spec, Query*
   if (strcmp(name, "count") == 0) {
     col->agg = SqlAgg::kCount;
     spec->func = eng::AggFunc::kCount;
+  } else if (t == INTERVALOID && (strcmp(name, "min") == 0 || strcmp(name, "max") == 0 || strcmp(name, "sum") == 0 ||
+                                  strcmp(name, "avg") == 0)) {
+    col->agg = SqlAgg::kOther;
+    col->input_type = t;
+    spec->func = eng::AggFunc::kExternal;
+    spec->external = velostream_interval_aggregate(a, column_of((Var*)arg, query), describe((Node*)a, query));
+    return true;
   } else if (strcmp(name, "sum") == 0 && number && t != FLOAT4OID) {
     col->agg = SqlAgg::kSum;
     spec->func = eng::AggFunc::kSum;
@@ -457,6 +466,8 @@ eng::AggSpec translate_distinct_agg(ViewDesc* d, Aggref* a, ViewColumn* col, Que
                 "DISTINCT takes one argument of a type such as integer, numeric, text, date or timestamp.");
   if (type == eng::Type::kText && !get_collation_isdeterministic(exprCollation(arg)))
     unsupported("DISTINCT over text with a nondeterministic collation", (Node*)a, query, nullptr);
+  if (type == eng::Type::kInterval)  // equal intervals ('1 day', '24 hours') differ in their fields
+    unsupported("DISTINCT inside an aggregate over an interval", (Node*)a, query, nullptr);
   Aggref* inner = (Aggref*)copyObjectImpl(a);
   inner->aggdistinct = NIL;
   inner->aggorder = NIL;
@@ -647,6 +658,8 @@ ViewDesc* velostream_translate_query(Query* query) {
       col->index = d->nkeys;
       Node* key = (Node*)tle->expr;
       while (IsA(key, RelabelType)) key = (Node*)((RelabelType*)key)->arg;
+      if (exprType(key) == INTERVALOID)  // equal intervals ('1 day', '24 hours') differ in their fields
+        unsupported("GROUP BY on an interval", (Node*)tle->expr, query, "Group by extract(epoch FROM ...) of it.");
       if (!IsA(key, Var) && !(IsA(key, FuncExpr) && is_tumble(((FuncExpr*)key)->funcid)))
         key = (Node*)computed_var(d, (Node*)tle->expr, query, "a GROUP BY expression", kGuardWhere);
       d->plan->keys.push_back(translate_key(key, query));

@@ -23,9 +23,47 @@ const SqlType kTypes[] = {
     {DATEOID, T::kInt64, D::kInt, F::kDate, false, false, true, K::kDate, "date"},
     {TIMESTAMPOID, T::kInt64, D::kInt, F::kTimestamp, false, false, true, K::kTimestamp, "timestamp"},
     {TIMESTAMPTZOID, T::kInt64, D::kInt, F::kTimestampTz, false, false, true, K::kTimestampTz, "timestamptz"},
+    // Stored and aggregated (min, max, sum, avg) natively; its comparisons and
+    // arithmetic are PostgreSQL's executor's (native_expr.cpp, translate.cpp
+    // refuse K::kInterval), and its text is parsed by interval_in.
+    {INTERVALOID, T::kInterval, D::kInt, F::kInterval, false, false, false, K::kInterval, "interval"},
 };
 
+static_assert(sizeof(Interval) == sizeof(eng::Interval) && offsetof(Interval, time) == offsetof(eng::Interval, time) &&
+                  offsetof(Interval, day) == offsetof(eng::Interval, day) &&
+                  offsetof(Interval, month) == offsetof(eng::Interval, month),
+              "engine/batch.h Interval must have PostgreSQL's layout");
+
+// The engine's interval parser (engine/fields.h): PostgreSQL's interval_in,
+// under the worker's IntervalStyle, with its error message.
+bool parse_interval(std::string_view text, eng::Interval* out, std::string* error) {
+  MemoryContext cxt = CurrentMemoryContext;
+  char* s = pnstrdup(text.data(), text.size());
+  volatile bool ok = false;
+  PG_TRY();
+  {
+    Interval* v = DatumGetIntervalP(
+        DirectFunctionCall3(interval_in, CStringGetDatum(s), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+    memcpy(out, v, sizeof(eng::Interval));
+    pfree(v);
+    ok = true;
+  }
+  PG_CATCH();
+  {
+    MemoryContextSwitchTo(cxt);
+    ErrorData* e = CopyErrorData();
+    FlushErrorState();
+    error->assign(e->message);
+    FreeErrorData(e);
+  }
+  PG_END_TRY();
+  pfree(s);
+  return ok;
+}
+
 }  // namespace
+
+void velostream_types_init() { eng::set_interval_parser(parse_interval); }
 
 const SqlType* velostream_sql_type(Oid oid) {
   for (const SqlType& t : kTypes)
@@ -139,6 +177,11 @@ Datum velostream_column_datum(const eng::Column& c, size_t row, Oid type, bool* 
     case eng::Type::kNumeric: return velostream_value_datum(type, 0, 0, c.dec[row], nullptr, 0);
     case eng::Type::kText:
       return velostream_value_datum(type, 0, 0, eng::Decimal(), c.str[row].data(), c.str[row].size());
+    case eng::Type::kInterval: {
+      Interval* v = (Interval*)palloc(sizeof(Interval));
+      memcpy(v, &c.iv[row], sizeof(Interval));
+      return IntervalPGetDatum(v);
+    }
   }
   return (Datum)0;
 }
@@ -167,6 +210,7 @@ bool velostream_datum_to_column(Datum v, bool isnull, Oid type, eng::Column* c, 
       c->str[row] = arena->copy(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
       return true;
     }
+    case eng::Type::kInterval: memcpy(&c->iv[row], DatumGetIntervalP(v), sizeof(eng::Interval)); return true;
   }
   return false;
 }

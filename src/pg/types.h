@@ -24,9 +24,13 @@ struct SqlType {
   const char* name;                      ///< pg_type's name: a cast to it is a function of this name
 };
 
+/// Installs the engine's hooks into PostgreSQL (the interval parser of
+/// engine/fields.h); called from _PG_init.
+void velostream_types_init();
+
 /// The row of SQL type `oid`, or NULL if the engine does not handle it
 /// natively (int2, int4, int8, float4, float8, numeric, text, varchar, bool,
-/// date, timestamp, timestamptz).
+/// date, timestamp, timestamptz, interval).
 const SqlType* velostream_sql_type(Oid oid);
 
 /// The engine storage type of SQL type `type`; false if not native.

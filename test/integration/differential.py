@@ -99,6 +99,12 @@ TEXT_ARGS = ["origin", "destination", "upper(destination)", "origin || destinati
              # longer than std::string's inline buffer, multibyte
              "origin || ' → ' || destination || ' via ' || lower(origin)"]
 TIME_ARGS = ["ts", "ts AT TIME ZONE 'UTC'", "(ts AT TIME ZONE 'UTC')::date"]
+# interval arguments (computed columns the engine stores; min / max / sum / avg
+# native). Each value has one representation per span, so that results
+# compare equal as text whatever the order rows came in.
+INTERVAL_ARGS = ["make_interval(mins => delay)", "make_interval(days => distance / 100, secs => delay)",
+                 "ts - (date_trunc('day', ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')",
+                 f"make_interval(mins => {RAISING})"]
 BOOL_ARGS = ["delay > 30", "distance > 1000", "delay IS NULL", "origin = 'SFO'", "delay < distance / 100"]
 PLAIN_COLUMNS = ["delay", "distance", "origin", "destination", "ts"]
 
@@ -173,9 +179,9 @@ def aggregate(r):
     if choice == 1:
         return filt(f"count({arg(r.choice(INT_ARGS + TEXT_ARGS + TIME_ARGS + BOOL_ARGS))})"), True
     if choice == 2:
-        return filt(f"{r.choice(['sum', 'avg'])}({arg(r.choice(INT_ARGS + NUM_ARGS))})"), True
+        return filt(f"{r.choice(['sum', 'avg'])}({arg(r.choice(INT_ARGS + NUM_ARGS + INTERVAL_ARGS))})"), True
     if choice == 3:
-        return filt(f"{r.choice(['min', 'max'])}({arg(r.choice(INT_ARGS + NUM_ARGS + TEXT_ARGS + TIME_ARGS))})"), True
+        return filt(f"{r.choice(['min', 'max'])}({arg(r.choice(INT_ARGS + NUM_ARGS + TEXT_ARGS + TIME_ARGS + INTERVAL_ARGS))})"), True
     if choice == 4:
         return filt(f"{r.choice(stat)}({arg(r.choice(INT_ARGS + NUM_ARGS))})"), True
     if choice == 5:   # float8 results: compared within a tolerance, kept out of HAVING
@@ -233,6 +239,7 @@ def agg_expression(r, keys):
         lambda: f"count(*) > {r.choice([1, 5, 20])}",
         lambda: f"{exact_aggregate(r)} IS NULL",
         lambda: "avg(delay::float8) * 2",   # a float8 result (compared within a tolerance)
+        lambda: "justify_hours(sum(make_interval(mins => delay)) / 2)",
     ]
     text_keys = [k for k, kind in keys if kind == "text"]
     int_keys = [k for k, kind in keys if kind == "int"]
@@ -252,6 +259,7 @@ def having(r, keys):
         lambda: "count(DISTINCT destination) > 1",
         lambda: "min(origin) < 'S'",
         lambda: "bool_or(delay > 60)",
+        lambda: f"max(make_interval(mins => delay)) > interval '{r.choice([0, 30, 120])} minutes'",
         lambda: f"{exact_aggregate(r)} IS NOT NULL",
     ]
     text_keys = [k for k, kind in keys if kind == "text"]

@@ -17,7 +17,7 @@ chmod 755 "$work"
 trap 'kafka_mock_stop; cluster_stop; rm -rf "$work"' EXIT
 parts=16  # partitions of each topic that gets all the flights
 kafka_mock_start "$work" --topic plain:$parts --topic kill:$parts --topic crash:$parts --topic bad:$parts \
-  --topic late:$parts --topic events:2 --topic altered:2  # "down" / "up" go to fd 9
+  --topic late:$parts --topic events:2 --topic altered:2 --topic durations:1  # "down" / "up" go to fd 9
 echo "mock Kafka cluster at $BS"
 
 cluster_start /tmp/velostream-kafka-pg 55444 "velostream.flush_interval = 50"
@@ -232,6 +232,23 @@ want=$(psql_c "SELECT string_agg(k || '/' || kind || '=' || n || ':' || total, '
 [ "$got" = "$want" ] && pass "JSON with keys: $got" || failed "JSON: got '$got', want '$want'"
 jdl=$(psql_c "SELECT reason FROM velostream.errors WHERE stream = 'events'::regclass")
 echo "$jdl" | grep -q 'column "amount"' && pass "JSON dead letter: $jdl" || failed "JSON dead letter: '$jdl'"
+# 6b. An interval column: Kafka text parsed by PostgreSQL's interval_in (any
+#     style it accepts), summed natively; a bad interval is a dead letter.
+psql_c "CREATE FOREIGN TABLE durations (k text, wait interval) SERVER kafka OPTIONS (topic 'durations', start_offset 'earliest');
+  CREATE MATERIALIZED VIEW duration_totals WITH (velostream.continuous) AS
+    SELECT k, count(wait) AS n, sum(wait) AS total, max(wait) AS longest FROM durations GROUP BY k;"
+printf '%s\n' 'a,1 day 02:00:00' 'a,P1DT2H' 'a,@ 30 mins ago' 'b,-1 mon +3 days' 'b,' 'b,soon' | kcat -P -b "$BS" -t durations \
+  || failed "kcat durations"
+[ "$(psql_c "SELECT velostream.wait('duration_totals', '60 s')")" = t ] || failed "duration_totals did not catch up"
+got=$(psql_c "SELECT string_agg(k || '=' || n || ':' || total || '/' || longest, ' ' ORDER BY k) FROM duration_totals")
+want=$(psql_c "SET IntervalStyle = 'postgres'; SELECT string_agg(k || '=' || n || ':' || total || '/' || longest, ' ' ORDER BY k) FROM (
+  SELECT k, count(w) AS n, sum(w) AS total, max(w) AS longest FROM (VALUES ('a', interval '1 day 02:00:00'),
+    ('a', interval 'P1DT2H'), ('a', interval '@ 30 mins ago'), ('b', interval '-1 mon +3 days'), ('b', NULL)) v(k, w)
+  GROUP BY k) e" | tail -n 1)
+[ "$got" = "$want" ] && pass "interval column from Kafka: $got" || failed "interval column: got '$got', want '$want'"
+idl=$(psql_c "SELECT reason FROM velostream.errors WHERE stream = 'durations'::regclass")
+[ "$idl" = 'column "wait": invalid input syntax for type interval: "soon"' ] && pass "interval dead letter: $idl" \
+  || failed "interval dead letter: '$idl'"
 # 7. A server created with the wrong brokers, fixed with ALTER SERVER: the
 #    workers restart with the new options and consume.
 psql_c "CREATE SERVER wrong FOREIGN DATA WRAPPER velostream OPTIONS (brokers '127.0.0.1:1');
@@ -241,6 +258,11 @@ psql_c "CREATE SERVER wrong FOREIGN DATA WRAPPER velostream OPTIONS (brokers '12
 head -n 5000 "$work/flights.csv" | "$root/build/velostream-kafka-produce" --brokers "$BS" --topic altered || failed "producing to altered"
 sleep 1
 psql_c "ALTER SERVER wrong OPTIONS (SET brokers '$BS')"
+# velostream.wait() knows the partitions the workers have registered; each
+# worker registers its own once it reads the topic's metadata, so wait until
+# both of the topic's partitions are known (see the README's wait()).
+poll "SELECT count(*) FROM velostream.kafka_offsets WHERE stream = 'altered'::regclass" 2 60 >/dev/null \
+  || failed "ALTER SERVER: the workers did not register the topic's 2 partitions"
 caught_up=$(psql_c "SELECT velostream.wait('altered_n', '60 s')")
 [ "$caught_up" = t ] && [ "$(psql_c "SELECT n FROM altered_n")" = 5000 ] \
   && pass "ALTER SERVER: workers restart with the new brokers and count all 5000 messages" \

@@ -222,3 +222,50 @@ TEST(BatchCodec, RejectsValuesEncodeCannotWrite) {
   EXPECT_TRUE(eng::decode_batch(bad.data(), bad.size(), &out, &error)) << error;
   EXPECT_EQ(out.columns[0].null[1], 1);
 }
+
+// Interval columns travel as PostgreSQL's 16-byte Interval, fields intact.
+TEST(BatchCodec, RoundTripsIntervals) {
+  eng::RecordBatch in;
+  in.columns.resize(1);
+  in.columns[0].type = eng::Type::kInterval;
+  in.columns[0].used = true;
+  in.reset(3);
+  in.columns[0].iv[0] = {86400000000LL, 0, 0};  // '24 hours'
+  in.columns[0].iv[1] = {-1, 1, -14};           // '-1 years -2 mons +1 day -00:00:00.000001'
+  in.columns[0].null = {0, 0, 1};
+  std::string bytes;
+  eng::encode_batch(in, &bytes);
+  eng::RecordBatch out;
+  out.columns.resize(1);
+  out.columns[0].type = eng::Type::kInterval;
+  out.columns[0].used = true;
+  std::string error;
+  ASSERT_TRUE(eng::decode_batch(bytes.data(), bytes.size(), &out, &error)) << error;
+  ASSERT_EQ(out.rows, 3u);
+  EXPECT_EQ(out.columns[0].iv[0].time, 86400000000LL);
+  EXPECT_EQ(out.columns[0].iv[0].day, 0);
+  EXPECT_EQ(out.columns[0].iv[1].time, -1);
+  EXPECT_EQ(out.columns[0].iv[1].day, 1);
+  EXPECT_EQ(out.columns[0].iv[1].month, -14);
+  EXPECT_EQ(out.columns[0].null[2], 1);
+  // a column of another type in the log is refused, as for every type
+  out.columns[0].type = eng::Type::kInt64;
+  EXPECT_FALSE(eng::decode_batch(bytes.data(), bytes.size(), &out, &error));
+  // truncated values
+  out.columns[0].type = eng::Type::kInterval;
+  EXPECT_FALSE(eng::decode_batch(bytes.data(), bytes.size() - 1, &out, &error));
+}
+
+// Intervals order as interval_cmp_value: months as 30 days, days as 24 hours.
+TEST(Interval, SpanOrdersAsPostgreSQL) {
+  const eng::Interval day{0, 1, 0}, hours24{86400000000LL, 0, 0}, month{0, 0, 1}, days30{0, 30, 0},
+      days31{0, 31, 0}, neg{-1, 0, 0};
+  EXPECT_EQ(day.span(), hours24.span());
+  EXPECT_EQ(month.span(), days30.span());
+  EXPECT_LT(month.span(), days31.span());
+  EXPECT_LT(neg.span(), eng::Interval{}.span());
+  // the extremes of every field do not overflow the 128-bit span
+  const eng::Interval max{INT64_MAX, INT32_MAX, INT32_MAX}, min{INT64_MIN, INT32_MIN, INT32_MIN};
+  EXPECT_GT(max.span(), static_cast<__int128>(INT64_MAX));
+  EXPECT_LT(min.span(), static_cast<__int128>(INT64_MIN));
+}

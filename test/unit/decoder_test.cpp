@@ -164,3 +164,31 @@ TEST(Decoder, JsonRejectsMalformedMessages) {
   EXPECT_FALSE(d.decode(R"({"delay": 3.5})", &b, 0, &err));
   EXPECT_FALSE(d.decode("not json", &b, 0, &err));
 }
+
+// Interval fields are parsed by the parser the glue layer installs
+// (PostgreSQL's interval_in); without one they are refused, never guessed.
+TEST(Fields, IntervalsUseTheInstalledParser) {
+  Column c;
+  c.type = Type::kInterval;
+  c.resize(1);
+  Arena arena;
+  std::string err;
+  set_interval_parser(nullptr);
+  EXPECT_FALSE(parse_field(FieldKind::kInterval, "1 day", &c, 0, &arena, &err));
+  EXPECT_NE(err.find("interval"), std::string::npos);
+  set_interval_parser([](std::string_view text, Interval* out, std::string* error) {
+    if (text != "1 day") {
+      *error = "invalid input syntax for type interval";
+      return false;
+    }
+    *out = Interval{0, 1, 0};
+    return true;
+  });
+  ASSERT_TRUE(parse_field(FieldKind::kInterval, "1 day", &c, 0, &arena, &err)) << err;
+  EXPECT_EQ(c.iv[0].day, 1);
+  EXPECT_EQ(c.null[0], 0);
+  EXPECT_FALSE(parse_field(FieldKind::kInterval, "soon", &c, 0, &arena, &err));
+  EXPECT_EQ(err, "invalid input syntax for type interval");
+  EXPECT_EQ(storage_type(FieldKind::kInterval), Type::kInterval);
+  set_interval_parser(nullptr);
+}
