@@ -38,7 +38,7 @@ override CXXFLAGS += $(PG_CXXFLAGS)
 
 $(OBJS): $(wildcard src/engine/*.h) $(wildcard src/pg/*.h) $(wildcard src/kafka/*.h)
 
-.PHONY: unit unit-asan fuzz
+.PHONY: unit unit-asan fuzz bench
 unit:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j2 && cd build && ctest --output-on-failure
 
@@ -47,3 +47,7 @@ unit-asan:
 
 fuzz:
 	bash test/fuzz/run.sh
+
+# Every benchmark; rewrites bench/RESULTS.md (about 30 minutes; bench/run_all.sh).
+bench:
+	bash bench/run_all.sh
