@@ -46,7 +46,7 @@ for v in "${variants[@]}"; do
   pid=$(worker_of "m_$name")
   sleep 2
   before=$(rss_kb "$pid")
-  psql_c "INSERT INTO m_$name SELECT i, (i * 7919) % 1000, 'value ' || (i % 5000) FROM generate_series(1, $groups) i"
+  psql_c "INSERT INTO m_$name SELECT i, (i::bigint * 7919) % 1000, 'value ' || (i % 5000) FROM generate_series(1, $groups) i"
   [ "$(psql_c "SELECT velostream.wait('mv_$name', '600 s')")" = t ] || { echo "mv_$name did not catch up" >&2; exit 1; }
   [ "$(psql_c "SELECT count(*) FROM mv_$name")" = "$groups" ] || { echo "mv_$name has the wrong group count" >&2; exit 1; }
   sleep 1

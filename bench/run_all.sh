@@ -32,6 +32,8 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j2 >/dev/null
 
 section() { echo; echo "## $1"; echo; }
+# A benchmark that fails leaves a line saying so; the others still run.
+failed_bench() { local rc=$?; echo; echo "**This benchmark failed (exit $rc); its log went to make bench's stderr.**"; }
 {
   echo "# Benchmark results"
   echo
@@ -88,7 +90,7 @@ if want copy; then
     echo "an AFTER INSERT FOR EACH ROW trigger upserting the same two summaries, and REFRESH MATERIALIZED VIEW."
     echo "Goals: bulk ≥ 1.0x plain COPY, trickle ≥ 1.0x, ≥ 20x the trigger."
     echo
-    bash bench/copy_bench.sh "$runs"
+    bash bench/copy_bench.sh "$runs" || failed_bench
   } >> "$tmp/RESULTS.md"
 fi
 
@@ -99,7 +101,7 @@ if want kafka; then
     echo "Command: \`bash bench/kafka_bench.sh $runs\`. The embedded mock broker shares the 2 cores. Goal:"
     echo "≥ 0.8x the bare consumer, ≥ 1M msg/s."
     echo
-    bash bench/kafka_bench.sh "$runs"
+    bash bench/kafka_bench.sh "$runs" || failed_bench
   } >> "$tmp/RESULTS.md"
 fi
 
@@ -113,7 +115,7 @@ if want freshness; then
     echo "at 100k rows/s. Where the achieved rate is below the target, the writer (or the broker) was the"
     echo "bound. Plot: [freshness.png](freshness.png)."
     echo
-    bash bench/freshness_bench.sh "$root/bench"
+    bash bench/freshness_bench.sh "$root/bench" || failed_bench
   } >> "$tmp/RESULTS.md"
 fi
 
@@ -125,7 +127,7 @@ if want memory; then
     echo "own one-partition stream; the worker's private memory, RssAnon, before and after). Goal: ≤ 200 bytes per group for a"
     echo "count/sum/avg view."
     echo
-    bash bench/memory_bench.sh
+    bash bench/memory_bench.sh || failed_bench
   } >> "$tmp/RESULTS.md"
 fi
 
@@ -136,7 +138,7 @@ if want fallback; then
     echo "Command: \`bash bench/fallback_bench.sh $runs\` (one worker; native against PostgreSQL's aggregate"
     echo "protocol and executor; goal for the fallbacks ≥ 2M rec/s per core)."
     echo
-    bash bench/fallback_bench.sh "$runs"
+    bash bench/fallback_bench.sh "$runs" || failed_bench
   } >> "$tmp/RESULTS.md"
 fi
 
@@ -149,7 +151,7 @@ if want scaling; then
     echo "machine (and, for Kafka, the broker sharing it)."
     echo
     for n in 1 2 4; do PARTITIONS=$n COPY_ONLY=1 bash bench/copy_bench.sh 1 | grep -E "plain COPY into|until both views|^\|---|^\| measure" ; echo; done
-    FORMATS=csv WORKERS="1 2 4" bash bench/kafka_bench.sh 1
+    FORMATS=csv WORKERS="1 2 4" bash bench/kafka_bench.sh 1 || failed_bench
   } >> "$tmp/RESULTS.md"
 fi
 

@@ -3,6 +3,7 @@
 #include "engine/bytes.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cmath>
 #include <cstring>
 #include <deque>
@@ -35,11 +36,12 @@ constexpr const char* kNumericOverflow = "numeric sum exceeds 38 significant dig
 // numeric (coefficient, scale, kind) raw.
 class NativeAggregate final : public AggregateFunction {
  public:
-  explicit NativeAggregate(const AggSpec& spec) : func_(spec.func), column_(spec.column), input_(spec.input) {}
+  explicit NativeAggregate(const AggSpec& spec)
+      : func_(spec.func), column_(spec.column), input_(spec.input), size_(prefix(spec.func, spec.input)) {}
 
   std::unique_ptr<AggregateFunction> clone() const override { return std::make_unique<NativeAggregate>(*this); }
-  size_t state_size() const override { return sizeof(AggState); }
-  void init(void* state) override { new (state) AggState(); }
+  size_t state_size() const override { return size_; }
+  void init(void* state) override { std::memset(state, 0, size_); }  // all-zero bytes are AggState's defaults
   void mark_used(std::vector<uint8_t>* used) const override {
     if (column_ >= 0) (*used)[column_] = 1;
   }
@@ -211,7 +213,7 @@ class NativeAggregate final : public AggregateFunction {
 
   bool deserialize(const char*& p, const char* end, void* state, std::string* error) override {
     AggState& s = *static_cast<AggState*>(state);
-    s = AggState();
+    init(state);
     auto need = [&](size_t n) { return static_cast<size_t>(end - p) >= n; };
     __int128 n;
     if (!get_varint(p, end, &n) || n < 0 || n > std::numeric_limits<int64_t>::max()) goto corrupt;
@@ -278,9 +280,20 @@ class NativeAggregate final : public AggregateFunction {
   }
 
  private:
+  // The bytes of AggState that `func` over `input` uses (see AggState).
+  static size_t prefix(AggFunc func, Type input) {
+    if (func == AggFunc::kCountStar || func == AggFunc::kCount) return offsetof(AggState, f);
+    switch (input) {
+      case Type::kFloat64: return offsetof(AggState, i);
+      case Type::kInt64: return offsetof(AggState, d);
+      default: return sizeof(AggState);
+    }
+  }
+
   AggFunc func_;
   int column_;
   Type input_;
+  size_t size_;
 };
 
 // bool_and / every and bool_or over a boolean column (stored 0 / 1): state

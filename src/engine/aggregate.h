@@ -50,11 +50,16 @@ struct AggSpec {
 ///    overflows), f (float8) or d (numeric); n counts the non-NULL inputs,
 ///    so n == 0 means the SQL result is NULL.
 ///  - min, max: the extreme in i, f or d; n == 0 means no non-NULL input.
-struct AggState {
-  __int128 i = 0;
-  double f = 0;
-  Decimal d;
+/// The fields are laid out so that each aggregate uses a prefix: count needs
+/// n (8 bytes), float8 inputs n and f (16), integers n and i (32), numeric
+/// all of it (64). A native aggregate's state_size() is its prefix, so a
+/// group's count(*) costs 16 bytes of the aggregator's row, not 64: only the
+/// prefix of a state in a row exists (never copy one by value).
+struct alignas(16) AggState {
   int64_t n = 0;
+  double f = 0;
+  __int128 i = 0;
+  Decimal d;
 };
 
 /// A finalised aggregate value, which the glue layer turns into the result

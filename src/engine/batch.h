@@ -74,6 +74,13 @@ class Arena {
     used_ = 0;
     big_.clear();
   }
+  /// Forgets every copy and frees the memory.
+  void release() {
+    reset();
+    blocks_.clear();
+  }
+  /// Bytes held in blocks for reuse (not counting copies above the block size).
+  size_t capacity() const { return blocks_.size() * kBlockSize; }
   Arena() = default;
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;

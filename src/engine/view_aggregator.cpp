@@ -54,8 +54,19 @@ ViewAggregator::ViewAggregator(ViewPlan plan) : plan_(std::move(plan)) {
 }
 
 void ViewAggregator::clear() {
+  // A delta that held many groups gives its memory back (the next cycle
+  // grows it again), so that a worker does not keep a second copy's worth of
+  // a large view's groups between flushes; a small one keeps it for reuse.
+  if (states_.capacity() * sizeof(Unit) + keys_.capacity() * sizeof(std::string_view) + key_bytes_.capacity() >
+      kKeepBytes) {
+    index_ = decltype(index_)(0, GroupHash{&keys_}, GroupEq{&keys_});
+    std::vector<std::string_view>().swap(keys_);
+    key_bytes_.release();
+    std::vector<Unit>().swap(states_);
+  }
   index_.clear();
   keys_.clear();
+  key_bytes_.reset();
   states_.clear();
   key_scales_.clear();
   for (auto& f : fns_) f->reset();
@@ -65,9 +76,9 @@ void ViewAggregator::clear() {
 
 uint32_t ViewAggregator::add_group(std::string_view key, const int16_t* scales) {
   const uint32_t g = static_cast<uint32_t>(keys_.size());
-  keys_.emplace_back(key);
+  keys_.push_back(key_bytes_.copy(key.data(), key.size()));
   for (int j = 0; j < nnumeric_; ++j) key_scales_.push_back(scales ? scales[j] : -1);
-  index_.emplace(std::string_view(keys_.back()), g);
+  index_.insert(g);
   states_.resize(states_.size() + stride_ / 16);
   char* r = row(g);
   for (size_t a = 0; a < fns_.size(); ++a) fns_[a]->init(r + offsets_[a]);
@@ -142,7 +153,7 @@ bool rescale(Decimal* d, int scale) {
 }  // namespace
 
 KeyValue ViewAggregator::key(uint32_t g, size_t part) const {
-  const std::string& enc = keys_[g];
+  const std::string_view enc = keys_[g];
   const char* p = enc.data();
   KeyValue v;
   for (size_t k = 0; k <= part; ++k) {
@@ -248,7 +259,7 @@ bool ViewAggregator::consume(const RecordBatch& b) {
     }
     sel_[kept] = sel_[k];
     auto it = index_.find(std::string_view(key_buf_));
-    group_of_[kept++] = it != index_.end() ? it->second : add_group(key_buf_, row_scales_.data());
+    group_of_[kept++] = it != index_.end() ? *it : add_group(key_buf_, row_scales_.data());
   }
   sel_.resize(kept);
   group_of_.resize(kept);
@@ -282,7 +293,7 @@ uint32_t ViewAggregator::find_or_add(std::string_view key, bool* added, const in
   auto it = index_.find(key);
   if (it != index_.end()) {
     *added = false;
-    return it->second;
+    return *it;
   }
   *added = true;
   return add_group(key, scales);
@@ -327,9 +338,9 @@ bool ViewAggregator::encode_groups(const uint32_t* groups, size_t n, std::string
   put<uint32_t>(out, static_cast<uint32_t>(fns_.size()));
   for (size_t j = 0; j < n; ++j) {
     const uint32_t g = groups[j];
-    const std::string& key = keys_[g];
+    const std::string_view key = keys_[g];
     put<uint32_t>(out, static_cast<uint32_t>(key.size()));
-    out->append(key);
+    out->append(key.data(), key.size());
     for (int j = 0; j < nnumeric_; ++j) put<int16_t>(out, key_scales_[static_cast<size_t>(g) * nnumeric_ + j]);
     for (size_t a = 0; a < fns_.size(); ++a)
       if (!fns_[a]->serialize(state_ptr(g, a), out, &error_)) return false;

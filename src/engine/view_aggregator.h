@@ -10,7 +10,8 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "engine/aggregate.h"
 #include "engine/batch.h"
 #include "engine/predicate.h"
@@ -169,6 +170,9 @@ class ViewAggregator {
     return reinterpret_cast<const char*>(states_.data()) + static_cast<size_t>(g) * stride_;
   }
 
+  // The most memory (states, keys) clear() keeps for reuse, in bytes.
+  static constexpr size_t kKeepBytes = 16 << 20;
+
   // 16-byte units, so every state is aligned as AggState (__int128) needs.
   struct alignas(16) Unit {
     char bytes[16];
@@ -178,8 +182,24 @@ class ViewAggregator {
   std::vector<std::unique_ptr<AggregateFunction>> fns_;  // one per aggregate, this aggregator's own
   std::vector<size_t> offsets_;      // byte offset of each aggregate's state in a group's row
   size_t stride_ = 0;                // bytes per group row (a multiple of 16)
-  absl::flat_hash_map<std::string_view, uint32_t> index_;
-  std::deque<std::string> keys_;     // encoded keys; a deque so views into it stay valid
+  std::vector<std::string_view> keys_;  // encoded keys, each group's, in key_bytes_
+  Arena key_bytes_;                     // their bytes: blocks that never move, reused after clear()
+  // The groups by key: a set of group ids hashed and compared through keys_
+  // (4 bytes a slot, where a map from the key's view took 24).
+  struct GroupHash {
+    using is_transparent = void;
+    const std::vector<std::string_view>* keys;
+    size_t operator()(uint32_t g) const { return absl::Hash<std::string_view>{}((*keys)[g]); }
+    size_t operator()(std::string_view k) const { return absl::Hash<std::string_view>{}(k); }
+  };
+  struct GroupEq {
+    using is_transparent = void;
+    const std::vector<std::string_view>* keys;
+    bool operator()(uint32_t a, uint32_t b) const { return a == b; }
+    bool operator()(uint32_t a, std::string_view b) const { return (*keys)[a] == b; }
+    bool operator()(std::string_view a, uint32_t b) const { return a == (*keys)[b]; }
+  };
+  absl::flat_hash_set<uint32_t, GroupHash, GroupEq> index_{0, GroupHash{&keys_}, GroupEq{&keys_}};
   std::vector<Unit> states_;         // group rows: group g's at g * stride_
   // Numeric key parts are grouped by value (1.5 = 1.50) but shown with the
   // scale of the group's first value, as PostgreSQL's GROUP BY shows it.

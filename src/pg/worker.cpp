@@ -222,6 +222,9 @@ void replay_changelog(WorkerView* v) {
   }
 }
 
+// The largest changelog encode buffer a view keeps between flushes (bytes).
+constexpr size_t kKeepEncodedBytes = 4 << 20;
+
 // Replays the changelog and prepares the changelog writes.
 void load_changelog(WorkerView* v) {
   replay_changelog(v);
@@ -255,6 +258,9 @@ void write_changelog(WorkerView* v, const uint32_t* groups, size_t n) {
     v->log_bytes += (int64)len;
   }
   pfree(data);
+  // A snapshot, or a cycle that changed many groups, grew the buffer to their
+  // size: give it back rather than keep a copy's worth of every group's bytes.
+  if (v->encoded->capacity() > kKeepEncodedBytes) std::string().swap(*v->encoded);
 }
 
 // pg_snapshot text "xmin:xmax:xip,..." -> StartSnapshot.
