@@ -169,9 +169,10 @@ static void register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
 
   // 2. Ownership. A local stream routes rows by one column (the first plain
   //    GROUP BY column of its first view); a view grouping by that column, or
-  //    any view of a one-partition stream, has each group in one partition, so
-  //    that partition's worker owns the group's state and writes its row
-  //    alone. Other views merge partial states in SQL (shared groups).
+  //    any view of a one-partition stream (local or Kafka), has each group in
+  //    one partition, so that partition's worker owns the group's state and
+  //    writes its row alone. Other views merge partial states in SQL (shared
+  //    groups).
   bool owned = false;
   if (velostream_is_local_stream(d->stream)) {
     Oid argtypes1[1] = {OIDOID};
@@ -217,6 +218,17 @@ static void register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
       if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column < d->stream_columns &&
           d->plan->keys[k].column + 1 == route)
         owned = true;
+  } else {
+    // A Kafka stream has no routing column: every worker reads every key. With
+    // one worker, though, every group is that worker's.
+    Oid argtypes1[1] = {OIDOID};
+    Datum args1[1] = {ObjectIdGetDatum(d->stream)};
+    if (SPI_execute_with_args("SELECT partitions FROM velostream.streams WHERE stream = $1", 1, argtypes1, args1, NULL,
+                              false, 1) != SPI_OK_SELECT ||
+        SPI_processed != 1)
+      elog(ERROR, "velostream: stream %u is not in velostream.streams", d->stream);
+    bool isnull;
+    owned = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) == 1;
   }
   if (restore != nullptr && owned != restore->owned)
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

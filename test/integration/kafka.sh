@@ -50,11 +50,12 @@ failed() { echo "FAIL: $*"; fail=1; }
 produce() { "$root/build/velostream-kafka-produce" --brokers "$BS" --topic "$1" "${@:2}" < "$work/flights.csv"; }
 worker_pid() { pgrep -P "$(head -n 1 "$VS_DIR/data/postmaster.pid")" -f "velostream worker" | head -n 1; }
 
-# make_stream NAME TOPIC: a Kafka stream and two views on it (the issue's
-# contract view and a filtered one with avg).
+# make_stream NAME TOPIC [WORKERS]: a Kafka stream (2 workers by default) and
+# three views on it (the issue's contract view, a filtered one with avg, and
+# issue 9's constructs).
 make_stream() {
   psql_c "CREATE FOREIGN TABLE $1 (ts timestamptz, delay int, distance int, origin text, destination text)
-    SERVER kafka OPTIONS (topic '$2', format 'csv', start_offset 'earliest');
+    SERVER kafka OPTIONS (topic '$2', format 'csv', start_offset 'earliest', partitions '${3:-2}');
   CREATE MATERIALIZED VIEW ${1}_by_route WITH (velostream.continuous) AS
     SELECT origin, destination, tumble(ts, interval '1 day') AS day, count(*) AS n, sum(delay) AS total_delay
     FROM $1 GROUP BY origin, destination, tumble(ts, interval '1 day');
@@ -115,7 +116,11 @@ crash_worker() {
   done
   failed "$1: the server did not accept connections within 120 s of the kill"
 }
-make_stream k_kill kill
+# (One worker: every group is that worker's, so its views own their groups,
+# worker-held state and a changelog, as the views of a local stream do.)
+make_stream k_kill kill 1
+[ "$(psql_c "SELECT string_agg(owned::text, ',') FROM velostream.views WHERE stream = 'k_kill'::regclass")" = "true,true,true" ] \
+  && pass "a one-worker Kafka stream's views own their groups" || failed "k_kill's views are not owned"
 produce kill --rate 150000 &
 producer=$!
 sleep 1.5
