@@ -22,6 +22,10 @@ ALTER FOREIGN TABLE s RENAME v TO w;
 ALTER FOREIGN TABLE s OWNER TO CURRENT_USER;
 ALTER TABLE s RENAME TO s2;
 ALTER TABLE s2 RENAME TO s;
+-- ... but not its partition count: its logs, workers and views were set up for it.
+ALTER FOREIGN TABLE s OPTIONS (SET partitions '4');
+ALTER FOREIGN TABLE s OPTIONS (DROP partitions);
+SELECT partitions FROM velostream.streams WHERE stream = 's'::regclass;
 
 -- A continuous view's own columns.
 ALTER TABLE vk DROP COLUMN total;

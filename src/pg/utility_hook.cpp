@@ -125,7 +125,21 @@ void check_alter(AlterTableStmt* stmt) {
   if (velostream_is_stream(relid)) {
     foreach (lc, stmt->cmds) {
       AlterTableCmd* cmd = (AlterTableCmd*)lfirst(lc);
-      if (cmd->subtype == AT_ChangeOwner || cmd->subtype == AT_GenericOptions) continue;
+      if (cmd->subtype == AT_GenericOptions) {
+        // The partition count is fixed at CREATE: the logs, the workers and
+        // the views' ownership were set up for it (velostream.streams).
+        ListCell* oc;
+        foreach (oc, (List*)cmd->def) {
+          if (strcmp(((DefElem*)lfirst(oc))->defname, "partitions") == 0)
+            ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                            errmsg("cannot change the partitions of stream \"%s\"", stmt->relation->relname),
+                            errdetail("Its partition logs, its workers and the ownership of its views' groups were "
+                                      "set up for the partition count it was created with."),
+                            errhint("Create a new stream with OPTIONS (partitions 'n'), and views on it.")));
+        }
+        continue;
+      }
+      if (cmd->subtype == AT_ChangeOwner) continue;
       refuse_stream_column_change(stmt->relation->relname);
     }
     return;
