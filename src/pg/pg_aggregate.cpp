@@ -678,21 +678,43 @@ struct alignas(16) Moments {
   int64 n = 0;
 };
 
-// velostream_int_variance_aggregate.
-class IntVarianceAggregate final : public eng::AggregateFunction {
+// A native aggregate over one column whose state keeps PostgreSQL's format:
+// its subclass folds rows natively and serialises, deserialises and finalises
+// through pg(), a PgAggregate of the same aggregate (cloned on first use), so
+// stored states are the bytes velostream_pg_aggregate's implementation
+// writes and results are PostgreSQL's final function's.
+class PgFormatAggregate : public eng::AggregateFunction {
  public:
-  IntVarianceAggregate(int column, std::shared_ptr<const eng::AggregateFunction> pg)
+  PgFormatAggregate(int column, std::shared_ptr<const eng::AggregateFunction> pg)
       : column_(column), pg_proto_(std::move(pg)) {}
+  void mark_used(std::vector<uint8_t>* used) const override { (*used)[column_] = 1; }
+  void reset() override {
+    if (pg_) pg_->reset();
+  }
+
+ protected:
+  eng::AggregateFunction* pg() {
+    if (!pg_) pg_ = pg_proto_->clone();
+    return pg_.get();
+  }
+
+  const int column_;
+  const std::shared_ptr<const eng::AggregateFunction> pg_proto_;
+
+ private:
+  std::unique_ptr<eng::AggregateFunction> pg_;
+};
+
+// velostream_int_variance_aggregate.
+class IntVarianceAggregate final : public PgFormatAggregate {
+ public:
+  using PgFormatAggregate::PgFormatAggregate;
 
   std::unique_ptr<eng::AggregateFunction> clone() const override {
     return std::make_unique<IntVarianceAggregate>(column_, pg_proto_);
   }
   size_t state_size() const override { return sizeof(Moments); }
   void init(void* state) override { new (state) Moments(); }
-  void mark_used(std::vector<uint8_t>* used) const override { (*used)[column_] = 1; }
-  void reset() override {
-    if (pg_) pg_->reset();
-  }
 
   bool update(const eng::AggRows& in, char* states, size_t stride, std::string*) override {
     const eng::Column& c = in.batch->columns[column_];
@@ -731,7 +753,7 @@ class IntVarianceAggregate final : public eng::AggregateFunction {
       m->sum = ps->sumX;
       m->sum2 = ps->sumX2;
     }
-    pg_->reset();
+    pg()->reset();
     return true;
   }
   bool finalize(const void* state, eng::Value* out, std::string* error) override {
@@ -740,10 +762,6 @@ class IntVarianceAggregate final : public eng::AggregateFunction {
   }
 
  private:
-  eng::AggregateFunction* pg() {
-    if (!pg_) pg_ = pg_proto_->clone();
-    return pg_.get();
-  }
   // A PostgreSQL state holding m (in poly_, valid until the next call).
   PgState as_pg(const Moments& m) {
     poly_.calcSumX2 = true;
@@ -757,9 +775,6 @@ class IntVarianceAggregate final : public eng::AggregateFunction {
     return st;
   }
 
-  int column_;
-  std::shared_ptr<const eng::AggregateFunction> pg_proto_;
-  std::unique_ptr<eng::AggregateFunction> pg_;  // serialises, deserialises, finalises
   PolyNumAggState poly_{};
 };
 
@@ -771,21 +786,17 @@ struct alignas(16) IntervalState {
 };
 
 // velostream_interval_aggregate.
-class IntervalAggregate final : public eng::AggregateFunction {
+class IntervalAggregate final : public PgFormatAggregate {
  public:
   enum Func { kMin, kMax, kSum, kAvg };
   IntervalAggregate(Func func, int column, std::shared_ptr<const eng::AggregateFunction> pg)
-      : func_(func), column_(column), pg_proto_(std::move(pg)) {}
+      : PgFormatAggregate(column, std::move(pg)), func_(func) {}
 
   std::unique_ptr<eng::AggregateFunction> clone() const override {
     return std::make_unique<IntervalAggregate>(func_, column_, pg_proto_);
   }
   size_t state_size() const override { return sizeof(IntervalState); }
   void init(void* state) override { new (state) IntervalState(); }
-  void mark_used(std::vector<uint8_t>* used) const override { (*used)[column_] = 1; }
-  void reset() override {
-    if (pg_) pg_->reset();
-  }
 
   bool update(const eng::AggRows& in, char* states, size_t stride, std::string* error) override {
     const eng::Column& c = in.batch->columns[column_];
@@ -817,7 +828,7 @@ class IntervalAggregate final : public eng::AggregateFunction {
         ArrayType* a = DatumGetArrayTypeP(st.value);
         if (ARR_NDIM(a) != 1 || ARR_DIMS(a)[0] != 2 || ARR_HASNULL(a) || ARR_ELEMTYPE(a) != INTERVALOID) {
           *error = "avg(interval) state is corrupt";
-          pg_->reset();
+          pg()->reset();
           return false;
         }
         const Interval* v = reinterpret_cast<const Interval*>(ARR_DATA_PTR(a));
@@ -828,7 +839,7 @@ class IntervalAggregate final : public eng::AggregateFunction {
         s->n = 1;
       }
     }
-    pg_->reset();
+    pg()->reset();
     return true;
   }
   bool finalize(const void* state, eng::Value* out, std::string* error) override {
@@ -858,10 +869,6 @@ class IntervalAggregate final : public eng::AggregateFunction {
     s->n += n;
     return true;
   }
-  eng::AggregateFunction* pg() {
-    if (!pg_) pg_ = pg_proto_->clone();
-    return pg_.get();
-  }
   // A PostgreSQL state holding s: for avg an interval[] {sum, count as
   // microseconds} (interval_accum's), palloc'd until release(); else the
   // value in iv_, or NULL without input (a strict transfn, no initcond).
@@ -890,10 +897,7 @@ class IntervalAggregate final : public eng::AggregateFunction {
     if (func_ == kAvg) pfree(DatumGetPointer(st->value));
   }
 
-  Func func_;
-  int column_;
-  std::shared_ptr<const eng::AggregateFunction> pg_proto_;
-  std::unique_ptr<eng::AggregateFunction> pg_;  // serialises, deserialises, finalises
+  const Func func_;
   Interval iv_{};
 };
 
