@@ -167,69 +167,62 @@ static void register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
   StringInfoData sql;
   initStringInfo(&sql);
 
-  // 2. Ownership. A local stream routes rows by one column (the first plain
-  //    GROUP BY column of its first view); a view grouping by that column, or
-  //    any view of a one-partition stream (local or Kafka), has each group in
-  //    one partition, so that partition's worker owns the group's state and
-  //    writes its row alone. Other views merge partial states in SQL (shared
-  //    groups).
+  // 2. Ownership. A stream routes rows by one column (the first plain GROUP
+  //    BY column of its first view): INSERT and COPY route each row to a
+  //    partition's log, and a Kafka stream's workers route what they consume
+  //    (worker.cpp). A view grouping by that column, or any view of a
+  //    one-partition stream, has each group in one partition, so that
+  //    partition's worker owns the group's state and writes its row alone.
+  //    Other views merge partial states in SQL (shared groups). A Kafka
+  //    stream created before catalog 0.5 has no logs until the update: its
+  //    rows are not routed.
   bool owned = false;
-  if (velostream_is_local_stream(d->stream)) {
-    Oid argtypes1[1] = {OIDOID};
-    Datum args1[1] = {ObjectIdGetDatum(d->stream)};
-    if (SPI_execute_with_args("SELECT s.route_column, s.partitions, "
-                              "  EXISTS (SELECT 1 FROM velostream.views v WHERE v.stream = s.stream) "
-                              "FROM velostream.streams s WHERE s.stream = $1",
-                              1, argtypes1, args1, NULL, false, 1) != SPI_OK_SELECT ||
-        SPI_processed != 1)
-      elog(ERROR, "velostream: stream %u is not in velostream.streams", d->stream);
-    bool route_null, isnull;
-    int route = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &route_null));
-    int nparts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-    bool has_views = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-    if (!has_views && restore == nullptr) {
-      route_null = true;
-      for (int k = 0; k < d->nkeys && route_null; ++k)
-        if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column < d->stream_columns) {  // not computed
-          route = d->plan->keys[k].column + 1;
-          route_null = false;
-        }
-      // Rows this transaction wrote before the stream had a routing column
-      // went to the partitions in turn; a view owning its groups by that
-      // column would find them in the wrong partitions.
-      if (!route_null && nparts > 1 && wrote_to_stream(d->stream))
-        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                        errmsg("cannot create the first continuous view of stream \"%s\" in a transaction that "
-                               "has written to it",
-                               get_rel_name(d->stream)),
-                        errdetail("The first view chooses the column the stream routes rows by (\"%s\"); the rows "
-                                  "this transaction wrote before were routed without it.",
-                                  get_attname(d->stream, (AttrNumber)route, false)),
-                        errhint("Commit the rows first, or create the view before writing to the stream.")));
-      resetStringInfo(&sql);
-      if (route_null)
-        appendStringInfo(&sql, "UPDATE velostream.streams SET route_column = NULL WHERE stream = %u", d->stream);
-      else
-        appendStringInfo(&sql, "UPDATE velostream.streams SET route_column = %d WHERE stream = %u", route, d->stream);
-      velostream_spi_exec(sql.data, SPI_OK_UPDATE);
-    }
-    owned = nparts == 1;
-    for (int k = 0; k < d->nkeys && !route_null; ++k)
-      if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column < d->stream_columns &&
-          d->plan->keys[k].column + 1 == route)
-        owned = true;
-  } else {
-    // A Kafka stream has no routing column: every worker reads every key. With
-    // one worker, though, every group is that worker's.
-    Oid argtypes1[1] = {OIDOID};
-    Datum args1[1] = {ObjectIdGetDatum(d->stream)};
-    if (SPI_execute_with_args("SELECT partitions FROM velostream.streams WHERE stream = $1", 1, argtypes1, args1, NULL,
-                              false, 1) != SPI_OK_SELECT ||
-        SPI_processed != 1)
-      elog(ERROR, "velostream: stream %u is not in velostream.streams", d->stream);
-    bool isnull;
-    owned = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) == 1;
+  Oid argtypes1[1] = {OIDOID};
+  Datum args1[1] = {ObjectIdGetDatum(d->stream)};
+  if (SPI_execute_with_args("SELECT s.route_column, s.partitions, "
+                            "  EXISTS (SELECT 1 FROM velostream.views v WHERE v.stream = s.stream), "
+                            "  NOT EXISTS (SELECT 1 FROM velostream.stream_partitions p "
+                            "              WHERE p.stream = s.stream AND p.log_table IS NULL) "
+                            "FROM velostream.streams s WHERE s.stream = $1",
+                            1, argtypes1, args1, NULL, false, 1) != SPI_OK_SELECT ||
+      SPI_processed != 1)
+    elog(ERROR, "velostream: stream %u is not in velostream.streams", d->stream);
+  bool route_null, isnull;
+  int route = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &route_null));
+  int nparts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+  bool has_views = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+  bool routes = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+  if (!has_views && restore == nullptr && routes) {
+    route_null = true;
+    for (int k = 0; k < d->nkeys && route_null; ++k)
+      if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column < d->stream_columns) {  // not computed
+        route = d->plan->keys[k].column + 1;
+        route_null = false;
+      }
+    // Rows this transaction wrote before the stream had a routing column
+    // went to the partitions in turn; a view owning its groups by that
+    // column would find them in the wrong partitions.
+    if (!route_null && nparts > 1 && wrote_to_stream(d->stream))
+      ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                      errmsg("cannot create the first continuous view of stream \"%s\" in a transaction that "
+                             "has written to it",
+                             get_rel_name(d->stream)),
+                      errdetail("The first view chooses the column the stream routes rows by (\"%s\"); the rows "
+                                "this transaction wrote before were routed without it.",
+                                get_attname(d->stream, (AttrNumber)route, false)),
+                      errhint("Commit the rows first, or create the view before writing to the stream.")));
+    resetStringInfo(&sql);
+    if (route_null)
+      appendStringInfo(&sql, "UPDATE velostream.streams SET route_column = NULL WHERE stream = %u", d->stream);
+    else
+      appendStringInfo(&sql, "UPDATE velostream.streams SET route_column = %d WHERE stream = %u", route, d->stream);
+    velostream_spi_exec(sql.data, SPI_OK_UPDATE);
   }
+  owned = nparts == 1;
+  for (int k = 0; k < d->nkeys && !route_null && routes; ++k)
+    if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column < d->stream_columns &&
+        d->plan->keys[k].column + 1 == route)
+      owned = true;
   if (restore != nullptr && owned != restore->owned)
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("cannot restore continuous view \"%s\": its stream no longer routes rows as it did",
@@ -286,10 +279,11 @@ static void register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
   // unrelated commits). A restored view also counts the restored log batches
   // that its start snapshot in the dumped database did not hold
   // (restored_snapshot, see worker.cpp).
-  // A catalog older than the library's (before ALTER EXTENSION velostream
-  // UPDATE) has no query_sql, restoring, restored_snapshot: the update
-  // script fills query_sql from query_tree.
-  bool current = velostream_catalog_current();
+  // A catalog before 0.3 (before ALTER EXTENSION velostream UPDATE) has no
+  // query_sql, restoring, restored_snapshot: the update script fills
+  // query_sql from query_tree.
+  Oid views_rel = get_relname_relid("views", get_namespace_oid("velostream", false));
+  bool current = OidIsValid(views_rel) && get_attnum(views_rel, "query_sql") != InvalidAttrNumber;
   char* insert = psprintf(
       "INSERT INTO velostream.views (view, stream, state_table, start_snapshot, query_tree, definition, key_columns, "
       "owned%s) SELECT $1, $2, $3, CASE WHEN x >= pg_snapshot_xmax(s) THEN s "
@@ -355,10 +349,12 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
                                                d->columns[d->key_column[k]].type));
   if (d->nkeys == 0) appendStringInfoString(&keys, "(true)");  // one row: unique on a constant
 
-  // Writers of the stream wait while the view is created, and the view is
-  // created after every writer in progress has finished: a row the view
-  // counts was therefore routed knowing the view (see route_column below).
-  if (velostream_is_local_stream(d->stream)) LockRelationOid(d->stream, ShareLock);
+  // Writers of the stream (INSERT, COPY, and a Kafka stream's worker cycles,
+  // which route what they consume) wait while the view is created, and the
+  // view is created after every writer in progress has finished: a row the
+  // view counts was therefore routed, and decoded, knowing the view (see
+  // route_column below), and a Kafka cycle feeds only the views it saw.
+  LockRelationOid(d->stream, ShareLock);
 
   SPI_connect();
   // 1. The result table: exactly the SELECT's columns and types.

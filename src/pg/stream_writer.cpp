@@ -1,5 +1,6 @@
 // Appending rows to a local stream's partition logs (see stream_writer.h).
 #include <string>
+#include <vector>
 
 #include "engine/batch_codec.h"
 #include "pg/translate.h"
@@ -54,12 +55,15 @@ struct StreamWriter {
   Datum xid;
   CommandId cid;
   TupleDesc log_desc;
+  std::vector<int32_t>* route_scratch;  // router: each row's partition
 };
 
 namespace {
 
 void delete_batches(void* arg) {
   StreamWriter* w = (StreamWriter*)arg;
+  delete w->route_scratch;
+  w->route_scratch = nullptr;
   for (int p = 0; p < w->nparts; ++p) {
     delete w->batches[p];
     w->batches[p] = nullptr;
@@ -142,15 +146,11 @@ int partition_of(StreamWriter* w) {
   return (int)(h % (uint32)w->nparts);
 }
 
-}  // namespace
-
-StreamWriter* velostream_writer_begin(Relation rel) {
+// velostream_writer_begin and velostream_router_begin: opens the logs and
+// reads the routing column; NULL if `routed_only` and the stream has no
+// routing column or one partition.
+StreamWriter* open_writer(Relation rel, bool routed_only) {
   Oid relid = RelationGetRelid(rel);
-  if (!velostream_is_local_stream(relid))
-    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                    errmsg("cannot insert into Kafka stream \"%s\"", RelationGetRelationName(rel)),
-                    errdetail("A Kafka stream is fed by its topic."),
-                    errhint("Produce the rows to the topic, or use a stream on server velostream.")));
   StreamWriter* w = (StreamWriter*)palloc0(sizeof(StreamWriter));
   // The stream's partition logs and routing column, from the catalog.
   SPI_connect();
@@ -166,16 +166,25 @@ StreamWriter* velostream_writer_begin(Relation rel) {
                     errmsg("stream \"%s\" has no partition logs", RelationGetRelationName(rel)),
                     errhint("Drop and re-create the stream.")));
   w->nparts = (int)SPI_processed;
+  if (routed_only && w->nparts == 1) {
+    SPI_finish();
+    return nullptr;
+  }
   Oid* log_oids = (Oid*)palloc(sizeof(Oid) * w->nparts);
   AttrNumber route_attno = 0;
   for (int i = 0; i < w->nparts; ++i) {
     bool isnull;
     log_oids[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+    if (isnull)
+      ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                      errmsg("stream \"%s\" has no partition logs", RelationGetRelationName(rel)),
+                      errhint("Run ALTER EXTENSION velostream UPDATE.")));
     Datum route = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
     if (i == 0 && !isnull) route_attno = DatumGetInt16(route);
   }
   SPI_finish();
 
+  if (routed_only && route_attno == 0) return nullptr;
   TupleDesc desc = RelationGetDescr(rel);
   w->natts = desc->natts;
   w->desc = desc;
@@ -190,6 +199,7 @@ StreamWriter* velostream_writer_begin(Relation rel) {
       w->route_text_hash = hashes_text_bytes(att->atttypid, att->attcollation);
     }
   }
+  if (routed_only && w->route < 0) return nullptr;
   w->types = (Oid*)palloc(sizeof(Oid) * w->natts);
   w->engine_types = (eng::Type*)palloc(sizeof(eng::Type) * w->natts);
   w->stored = (bool*)palloc(sizeof(bool) * w->natts);
@@ -222,6 +232,142 @@ StreamWriter* velostream_writer_begin(Relation rel) {
   w->xid = FullTransactionIdGetDatum(GetTopFullTransactionId());
   w->cid = GetCurrentCommandId(true);
   return w;
+}
+
+}  // namespace
+
+StreamWriter* velostream_writer_begin(Relation rel) {
+  if (!velostream_is_local_stream(RelationGetRelid(rel)))
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("cannot insert into Kafka stream \"%s\"", RelationGetRelationName(rel)),
+                    errdetail("A Kafka stream is fed by its topic."),
+                    errhint("Produce the rows to the topic, or use a stream on server velostream.")));
+  return open_writer(rel, false);
+}
+
+StreamWriter* velostream_router_begin(Relation rel, const eng::RecordBatch& shape) {
+  StreamWriter* w = open_writer(rel, true);
+  if (w == nullptr) return nullptr;
+  for (int c = 0; c < w->natts; ++c) {
+    w->stored[c] = w->stored[c] && c < (int)shape.columns.size() && shape.columns[c].used;
+    if (w->stored[c] && shape.columns[c].type != w->engine_types[c])
+      elog(ERROR, "velostream: column %d of stream %s is decoded as another type than it is logged", c + 1,
+           RelationGetRelationName(rel));
+  }
+  w->route_scratch = new std::vector<int32_t>();
+  return w;
+}
+
+namespace {
+
+// Partition of each of rows [0, n) of `b` by the routing column, into `out`
+// (NULL keys: partition 0, as partition_of).
+void route_rows(StreamWriter* w, const eng::RecordBatch& b, size_t n, int32_t* out) {
+  const eng::Column& col = b.columns[w->route];
+  const Oid type = w->types[w->route];
+  for (size_t r = 0; r < n; ++r) {
+    if (col.null[r]) {
+      out[r] = 0;
+      continue;
+    }
+    uint32 h;
+    if (w->route_text_hash) {
+      h = DatumGetUInt32(hash_any((const unsigned char*)col.str[r].data(), (int)col.str[r].size()));
+    } else {
+      static const eng::Decimal kNoDecimal{};
+      Datum d;
+      switch (col.type) {
+        case eng::Type::kInt64: d = velostream_value_datum(type, col.i64[r], 0, kNoDecimal, nullptr, 0); break;
+        case eng::Type::kFloat64: d = velostream_value_datum(type, 0, col.f64[r], kNoDecimal, nullptr, 0); break;
+        case eng::Type::kNumeric: d = velostream_value_datum(type, 0, 0, col.dec[r], nullptr, 0); break;
+        case eng::Type::kText:
+          d = velostream_value_datum(type, 0, 0, kNoDecimal, col.str[r].data(), col.str[r].size());
+          break;
+        default: elog(ERROR, "velostream: cannot route rows by a column of type %s", format_type_be(type));
+      }
+      h = DatumGetUInt32(FunctionCall1Coll(&w->route_hash, w->route_collation, d));
+    }
+    out[r] = (int32_t)(h % (uint32)w->nparts);
+  }
+}
+
+// Copies row r of column `from` to row `to` of `dst`, text into `arena`.
+void copy_value(const eng::Column& from, size_t r, eng::Column* dst, size_t to, eng::Arena* arena) {
+  dst->null[to] = from.null[r];
+  if (from.null[r]) return;
+  switch (from.type) {
+    case eng::Type::kInt64: dst->i64[to] = from.i64[r]; break;
+    case eng::Type::kFloat64: dst->f64[to] = from.f64[r]; break;
+    case eng::Type::kNumeric: dst->dec[to] = from.dec[r]; break;
+    case eng::Type::kInterval: dst->iv[to] = from.iv[r]; break;
+    case eng::Type::kText: dst->str[to] = arena->copy(from.str[r].data(), from.str[r].size()); break;
+  }
+}
+
+// Moves row r of column c to row `to` (< r) within the same batch.
+void move_value(eng::Column* c, size_t r, size_t to) {
+  c->null[to] = c->null[r];
+  switch (c->type) {
+    case eng::Type::kInt64: c->i64[to] = c->i64[r]; break;
+    case eng::Type::kFloat64: c->f64[to] = c->f64[r]; break;
+    case eng::Type::kNumeric: c->dec[to] = c->dec[r]; break;
+    case eng::Type::kInterval: c->iv[to] = c->iv[r]; break;
+    case eng::Type::kText: c->str[to] = c->str[r]; break;
+  }
+}
+
+}  // namespace
+
+size_t velostream_router_route(StreamWriter* w, eng::RecordBatch* b, size_t rows, int self) {
+  std::vector<int32_t>& part = *w->route_scratch;
+  bool failed = false;
+  try {
+    part.resize(rows);
+  } catch (const std::exception&) {
+    failed = true;
+  }
+  if (failed) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory routing a stream batch")));
+  route_rows(w, *b, rows, part.data());
+  // Room for every row routed elsewhere: a partition batch that would
+  // overflow is written first (rows <= capacity, so one write is enough).
+  size_t* counts = (size_t*)palloc0(sizeof(size_t) * w->nparts);
+  for (size_t r = 0; r < rows; ++r) counts[part[r]]++;
+  for (int p = 0; p < w->nparts; ++p) {
+    if (p == self || counts[p] == 0) continue;
+    if (w->batches[p] == nullptr) w->batches[p] = new_partition_batch(w);
+    if (w->batches[p]->rows + counts[p] > w->capacity) flush_partition(w, p);
+  }
+  size_t* pos = (size_t*)palloc0(sizeof(size_t) * w->nparts);
+  try {
+    for (int c = 0; c < w->natts; ++c) {
+      if (!w->stored[c]) continue;
+      eng::Column& col = b->columns[c];
+      for (int p = 0; p < w->nparts; ++p) pos[p] = p == self || counts[p] == 0 ? 0 : w->batches[p]->rows;
+      size_t keep = 0;
+      for (size_t r = 0; r < rows; ++r) {
+        int p = part[r];
+        if (p == self) {
+          if (keep != r) move_value(&col, r, keep);
+          ++keep;
+        } else {
+          PartitionBatch* pb = w->batches[p];
+          copy_value(col, r, &pb->batch.columns[c], pos[p]++, &pb->batch.arena);
+        }
+      }
+    }
+  } catch (const std::exception&) {
+    failed = true;
+  }
+  if (failed) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory routing a stream batch")));
+  for (int p = 0; p < w->nparts; ++p) {
+    if (p == self || counts[p] == 0) continue;
+    w->batches[p]->rows += counts[p];
+    if (w->batches[p]->rows == w->capacity) flush_partition(w, p);
+  }
+  size_t own = counts[self];
+  pfree(counts);
+  pfree(pos);
+  return own;
 }
 
 void velostream_writer_end(StreamWriter* w) {

@@ -50,3 +50,18 @@ void velostream_writer_append(StreamWriter* w);
 
 /// Stages and appends the values of `slot` (INSERT, and COPY's slow path).
 void velostream_writer_insert_slot(StreamWriter* w, TupleTableSlot* slot);
+
+/// Opens the partition logs of stream `stream` (a Kafka stream's, in its
+/// partition worker) to route the rows of decoded batches shaped as `shape`
+/// (the columns with used == true are logged). Returns NULL if the stream has
+/// one partition or no routing column: every row then stays with the caller.
+/// ERROR if the stream has no logs (catalog before 0.5). End it with
+/// velostream_writer_end, in the same transaction.
+StreamWriter* velostream_router_begin(Relation stream, const velostream::engine::RecordBatch& shape);
+
+/// Routes rows [0, rows) of `b` by the stream's routing column (the same
+/// hash as velostream_writer_append): rows of partition `self` are moved, in
+/// order, to the front of `b`, and their count returned; the others are
+/// appended to their partitions' log batches (a full batch is written to its
+/// log). ERROR out of memory.
+size_t velostream_router_route(StreamWriter* w, velostream::engine::RecordBatch* b, size_t rows, int self);

@@ -37,7 +37,66 @@ void check_kafka_stream(Oid relid, TupleDesc desc) {
   }
 }
 
+// Creates partition p's log of stream `relid` and returns its oid. One row
+// per batch of rows: the writing transaction's id, the row count and the
+// batch in the engine's log format (engine/batch_codec.h); restored_xid is
+// set on batches pg_restore carried (the writer's transaction id in the
+// dumped database). A local stream's rows come from INSERT and COPY; a Kafka
+// stream's from its partition workers, which route what they consume by the
+// stream's routing column (worker.cpp). Vacuumed often: every row is deleted
+// once its partition worker consumed it. SPI connected, as superuser.
+Oid create_partition_log(Oid relid, int p) {
+  char log_name[NAMEDATALEN];
+  snprintf(log_name, sizeof(log_name), "stream_%u_p%d", relid, p);
+  Oid log_oid = velostream_create_blob_table(
+      log_name,
+      "(" VELOSTREAM_XID_COLUMN " xid8 NOT NULL, rows int4 NOT NULL, batch bytea NOT NULL, restored_xid xid8) "
+      "WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000, "
+      "autovacuum_vacuum_insert_threshold = -1, autovacuum_vacuum_cost_delay = 0)",
+      "batch");
+  // The log is a member of the extension (pg_dump leaves it out, DROP of
+  // the log alone is refused); the sql_drop trigger drops it with its stream.
+  velostream_make_member(log_oid);
+  return log_oid;
+}
+
 }  // namespace
+
+extern "C" {
+PGDLLEXPORT Datum velostream_create_partition_logs(PG_FUNCTION_ARGS);
+PG_FUNCTION_INFO_V1(velostream_create_partition_logs);
+}
+
+/// velostream._create_partition_logs(stream regclass) RETURNS void: creates
+/// the partition logs a stream lacks (Kafka streams created before catalog
+/// 0.5 had none). For the extension's update script.
+Datum velostream_create_partition_logs(PG_FUNCTION_ARGS) {
+  Oid relid = PG_GETARG_OID(0);
+  Oid save_userid;
+  int save_sec;
+  velostream_begin_as_superuser(&save_userid, &save_sec);
+  SPI_connect();
+  Oid argtypes[1] = {OIDOID};
+  Datum args[1] = {ObjectIdGetDatum(relid)};
+  if (SPI_execute_with_args("SELECT partition FROM velostream.stream_partitions WHERE stream = $1 AND log_table IS NULL "
+                            "ORDER BY partition",
+                            1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+    elog(ERROR, "velostream: reading velostream.stream_partitions failed");
+  uint64 n = SPI_processed;
+  int* parts = (int*)palloc(sizeof(int) * (n + 1));
+  for (uint64 i = 0; i < n; ++i) {
+    bool isnull;
+    parts[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+  }
+  for (uint64 i = 0; i < n; ++i)
+    velostream_spi_exec(psprintf("UPDATE velostream.stream_partitions SET log_table = %u WHERE stream = %u AND "
+                                 "partition = %d",
+                                 create_partition_log(relid, parts[i]), relid, parts[i]),
+                        SPI_OK_UPDATE);
+  SPI_finish();
+  velostream_end_as_superuser(save_userid, save_sec);
+  PG_RETURN_VOID();
+}
 
 const char* velostream_table_option(Oid relid, const char* name) {
   ForeignTable* ft = GetForeignTable(relid);
@@ -83,32 +142,11 @@ void velostream_create_stream(Oid relid) {
   appendStringInfo(&sql, "INSERT INTO velostream.streams (stream, kind, partitions) VALUES (%u, '%s', %d)", relid,
                    kafka ? "kafka" : "local", nparts);
   velostream_spi_exec(sql.data, SPI_OK_INSERT);
-  for (int p = 0; p < nparts && kafka; ++p) {
-    resetStringInfo(&sql);
-    appendStringInfo(&sql, "INSERT INTO velostream.stream_partitions (stream, partition) VALUES (%u, %d)", relid, p);
-    velostream_spi_exec(sql.data, SPI_OK_INSERT);
-  }
-  for (int p = 0; p < nparts && !kafka; ++p) {
-    // One row per batch of inserted rows: the inserting transaction's id,
-    // the row count and the batch in the engine's log format
-    // (engine/batch_codec.h); restored_xid is set on batches pg_restore
-    // carried (the writer's transaction id in the dumped database). Vacuum
-    // often: every row is deleted once its partition worker consumed it.
-    char log_name[NAMEDATALEN];
-    snprintf(log_name, sizeof(log_name), "stream_%u_p%d", relid, p);
-    Oid log_oid = velostream_create_blob_table(
-        log_name,
-        "(" VELOSTREAM_XID_COLUMN " xid8 NOT NULL, rows int4 NOT NULL, batch bytea NOT NULL, restored_xid xid8) "
-        "WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000, "
-        "autovacuum_vacuum_insert_threshold = -1, autovacuum_vacuum_cost_delay = 0)",
-        "batch");
-    // The log is a member of the extension (pg_dump leaves it out, DROP of
-    // the log alone is refused); the sql_drop trigger drops it with its stream.
-    velostream_make_member(log_oid);
+  for (int p = 0; p < nparts; ++p) {
     resetStringInfo(&sql);
     appendStringInfo(&sql,
                      "INSERT INTO velostream.stream_partitions (stream, partition, log_table) VALUES (%u, %d, %u)",
-                     relid, p, log_oid);
+                     relid, p, create_partition_log(relid, p));
     velostream_spi_exec(sql.data, SPI_OK_INSERT);
   }
   SPI_finish();

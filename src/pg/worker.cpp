@@ -12,6 +12,7 @@
 #include "pg/computed.h"
 #include "pg/flush.h"
 #include "pg/kafka_source.h"
+#include "pg/stream_writer.h"
 #include "pg/translate.h"
 #include "pg/types.h"
 #include "pg/velostream.h"
@@ -642,6 +643,16 @@ void feed_views(size_t rows) {
 }
 
 
+// The cycle's router of a Kafka stream's consumed rows (NULL: no routing).
+StreamWriter* router = nullptr;
+
+// velostream_kafka_read's feed when rows are routed: the rows of this
+// partition go to the views, the others to their partitions' logs.
+void route_and_feed(size_t rows) {
+  if (rows > 0) rows = velostream_router_route(router, batch, rows, partition_no);
+  feed_views(rows);
+}
+
 // Decodes one log batch into `batch` (text values point into `data`).
 // Returns false with the reason in `error` if the bytes are not a batch of
 // this stream. No PostgreSQL calls: C++ objects live in this frame.
@@ -822,6 +833,7 @@ void flush_view(WorkerView* v) {
 
 // One transaction: consume, aggregate, flush. Returns the rows consumed.
 uint64 run_cycle() {
+  router = nullptr;  // freed with an aborted cycle's memory
   SetCurrentStatementStartTimestamp();
   StartTransactionCommand();
   SPI_connect();
@@ -836,6 +848,10 @@ uint64 run_cycle() {
     LockDatabaseObject(ExtensionRelationId, extension, 0, RowExclusiveLock);
     extension = get_extension_oid("velostream", true);  // dropped while we waited?
   }
+  // A Kafka cycle writes the stream as INSERT does (it routes what it
+  // consumes): CREATE of a view (SHARE) waits for it, and it for the CREATE,
+  // so a row a view counts was decoded and routed by a cycle that saw the view.
+  if (OidIsValid(extension) && kafka != nullptr) LockRelationOid(stream_oid, RowExclusiveLock);
   if (!OidIsValid(extension)) {
     SPI_finish();
     PopActiveSnapshot();
@@ -885,9 +901,19 @@ uint64 run_cycle() {
     proc_exit(0);  // the launcher restarts the worker with the new options
   }
   if (kafka != nullptr) {
+    // First the rows the stream's other workers routed to this partition,
+    // then this worker's topic partitions: each consumed row is routed by
+    // the stream's routing column, to this worker's views or to another
+    // partition's log, in this transaction with the consumed offsets.
+    if (!paused && OidIsValid(log_oid)) consumed = read_log(log_oid, snap, max_rows, start);
     velostream_kafka_set_paused(kafka, paused);
     pgstat_report_activity(STATE_RUNNING, "velostream: consuming Kafka");
-    consumed = velostream_kafka_read(kafka, capacity, max_rows, feed_views);
+    Relation stream = relation_open(stream_oid, NoLock);  // locked above
+    router = OidIsValid(log_oid) ? velostream_router_begin(stream, *batch) : nullptr;
+    consumed += velostream_kafka_read(kafka, capacity, max_rows, router != nullptr ? route_and_feed : feed_views);
+    velostream_writer_end(router);
+    router = nullptr;
+    relation_close(stream, NoLock);
   } else if (!paused) {
     consumed = read_log(log_oid, snap, max_rows, start);
   }

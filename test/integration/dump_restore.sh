@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Dump and restore, upgrades and DROPs (catalog version 0.4).
+# Dump and restore, upgrades and DROPs (catalog version 0.5).
 #  1. A source cluster gets a 4-partition INSERT/COPY stream with three views
 #     (owned by origin with count/sum/avg/min/max, shared by destination with
 #     avg, a tumble hour window with WHERE), a Kafka stream with an avg view and
@@ -22,17 +22,21 @@
 #     the same dump.
 #  3. ALTER EXTENSION velostream UPDATE from 0.1 and from 0.2 with a stream,
 #     views and rows waiting: no worker runs before the UPDATE; after it the
-#     extension is 0.4 and the views count the waiting rows exactly.
+#     extension is 0.5 and the views count the waiting rows exactly.
 #  4. DROP FOREIGN TABLE ... CASCADE, DROP SCHEMA ... CASCADE and DROP OWNED BY
 #     a non-superuser remove the stream's and views' tables in schema
 #     velostream, never the extension, and the other streams go on.
+#  5. ALTER EXTENSION velostream UPDATE from 0.4 with a two-worker Kafka
+#     stream without partition logs (as 0.4 made them) and a shared view: the
+#     update creates the logs, the waiting messages are counted once, and a
+#     later first view routes the stream and owns its groups.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/test/cluster.sh"
 work=$(mktemp -d /tmp/velostream-dump.XXXXXX)
 chmod 755 "$work"
 trap 'kafka_mock_stop; cluster_stop; rm -rf "$work"' EXIT
-kafka_mock_start "$work" --topic dr:4
+kafka_mock_start "$work" --topic dr:4 --topic upk:2
 
 SRC_DIR=/tmp/velostream-dump-src;      SRC_PORT=55461
 SERIAL_DIR=/tmp/velostream-dump-j1;    SERIAL_PORT=55462
@@ -235,7 +239,7 @@ restored() {
   if [ $rc = 0 ] && ! echo "$out" | grep -qi error; then pass "$label: pg_restore $how exits 0 with no error"
   else failed "$label: pg_restore $how: exit $rc: $(echo "$out" | grep -i error | head -n 8)"; fi
   got=$(psql_c "SELECT extversion FROM pg_extension WHERE extname = 'velostream'" 2>&1)
-  [ "$got" = 0.4 ] && pass "$label: extension velostream 0.4 restored" || failed "$label: extension version '$got'"
+  [ "$got" = 0.5 ] && pass "$label: extension velostream 0.5 restored" || failed "$label: extension version '$got'"
   got=$(psql_c "$VIEWS_SQL" 2>&1)
   [ "$got" = "$src_views" ] && pass "$label: velostream.views lists the same views" \
     || failed "$label: velostream.views: '$got', want '$src_views'"
@@ -338,7 +342,7 @@ CREATE VIEW truth_up_by_v AS $(printf "$UP_V" up_truth);" || failed "on $from: c
     || failed "on the $from catalog: $got (want 0 workers, 0 result rows)"
   psql_c "ALTER EXTENSION velostream UPDATE" || failed "ALTER EXTENSION velostream UPDATE from $from"
   got=$(psql_c "SELECT extversion FROM pg_extension WHERE extname = 'velostream'")
-  [ "$got" = 0.4 ] && pass "ALTER EXTENSION velostream UPDATE from $from: version 0.4" \
+  [ "$got" = 0.5 ] && pass "ALTER EXTENSION velostream UPDATE from $from: version 0.5" \
     || failed "ALTER EXTENSION velostream UPDATE from $from: version '$got'"
   up_exact "updated from $from: the 20000 waiting rows"
   up_rows 5000
@@ -424,6 +428,69 @@ psql_c "DROP OWNED BY dr_user" || failed "DROP OWNED BY dr_user"
 gone "DROP OWNED BY dr_user" "$tables" dr_s.rs dr_s.rs_by_k dr_s.rs_by_v
 out=$(psql_c "DROP ROLE dr_user" 2>&1) && pass "DROP ROLE dr_user after DROP OWNED: nothing left that it owns" \
   || failed "DROP ROLE dr_user after DROP OWNED: $out"
+
+###############################################################################
+# 5. ALTER EXTENSION velostream UPDATE from 0.4 with a two-worker Kafka stream: 0.4 gave Kafka streams no
+#     partition logs (removed here from a stream the current library created)
+#     and their views shared their groups. The update creates the logs; the
+#     view goes on sharing, the waiting messages are counted once; a first
+#     view created later chooses the routing column and owns its groups.
+upk_produce() {  # upk_produce FROM TO: messages "k,v" for g in FROM..TO, and the same rows in upk_truth
+  seq "$1" "$2" | awk '{print $1 % 37 "," $1 % 11}' > "$work/upk.csv"
+  "$root/build/velostream-kafka-produce" --brokers "$BS" --topic upk < "$work/upk.csv" || failed "producing to upk"
+  psql_c "INSERT INTO upk_truth SELECT g % 37, g % 11 FROM generate_series($1, $2) g"
+}
+psql_c "SET client_min_messages = warning; DROP EXTENSION IF EXISTS velostream CASCADE;"
+for _ in $(seq 1 50); do [ "$(workers)" = 0 ] && break; sleep 0.2; done
+psql_c "CREATE EXTENSION velostream VERSION '0.4';
+CREATE SERVER kafka_up FOREIGN DATA WRAPPER velostream OPTIONS (brokers '$BS');
+CREATE TABLE upk_truth (k int, v int);
+CREATE FOREIGN TABLE upk (k int, v int) SERVER kafka_up
+  OPTIONS (topic 'upk', format 'csv', start_offset 'earliest', partitions '2');
+DO \$\$
+DECLARE t regclass;
+BEGIN
+  FOR t IN SELECT log_table FROM velostream.stream_partitions WHERE stream = 'upk'::regclass LOOP
+    UPDATE velostream.stream_partitions SET log_table = NULL WHERE log_table = t;
+    EXECUTE format('ALTER EXTENSION velostream DROP TABLE %s', t);
+    EXECUTE format('DROP TABLE %s', t);
+  END LOOP;
+END \$\$;
+CREATE MATERIALIZED VIEW upk_by_k WITH (velostream.continuous) AS $(printf "$UP_K" upk);
+CREATE VIEW truth_upk_by_k AS $(printf "$UP_K" upk_truth);" || failed "on 0.4: a Kafka stream and its view"
+upk_produce 1 3000
+got=$(psql_c "SELECT count(*) FILTER (WHERE log_table IS NULL) || ' logs missing, owned ' ||
+                     (SELECT owned FROM velostream.views WHERE view = 'upk_by_k'::regclass)
+              FROM velostream.stream_partitions WHERE stream = 'upk'::regclass")
+[ "$got" = "2 logs missing, owned false" ] && pass "on 0.4: the Kafka stream has no logs, its view shares its groups" \
+  || failed "on 0.4: $got"
+psql_c "ALTER EXTENSION velostream UPDATE" || failed "ALTER EXTENSION velostream UPDATE from 0.4"
+got=$(psql_c "SELECT extversion FROM pg_extension WHERE extname = 'velostream'") || true
+got="$got: $(psql_c "SELECT count(*) FILTER (WHERE log_table IS NOT NULL) || ' logs, owned ' ||
+                            (SELECT owned FROM velostream.views WHERE view = 'upk_by_k'::regclass) || ', route ' ||
+                            (SELECT coalesce(route_column::text, 'none') FROM velostream.streams
+                              WHERE stream = 'upk'::regclass)
+                     FROM velostream.stream_partitions WHERE stream = 'upk'::regclass")"
+[ "$got" = "0.5: 2 logs, owned false, route none" ] \
+  && pass "UPDATE from 0.4: the Kafka stream got its logs, its view still shares ($got)" || failed "UPDATE from 0.4: $got"
+upk_caught_up() {  # upk_caught_up WHAT VIEW
+  poll "SELECT coalesce(sum(n), 0) FROM $2" "$(psql_c "SELECT count(*) FROM upk_truth")" 60 >/dev/null
+  same "$2" "$1"
+}
+upk_caught_up "updated from 0.4: the 3000 waiting messages" upk_by_k
+upk_produce 3001 5000
+upk_caught_up "updated from 0.4: 2000 messages after the update" upk_by_k
+# The stream's next first view chooses the routing column and owns its groups.
+psql_c "DROP MATERIALIZED VIEW upk_by_k; DROP VIEW truth_upk_by_k; TRUNCATE upk_truth;
+CREATE MATERIALIZED VIEW upk_by_v WITH (velostream.continuous) AS $(printf "$UP_V" upk);
+CREATE VIEW truth_upk_by_v AS $(printf "$UP_V" upk_truth);" || failed "updated from 0.4: a new first view"
+got=$(psql_c "SELECT owned || ', route ' || (SELECT attname FROM pg_attribute a JOIN velostream.streams s
+                ON a.attrelid = s.stream AND a.attnum = s.route_column WHERE s.stream = 'upk'::regclass)
+              FROM velostream.views WHERE view = 'upk_by_v'::regclass")
+[ "$got" = "true, route v" ] && pass "updated from 0.4: a new first view routes the Kafka stream and owns its groups" \
+  || failed "updated from 0.4: new first view: $got"
+upk_produce 5001 9000
+upk_caught_up "updated from 0.4: the new view counts the 4000 messages produced after it" upk_by_v
 
 echo "(all checks done after ${SECONDS}s)"
 if [ $nfail -gt 0 ]; then

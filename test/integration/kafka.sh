@@ -97,6 +97,25 @@ check() {
 make_stream k_plain plain
 produce plain || failed "producing to plain"
 check k_plain "plain run"
+# Routing: the first view fixed the routing column (origin); the views
+# grouping by it own their groups, and each worker counted the rows of its
+# keys, wherever they were consumed (the other rows went through the logs).
+got=$(psql_c "SELECT string_agg(v.view::text || '=' || v.owned, ',' ORDER BY v.view::text) || ' route=' ||
+                     (SELECT attname FROM pg_attribute a JOIN velostream.streams s ON a.attrelid = s.stream
+                       AND a.attnum = s.route_column WHERE s.stream = 'k_plain'::regclass)
+              FROM velostream.views v WHERE v.stream = 'k_plain'::regclass")
+[ "$got" = "k_plain_by_haul=false,k_plain_by_origin=true,k_plain_by_route=true route=origin" ] \
+  && pass "plain run: routed by origin, by_route and by_origin own their groups" || failed "plain run: ownership $got"
+got=$(psql_c "SELECT string_agg((events_in > 0)::text, ',' ORDER BY partition) || ' ' || sum(events_in)
+              FROM velostream.stats WHERE view = 'k_plain_by_route'::regclass")
+[ "$got" = "true,true $rows" ] && pass "plain run: both partitions counted rows of k_plain_by_route ($got)" \
+  || failed "plain run: events_in per partition: $got (expected true,true $rows)"
+got=$(psql_c "SELECT string_agg(format('%s:%s', p.partition, c.relpersistence), ',' ORDER BY p.partition) || ' ' ||
+                     sum(velostream.partition_backlog(p.log_table))
+              FROM velostream.stream_partitions p JOIN pg_class c ON c.oid = p.log_table
+             WHERE p.stream = 'k_plain'::regclass")
+[ "$got" = "0:p,1:p 0" ] && pass "plain run: each partition has its log, all consumed ($got)" \
+  || failed "plain run: partition logs: $got"
 lag=$(psql_c "SELECT sum(lag) FROM velostream.kafka_stats WHERE stream = 'k_plain'::regclass")
 [ "$lag" = 0 ] && pass "plain run: consumer lag 0 in velostream.kafka_stats" || failed "plain run: lag $lag"
 
