@@ -5,7 +5,10 @@
 # beside a bare librdkafka consumer that reads the same messages and does
 # nothing (build/velostream-kafka-drain), in the same run. For each format
 # in FORMATS (default "csv json") and each worker count in WORKERS (default
-# "1 2"; the stream's partitions option). The broker is the embedded mock
+# "1 2"; the stream's partitions option) and each view in VIEWS (default
+# "k_by_route k_by_origin": k_by_route writes 570,842 groups, one for every
+# 5 messages, so writing the result table bounds it; k_by_origin writes 300,
+# so its figure is the ingestion path's). The broker is the embedded mock
 # cluster, on the same 2 cores; the 3M-row file is split over 80 partitions
 # per topic (a mock partition keeps only ~100k messages / ~5 MB).
 #   bash bench/kafka_bench.sh [RUNS]      (as root; prints a markdown table)
@@ -14,6 +17,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-3}
 formats=${FORMATS:-csv json}
 workers_list=${WORKERS:-1 2}
+views=${VIEWS:-k_by_route k_by_origin}
 data="$root/../shared/data/flights-3m.csv.gz"
 [ -f "$data" ] || data="$root/data/flights-2001-01.csv.gz"
 source "$root/test/cluster.sh"
@@ -56,22 +60,29 @@ for f in $formats; do
   b=$(median "${base[@]}")
   echo "bare consumer, $f: ${base[*]}" >&2
   echo "| bare librdkafka consumer, $f messages, no processing (baseline) | $b | 1.00x |"
-  for w in $workers_list; do
-    vis=()
-    for r in $(seq 1 "$runs"); do
-      psql_c "SET client_min_messages = warning; DROP FOREIGN TABLE IF EXISTS flights_k CASCADE"
-      t0=$(now_ms)
-      psql_c "CREATE FOREIGN TABLE flights_k (ts timestamptz, delay int, distance int, origin text, destination text)
-          SERVER kafka OPTIONS (topic 'flights_$f', format '$f', start_offset 'earliest', partitions '$w');
-        CREATE MATERIALIZED VIEW k_by_route WITH (velostream.continuous) AS
-          SELECT origin, destination, tumble(ts, interval '1 day') AS day, count(*) AS n, sum(delay) AS total_delay
-          FROM flights_k GROUP BY origin, destination, tumble(ts, interval '1 day');"
-      until [ "$(psql_c "SELECT coalesce(sum(n), 0) FROM k_by_route")" = "$rows" ]; do sleep 0.1; done
-      t1=$(now_ms)
-      vis+=($(( rows * 1000 / (t1 - t0) )))
-      echo "$f, $w workers, run $r: Kafka-to-visible ${vis[-1]} msg/s" >&2
+  for view in $views; do
+    case $view in
+      k_by_route) query="SELECT origin, destination, tumble(ts, interval '1 day') AS day, count(*) AS n, sum(delay) AS total_delay
+          FROM flights_k GROUP BY origin, destination, tumble(ts, interval '1 day')" ;;
+      k_by_origin) query="SELECT origin, count(*) AS n, sum(delay) AS total_delay, avg(delay) AS avg_delay, max(distance) AS longest
+          FROM flights_k GROUP BY origin" ;;
+      *) echo "unknown view $view" >&2; exit 2 ;;
+    esac
+    for w in $workers_list; do
+      vis=()
+      for r in $(seq 1 "$runs"); do
+        psql_c "SET client_min_messages = warning; DROP FOREIGN TABLE IF EXISTS flights_k CASCADE"
+        t0=$(now_ms)
+        psql_c "CREATE FOREIGN TABLE flights_k (ts timestamptz, delay int, distance int, origin text, destination text)
+            SERVER kafka OPTIONS (topic 'flights_$f', format '$f', start_offset 'earliest', partitions '$w');
+          CREATE MATERIALIZED VIEW $view WITH (velostream.continuous) AS $query;"
+        until [ "$(psql_c "SELECT coalesce(sum(n), 0) FROM $view")" = "$rows" ]; do sleep 0.1; done
+        t1=$(now_ms)
+        vis+=($(( rows * 1000 / (t1 - t0) )))
+        echo "$f, $view, $w workers, run $r: Kafka-to-visible ${vis[-1]} msg/s" >&2
+      done
+      v=$(median "${vis[@]}")
+      echo "| Kafka-to-visible, $f, $w worker$([ "$w" = 1 ] || echo s), view $view complete | $v | $(ratio "$v" "$b")x |"
     done
-    v=$(median "${vis[@]}")
-    echo "| Kafka-to-visible, $f, $w worker$([ "$w" = 1 ] || echo s), view k_by_route complete | $v | $(ratio "$v" "$b")x |"
   done
 done

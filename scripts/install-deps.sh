@@ -3,7 +3,7 @@
 # Idempotent: does nothing when all are present. Run as root.
 set -euo pipefail
 PKGS=(build-essential pkg-config cmake procps gzip postgresql-15 postgresql-server-dev-15
-      libabsl-dev libgtest-dev libbenchmark-dev librdkafka-dev libsimdjson-dev libpqxx-dev kcat
+      libabsl-dev libxxhash-dev libgtest-dev libbenchmark-dev librdkafka-dev libsimdjson-dev libpqxx-dev kcat
       clang libclang-rt-14-dev  # clang's libFuzzer and sanitizer runtimes: test/fuzz
       postgresql-15-hll postgresql-15-tdigest  # aggregates with combine functions the tests use
       python3)  # test/integration/differential.py, the differential test's query generator

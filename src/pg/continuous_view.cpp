@@ -84,6 +84,24 @@ int velostream_view_column_count(Oid relid) {
   return n;
 }
 
+// The order of a view's group keys in its unique indexes (the result
+// table's and a shared view's state table's): window keys (tumble) first,
+// then the others in GROUP BY order. Event time mostly moves forward, so the
+// groups of new windows land at the right edge of the index, where B-tree
+// insertion takes its fast path and touches few pages; GROUP BY order would
+// spread them over the whole index (issue 10's profile: B-tree insertion was
+// a third of the COPY path's worker time). Uniqueness and ON CONFLICT
+// inference do not depend on the order.
+int* index_key_order(const ViewDesc* d) {
+  int* order = (int*)palloc(sizeof(int) * (d->nkeys + 1));
+  int n = 0;
+  for (int k = 0; k < d->nkeys; ++k)
+    if (d->plan->keys[k].tumble_size > 0) order[n++] = k;
+  for (int k = 0; k < d->nkeys; ++k)
+    if (d->plan->keys[k].tumble_size <= 0) order[n++] = k;
+  return order;
+}
+
 // True if the current transaction has written rows to local stream
 // `stream`'s partition logs (they are visible to it). SPI connected.
 bool wrote_to_stream(Oid stream) {
@@ -137,9 +155,12 @@ static Oid create_shared_state(Oid view_oid, const ViewDesc* d, const char* owne
   Oid state_oid = get_relname_relid(state_name, get_namespace_oid("velostream", false));
   resetStringInfo(&sql);
   appendStringInfo(&sql, "CREATE UNIQUE INDEX ON velostream.%s (", state_name);
-  for (int k = 0; k < d->nkeys; ++k)
-    appendStringInfo(&sql, "%s%s", k ? ", " : "",
+  int* order = index_key_order(d);
+  for (int i = 0; i < d->nkeys; ++i) {
+    int k = order[i];
+    appendStringInfo(&sql, "%s%s", i ? ", " : "",
                      velostream_key_index_expr(psprintf("k%d", k), d->columns[d->key_column[k]].type));
+  }
   if (d->nkeys == 0) appendStringInfoString(&sql, "(true)");
   appendStringInfoString(&sql, ") NULLS NOT DISTINCT");
   velostream_spi_exec(sql.data, SPI_OK_UTILITY);
@@ -343,10 +364,13 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
   StringInfoData sql, keys;
   initStringInfo(&sql);
   initStringInfo(&keys);
-  for (int k = 0; k < d->nkeys; ++k)
-    appendStringInfo(&keys, "%s%s", k ? ", " : "",
+  int* order = index_key_order(d);
+  for (int i = 0; i < d->nkeys; ++i) {
+    int k = order[i];
+    appendStringInfo(&keys, "%s%s", i ? ", " : "",
                      velostream_key_index_expr(quote_identifier(d->columns[d->key_column[k]].name),
                                                d->columns[d->key_column[k]].type));
+  }
   if (d->nkeys == 0) appendStringInfoString(&keys, "(true)");  // one row: unique on a constant
 
   // Writers of the stream (INSERT, COPY, and a Kafka stream's worker cycles,
