@@ -13,7 +13,7 @@ MODULE_big = velostream
 # Install and upgrade scripts only: sql/ also holds the regress tests.
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 # PGXS adds --dbname=contrib_regression. The tests hold non-ASCII text.
-REGRESS = aggregates copy ddl dump errors expressions filters groups guards intervals kafka_ddl native_expressions privileges results
+REGRESS = aggregates copy ddl dump errors event_time expressions filters groups guards intervals kafka_ddl native_expressions privileges results
 REGRESS_OPTS = --encoding=UTF8
 PG_CONFIG ?= pg_config
 

@@ -42,6 +42,12 @@ SELECT stream, paused FROM velostream.streams WHERE stream = 'flights_k'::regcla
 SELECT velostream.resume('flights_k');
 SELECT stream, paused FROM velostream.streams WHERE stream = 'flights_k'::regclass;
 
+-- Event time on a Kafka stream (issue 11's DDL, verbatim).
+CREATE FOREIGN TABLE fk (ts timestamptz, delay int, distance int, origin text, destination text)
+  SERVER kafka OPTIONS (topic 'flights', format 'csv', event_time 'ts', watermark_delay '30 minutes');
+SELECT ftoptions FROM pg_foreign_table WHERE ftrelid = 'fk'::regclass;
+DROP FOREIGN TABLE fk;
+
 DROP FOREIGN TABLE flights_k CASCADE;
 SELECT count(*) AS kafka_streams_left FROM velostream.streams WHERE kind = 'kafka';
 DROP EXTENSION velostream CASCADE;

@@ -203,9 +203,18 @@ bool ViewAggregator::consume(const RecordBatch& b) {
     truth_.assign(n, kTrue);
   }
   bool check_start = plan_.start.xmax > 0;
+  late_rows_.clear();
+  const Column* late = late_column_ >= 0 && static_cast<size_t>(late_column_) < b.columns.size() &&
+                               b.columns[late_column_].used && b.columns[late_column_].type == Type::kInt64
+                           ? &b.columns[late_column_]
+                           : nullptr;
   for (size_t r = 0; r < n; ++r) {
     if (truth_[r] != kTrue) continue;
     if (check_start && plan_.start.visible(b.xid[r])) continue;
+    if (late != nullptr && !late->null[r] && late->i64[r] < late_before_) {
+      late_rows_.push_back(static_cast<uint32_t>(r));
+      continue;
+    }
     sel_.push_back(static_cast<uint32_t>(r));
   }
   row_errors_.clear();

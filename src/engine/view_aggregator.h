@@ -81,6 +81,18 @@ class ViewAggregator {
   /// PostgreSQL's message for it.
   const std::vector<RowError>& row_errors() const { return row_errors_; }
 
+  /// Late events: from now on consume() skips the rows, among those that
+  /// pass the view's filter and start snapshot, whose value in column
+  /// `column` (a kInt64 event time, microseconds since 2000-01-01; NULL is
+  /// never late) is below `before` (the view's watermark minus its allowed
+  /// lateness), and lists them in late_rows(). column -1: no row is late.
+  void set_late_before(int column, int64_t before) {
+    late_column_ = column;
+    late_before_ = before;
+  }
+  /// The batch row numbers the last consume() skipped as late.
+  const std::vector<uint32_t>& late_rows() const { return late_rows_; }
+
   /// Number of groups in the delta.
   size_t group_count() const { return keys_.size(); }
   /// Group ids in key order (a total order that every partition shares, so
@@ -223,6 +235,9 @@ class ViewAggregator {
   std::vector<uint32_t> filter_sel_, filter_groups_;  // the rows it lets through
   std::string key_buf_;
   std::vector<RowError> row_errors_;
+  int late_column_ = -1;             // set_late_before
+  int64_t late_before_ = 0;
+  std::vector<uint32_t> late_rows_;
   std::vector<uint8_t> dropped_;     // rows prepare() refused, per batch row
   uint64_t rows_in_ = 0, rows_selected_ = 0;
   mutable std::string error_;

@@ -3,6 +3,7 @@
 // when an aggregate needs one) and registers the view for the workers.
 #include "pg/translate.h"
 #include "pg/types.h"
+#include "pg/event_time.h"
 #include "pg/velostream.h"
 
 namespace {
@@ -22,7 +23,13 @@ void add_dependency(Oid dependent, Oid referenced, DependencyType type) {
 }
 
 // Checks the WITH (...) list: velostream.continuous and nothing else.
-void check_options(List* options) {
+// A continuous view's options (WITH (velostream.x = ...)).
+struct ContinuousViewOptions {
+  const char* allowed_lateness = nullptr;  // as given; NULL: 0
+  const char* late = nullptr;              // dead_letter | drop; NULL: dead_letter
+};
+
+void check_options(List* options, ContinuousViewOptions* out) {
   ListCell* lc;
   foreach (lc, options) {
     DefElem* def = (DefElem*)lfirst(lc);
@@ -34,11 +41,26 @@ void check_options(List* options) {
                         errhint("Leave out the option to create an ordinary materialized view.")));
       continue;
     }
+    if (ours && strcmp(def->defname, "allowed_lateness") == 0) {
+      out->allowed_lateness = defGetString(def);
+      (void)velostream_parse_event_interval("velostream.allowed_lateness", out->allowed_lateness);
+      continue;
+    }
+    if (ours && strcmp(def->defname, "late") == 0) {
+      out->late = defGetString(def);
+      if (strcmp(out->late, "dead_letter") != 0 && strcmp(out->late, "drop") != 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("invalid value for option \"velostream.late\": \"%s\"", out->late),
+                        errhint("Use dead_letter (late events go to velostream.errors) or drop (they are only "
+                                "counted in velostream.stats.late_events).")));
+      continue;
+    }
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                     errmsg("option \"%s%s%s\" is not supported for continuous views", ours ? "velostream." : "",
                            def->defnamespace && !ours ? def->defnamespace : "",
                            def->defname),
-                    errhint("The only option of a continuous view today is velostream.continuous.")));
+                    errhint("The options of a continuous view are velostream.continuous, "
+                            "velostream.allowed_lateness and velostream.late.")));
   }
 }
 
@@ -324,11 +346,20 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
     ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("extension \"velostream\" is not installed"),
                     errhint("Run CREATE EXTENSION velostream first.")));
   IntoClause* into = stmt->into;
-  check_options(into->options);
+  ContinuousViewOptions opts;
+  check_options(into->options, &opts);
   if (!IsA(stmt->query, Query)) elog(ERROR, "velostream: CREATE MATERIALIZED VIEW query was not analysed");
   Query* query = (Query*)stmt->query;
 
   ViewDesc* d = velostream_translate_query(query);
+  StreamEventTime event_time;
+  if ((opts.allowed_lateness != nullptr || opts.late != nullptr) && !velostream_stream_event_time(d->stream, &event_time))
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("option \"%s\" needs a stream with an event time",
+                           opts.allowed_lateness != nullptr ? "velostream.allowed_lateness" : "velostream.late"),
+                    errdetail("Stream \"%s\" has no event_time option, so it has no watermark and no event is late.",
+                              get_rel_name(d->stream)),
+                    errhint("Create the stream with OPTIONS (event_time 'column', watermark_delay 'interval').")));
   if (pg_class_aclcheck(d->stream, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
     ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                     errmsg("permission denied for stream %s", get_rel_name(d->stream))));
@@ -405,6 +436,18 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
   if (stmt_location >= 0 && stmt_len > 0) definition = pnstrdup(query_string + stmt_location, stmt_len);
   else if (stmt_location > 0) definition = pstrdup(query_string + stmt_location);
   register_view(view_oid, query, d, definition, nullptr);
+  if (opts.allowed_lateness != nullptr || opts.late != nullptr) {
+    Oid save_userid;
+    int save_sec;
+    velostream_begin_as_superuser(&save_userid, &save_sec);
+    Oid types[3] = {OIDOID, TEXTOID, TEXTOID};
+    Datum args[3] = {ObjectIdGetDatum(view_oid), CStringGetTextDatum(opts.allowed_lateness ? opts.allowed_lateness : "0"),
+                     CStringGetTextDatum(opts.late ? opts.late : "dead_letter")};
+    if (SPI_execute_with_args("UPDATE velostream.views SET allowed_lateness = $2::interval, late = $3 WHERE view = $1",
+                              3, types, args, NULL, false, 0) != SPI_OK_UPDATE)
+      elog(ERROR, "velostream: could not store the options of continuous view %u", view_oid);
+    velostream_end_as_superuser(save_userid, save_sec);
+  }
   SPI_finish();
 }
 

@@ -4,6 +4,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "pg/stream_writer.h"
+#include "pg/event_time.h"
 #include "pg/velostream.h"
 
 extern "C" {
@@ -130,7 +131,8 @@ void check_kafka_property(const char* name, const char* value) {
 Datum velostream_fdw_validator(PG_FUNCTION_ARGS) {
   List* options = untransformRelOptions(PG_GETARG_DATUM(0));
   Oid catalog = PG_GETARG_OID(1);
-  static const char* const table_opts[] = {"partitions", "topic", "format", "start_offset", nullptr};
+  static const char* const table_opts[] = {"partitions", "topic",      "format",          "start_offset",
+                                           "event_time", "watermark_delay", "idle_timeout",  nullptr};
   ListCell* lc;
   foreach (lc, options) {
     DefElem* def = (DefElem*)lfirst(lc);
@@ -143,7 +145,8 @@ Datum velostream_fdw_validator(PG_FUNCTION_ARGS) {
     if (catalog != ForeignTableRelationId || !option_in(def->defname, table_opts))
       ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME), errmsg("invalid option \"%s\"", def->defname),
                       catalog == ForeignTableRelationId
-                          ? errhint("Valid options in this context are: partitions, topic, format, start_offset")
+                          ? errhint("Valid options in this context are: partitions, topic, format, start_offset, "
+                                    "event_time, watermark_delay, idle_timeout")
                           : errhint("There are no valid options in this context.")));
     if (strcmp(def->defname, "partitions") == 0) {
       char* end;
@@ -159,6 +162,11 @@ Datum velostream_fdw_validator(PG_FUNCTION_ARGS) {
       ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
                       errmsg("invalid value for option \"start_offset\": \"%s\"", v),
                       errhint("Use earliest or latest, as Kafka's auto.offset.reset.")));
+    } else if (strcmp(def->defname, "watermark_delay") == 0 || strcmp(def->defname, "idle_timeout") == 0) {
+      (void)velostream_parse_event_interval(def->defname, v);
+    } else if (strcmp(def->defname, "event_time") == 0 && *v == '\0') {
+      ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE), errmsg("option \"event_time\" must not be empty"),
+                      errhint("Name the stream's timestamptz column that holds each event's time.")));
     } else if (strcmp(def->defname, "topic") == 0 && *v == '\0') {
       ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE), errmsg("option \"topic\" must not be empty")));
     }

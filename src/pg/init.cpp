@@ -1,6 +1,7 @@
 // Module entry point: GUCs, hooks, the launcher, and the preload check.
 #include "engine/batch_codec.h"
 #include "pg/types.h"
+#include "pg/event_time.h"
 #include "pg/velostream.h"
 
 extern "C" {
@@ -54,6 +55,11 @@ void _PG_init(void) {
                            "row (same results, slower; for comparisons and benchmarks). Read when a worker "
                            "(re)loads its views.",
                            &velostream_native_expressions, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+  DefineCustomIntVariable("velostream.idle_timeout",
+                          "How long a stream partition that receives no rows holds its stream's watermark back.",
+                          "After this, the partition's event time no longer holds back the watermark of the views "
+                          "on the stream (a stream's OPTIONS (idle_timeout) overrides it).",
+                          &velostream_idle_timeout_ms, 30000, 1, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
   MarkGUCPrefixReserved("velostream");
 
   velostream_install_utility_hook();

@@ -1,5 +1,6 @@
 // Stream creation: the partition log tables behind a stream fed by
 // INSERT/COPY, and its catalog rows.
+#include "pg/event_time.h"
 #include "pg/types.h"
 #include "pg/velostream.h"
 
@@ -118,6 +119,8 @@ void velostream_create_stream(Oid relid) {
                       errmsg("column name \"%s\" is reserved in streams", VELOSTREAM_XID_COLUMN)));
   }
   bool kafka = velostream_is_kafka_server(GetForeignServerIdByRelId(relid));
+  StreamEventTime event_time;
+  (void)velostream_stream_event_time(relid, &event_time);  // checks the options
   if (kafka) {
     check_kafka_stream(relid, desc);
   } else {

@@ -130,7 +130,21 @@ void check_alter(AlterTableStmt* stmt) {
         // the views' ownership were set up for it (velostream.streams).
         ListCell* oc;
         foreach (oc, (List*)cmd->def) {
-          if (strcmp(((DefElem*)lfirst(oc))->defname, "partitions") == 0)
+          DefElem* opt = (DefElem*)lfirst(oc);
+          // The event time column is fixed too: the views' windows and the
+          // partitions' watermarks were computed from it.
+          if (strcmp(opt->defname, "event_time") == 0)
+            ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                            errmsg("cannot change the event time column of stream \"%s\"", stmt->relation->relname),
+                            errdetail("Its partitions' watermarks were computed from the column it was created with."),
+                            errhint("Create a new stream with OPTIONS (event_time 'column'), and views on it.")));
+          if ((strcmp(opt->defname, "watermark_delay") == 0 || strcmp(opt->defname, "idle_timeout") == 0) &&
+              opt->defaction != DEFELEM_DROP && velostream_table_option(relid, "event_time") == nullptr)
+            ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+                            errmsg("option \"%s\" of stream \"%s\" needs option \"event_time\"", opt->defname,
+                                   stmt->relation->relname),
+                            errhint("A stream's event time column is chosen when it is created.")));
+          if (strcmp(opt->defname, "partitions") == 0)
             ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                             errmsg("cannot change the partitions of stream \"%s\"", stmt->relation->relname),
                             errdetail("Its partition logs, its workers and the ownership of its views' groups were "

@@ -12,6 +12,7 @@
 
 #include "engine/batch_codec.h"
 #include "pg/computed.h"
+#include "pg/event_time.h"
 #include "pg/flush.h"
 #include "pg/kafka_source.h"
 #include "pg/stream_writer.h"
@@ -72,6 +73,11 @@ struct WorkerView {
   bool restoring;
   bool runs_functions;         // has an aggregate PostgreSQL runs (pg_aggregate.h) or computed columns
   ComputedColumns* computed;   // its computed columns (pg/computed.h), or NULL
+  // Event time (velostream.views.allowed_lateness, late): rows behind the
+  // view's watermark minus the allowed lateness are late, not counted.
+  int64 lateness_us;
+  bool late_drop;              // late = 'drop': counted, not dead letters
+  uint64 late_events;          // late rows since the last recorded statistics
 };
 
 // Changelog compaction: a snapshot of all groups replaces the changelog
@@ -91,7 +97,17 @@ int ncolumns = 0;
 MemoryContext batch_cxt;           // detoasted values of the current batch
 SPIPlanPtr stats_plan = nullptr;
 KafkaSource* kafka = nullptr;      // set for Kafka streams
-bool worker_error_recorded = false;  // stream_partitions.worker_error is set
+bool worker_error_recorded = false;
+// The stream's event time (event_time.h), read each cycle; the column is
+// fixed at CREATE. The cycle's watermark of the views (has_watermark), and
+// the largest event time among the rows this partition applied in it.
+StreamEventTime event_time;
+bool has_event_time = false;
+bool has_watermark = false;
+int64 watermark = 0;
+bool cycle_has_event = false;
+int64 cycle_max_event = 0;
+uint64 cycle_rows = 0;  // stream_partitions.worker_error is set
 
 void delete_aggregator(void* arg) { delete static_cast<eng::ViewAggregator*>(arg); }
 void delete_string(void* arg) { delete static_cast<std::string*>(arg); }
@@ -488,7 +504,8 @@ void refresh_views() {
   Datum args[1] = {ObjectIdGetDatum(stream_oid)};
   int rc = SPI_execute_with_args(
       "SELECT view::oid, coalesce(state_table::oid, 0), start_snapshot::text, query_tree, owned, "
-      "restored_snapshot::text, restoring FROM velostream.views WHERE stream = $1 ORDER BY view::oid",
+      "restored_snapshot::text, restoring, (extract(epoch FROM allowed_lateness) * 1000000)::int8, late = 'drop' "
+      "FROM velostream.views WHERE stream = $1 ORDER BY view::oid",
       1, argtypes, args, NULL, true, 0);
   if (rc != SPI_OK_SELECT) elog(ERROR, "velostream: reading velostream.views failed");
   ListCell* lc;
@@ -519,6 +536,8 @@ void refresh_views() {
       elog(LOG, "velostream: worker %s/%d runs continuous view %s", stream_name, partition_no, get_rel_name(view));
     }
     found->seen = true;
+    found->lateness_us = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 8, &isnull));
+    found->late_drop = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 9, &isnull));
   }
   foreach (lc, views) {
     WorkerView* v = (WorkerView*)lfirst(lc);
@@ -540,6 +559,7 @@ void refresh_views() {
       eng::mark_used_columns(*v->desc->plan, used);
       if (v->computed != nullptr) velostream_computed_mark_used(v->computed, used);
     }
+    if (has_event_time) (*used)[event_time.column] = 1;  // the partition's watermark reads it
     for (int c = 0; c < ncolumns; ++c) {
       eng::Column& col = batch->columns[c];
       col.used = (*used)[c] != 0;
@@ -574,8 +594,8 @@ void dead_letter(const char* payload, const char* reason) {
 
 // A row a view's computed columns could not be evaluated for: a dead letter
 // naming the view and the error; the view skips the row, the stream goes on.
-void computed_error(const eng::RecordBatch& b, size_t row, const char* message, void* arg) {
-  WorkerView* v = static_cast<WorkerView*>(arg);
+// Row `row` of batch `b` as a dead letter's payload: "(v1,v2,...)".
+char* row_payload(const eng::RecordBatch& b, size_t row) {
   StringInfoData payload;
   initStringInfo(&payload);
   appendStringInfoChar(&payload, '(');
@@ -591,7 +611,12 @@ void computed_error(const eng::RecordBatch& b, size_t row, const char* message, 
     appendStringInfoString(&payload, OidOutputFunctionCall(out, d));
   }
   appendStringInfoChar(&payload, ')');
-  dead_letter(payload.data, psprintf("continuous view \"%s\": %s", get_rel_name(v->view), message));
+  return payload.data;
+}
+
+void computed_error(const eng::RecordBatch& b, size_t row, const char* message, void* arg) {
+  WorkerView* v = static_cast<WorkerView*>(arg);
+  dead_letter(row_payload(b, row), psprintf("continuous view \"%s\": %s", get_rel_name(v->view), message));
 }
 
 // Columns that hold a view's computed columns while it consumes a batch,
@@ -607,10 +632,56 @@ void shrink_columns() {
   batch->columns.resize(ncolumns);
 }
 
+// View v's allowed lateness as an interval (of time only, as it was given).
+Interval* lateness_interval(const WorkerView* v) {
+  Interval* iv = (Interval*)palloc0(sizeof(Interval));
+  iv->time = v->lateness_us;
+  return iv;
+}
+
+// Text of a timestamptz (microseconds since 2000-01-01) for messages.
+const char* timestamptz_text(int64 ts) {
+  return DatumGetCString(DirectFunctionCall1(timestamptz_out, TimestampTzGetDatum((TimestampTz)ts)));
+}
+
+// The late rows of view v's last consume: counted, and dead letters unless
+// the view's late = 'drop'.
+void record_late(WorkerView* v) {
+  const std::vector<uint32_t>& late = v->agg->late_rows();
+  if (late.empty()) return;
+  v->late_events += late.size();
+  if (v->late_drop) return;
+  const eng::Column& ts = batch->columns[event_time.column];
+  const char* column = get_attname(stream_oid, (AttrNumber)(event_time.column + 1), false);
+  const char* view = get_rel_name(v->view);
+  const char* mark = timestamptz_text(watermark);
+  for (uint32_t r : late)
+    dead_letter(row_payload(*batch, r),
+                psprintf("late: continuous view \"%s\": %s %s is behind its watermark %s minus its allowed lateness "
+                         "(%s)",
+                         view, column, timestamptz_text(ts.i64[r]), mark,
+                         DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(lateness_interval(v))))));
+}
+
+// The largest event time of rows [0, rows) of the batch, for the
+// partition's watermark (event_time.h).
+void note_event_times(size_t rows) {
+  cycle_rows += rows;
+  if (!has_event_time) return;
+  const eng::Column& ts = batch->columns[event_time.column];
+  if (!ts.used) return;
+  for (size_t r = 0; r < rows; ++r) {
+    if (ts.null[r]) continue;
+    if (!cycle_has_event || ts.i64[r] > cycle_max_event) cycle_max_event = ts.i64[r];
+    cycle_has_event = true;
+  }
+}
+
 void feed_views(size_t rows) {
   batch->rows = rows;
   batch->xid.resize(rows);
   if (rows == 0) return;
+  note_event_times(rows);
   char error[256] = "";
   ListCell* lc;
   size_t extra = 0;
@@ -632,8 +703,10 @@ void feed_views(size_t rows) {
     enter_owner(v, &owner);
     if (v->computed != nullptr) velostream_compute(v->computed, batch, rows, computed_error, v);
     consume_batch(v, error, sizeof(error));
-    if (error[0] == '\0')  // rows it skipped (a tumble window out of range, an argument that raises): dead letters
+    if (error[0] == '\0') {  // rows it skipped (a tumble window out of range, an argument that raises): dead letters
       for (const eng::RowError& e : v->agg->row_errors()) computed_error(*batch, e.row, e.message.c_str(), v);
+      record_late(v);
+    }
     leave_owner(owner);
     if (error[0]) {
       shrink_columns();
@@ -676,22 +749,25 @@ bool decode_log_batch(const char* data, size_t len, int64_t xid, char* error, si
 
 void record_stats(WorkerView* v, uint64 groups) {
   if (stats_plan == nullptr) {
-    Oid types[5] = {OIDOID, INT4OID, INT8OID, INT8OID, INT8OID};
+    Oid types[6] = {OIDOID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID};
     stats_plan = SPI_prepare(
         "INSERT INTO velostream.view_partition_stats AS s "
-        "(view, partition, events_in, events_selected, groups_upserted, flushes, last_flush) "
-        "VALUES ($1, $2, $3, $4, $5, 1, now()) ON CONFLICT (view, partition) DO UPDATE SET "
+        "(view, partition, events_in, events_selected, groups_upserted, flushes, last_flush, late_events) "
+        "VALUES ($1, $2, $3, $4, $5, 1, now(), $6) ON CONFLICT (view, partition) DO UPDATE SET "
         "events_in = s.events_in + excluded.events_in, events_selected = s.events_selected + excluded.events_selected, "
+        "late_events = s.late_events + excluded.late_events, "
         "groups_upserted = s.groups_upserted + excluded.groups_upserted, flushes = s.flushes + 1, "
         "last_flush = excluded.last_flush, status = 'running', last_error = NULL, sqlstate = NULL, failures = 0, "
         "next_retry = NULL",
-        5, types);
+        6, types);
     if (stats_plan == nullptr) elog(ERROR, "velostream: could not prepare the stats upsert");
     SPI_keepplan(stats_plan);
   }
-  Datum args[5] = {ObjectIdGetDatum(v->view), Int32GetDatum(partition_no), Int64GetDatum((int64)v->agg->rows_in()),
-                   Int64GetDatum((int64)v->agg->rows_selected()), Int64GetDatum((int64)groups)};
+  Datum args[6] = {ObjectIdGetDatum(v->view), Int32GetDatum(partition_no), Int64GetDatum((int64)v->agg->rows_in()),
+                   Int64GetDatum((int64)v->agg->rows_selected()), Int64GetDatum((int64)groups),
+                   Int64GetDatum((int64)v->late_events)};
   SPI_execute_plan(stats_plan, args, NULL, false, 0);
+  v->late_events = 0;
 }
 
 // Consumes the committed batches of a local stream's partition log: decodes
@@ -833,6 +909,56 @@ void flush_view(WorkerView* v) {
   v->agg->clear();
 }
 
+// Event time, at the start of a cycle: the stream's options (watermark_delay
+// and idle_timeout may have been altered), the views' watermark from what the
+// partitions have committed (event_time.h), and each view's late bound.
+void begin_event_time() {
+  cycle_has_event = false;
+  cycle_rows = 0;
+  has_watermark = false;
+  has_event_time = velostream_stream_event_time(stream_oid, &event_time);
+  if (has_event_time) {
+    Oid argtypes[1] = {OIDOID};
+    Datum args[1] = {ObjectIdGetDatum(stream_oid)};
+    if (SPI_execute_with_args("SELECT max_event_time, coalesce(last_input_at, '-infinity') FROM "
+                              "velostream.stream_partitions WHERE stream = $1",
+                              1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+      elog(ERROR, "velostream: reading the watermarks of stream %s failed", stream_name);
+    int n = (int)SPI_processed;
+    int64* max_ts = (int64*)palloc(sizeof(int64) * (n + 1));
+    bool* has = (bool*)palloc(sizeof(bool) * (n + 1));
+    TimestampTz* last = (TimestampTz*)palloc(sizeof(TimestampTz) * (n + 1));
+    for (int i = 0; i < n; ++i) {
+      bool isnull;
+      Datum d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+      has[i] = !isnull;
+      max_ts[i] = isnull ? 0 : DatumGetTimestampTz(d);
+      TimestampTz l = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+      last[i] = TIMESTAMP_NOT_FINITE(l) ? 0 : l;
+    }
+    has_watermark = velostream_view_watermark(event_time, max_ts, has, last, n, GetCurrentTimestamp(), &watermark);
+  }
+  ListCell* lc;
+  foreach (lc, views) {
+    WorkerView* v = (WorkerView*)lfirst(lc);
+    int64 before = 0;
+    if (has_watermark && pg_sub_s64_overflow(watermark, v->lateness_us, &before)) before = PG_INT64_MIN;
+    v->agg->set_late_before(has_watermark ? event_time.column : -1, before);
+  }
+}
+
+// Event time, at the end of a cycle: the partition's largest event time and
+// the time it last received rows, committed with what it consumed.
+void end_event_time() {
+  if (!has_event_time || cycle_rows == 0) return;
+  Oid argtypes[3] = {OIDOID, INT4OID, TIMESTAMPTZOID};
+  Datum args[3] = {ObjectIdGetDatum(stream_oid), Int32GetDatum(partition_no), TimestampTzGetDatum(cycle_max_event)};
+  char nulls[3] = {' ', ' ', cycle_has_event ? ' ' : 'n'};
+  SPI_execute_with_args("UPDATE velostream.stream_partitions SET last_input_at = now(), "
+                        "max_event_time = greatest(max_event_time, $3) WHERE stream = $1 AND partition = $2",
+                        3, argtypes, args, nulls, false, 0);
+}
+
 // One transaction: consume, aggregate, flush. Returns the rows consumed.
 uint64 run_cycle() {
   router = nullptr;  // freed with an aborted cycle's memory
@@ -891,6 +1017,7 @@ uint64 run_cycle() {
   PushActiveSnapshot(snap);
   refresh_views();
   PopActiveSnapshot();
+  begin_event_time();
   const size_t capacity = (size_t)velostream_batch_size;
   const uint64 max_rows = 64 * (uint64)capacity;  // bounds one transaction
   TimestampTz start = GetCurrentTimestamp();
@@ -926,6 +1053,7 @@ uint64 run_cycle() {
   if (consumed > 0) pgstat_report_activity(STATE_RUNNING, "velostream: flushing");
   foreach (lc, views) flush_view((WorkerView*)lfirst(lc));
   if (kafka != nullptr) velostream_kafka_save(kafka, true);
+  end_event_time();
   if (worker_error_recorded) {
     Oid etypes[2] = {OIDOID, INT4OID};
     Datum eargs[2] = {ObjectIdGetDatum(stream_oid), Int32GetDatum(partition_no)};
@@ -1097,6 +1225,7 @@ void velostream_worker_main(Datum arg) {
     int nparts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
     if (strcmp(kind, "kafka") == 0) kafka = velostream_kafka_open(stream_oid, partition_no, nparts, batch);
   }
+  has_event_time = velostream_stream_event_time(stream_oid, &event_time);  // before the first refresh_views
   SPI_finish();
   PopActiveSnapshot();
   CommitTransactionCommand();

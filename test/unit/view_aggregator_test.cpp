@@ -860,3 +860,38 @@ TEST(ViewAggregator, PrepareDropsARowForEveryAggregate) {
   EXPECT_EQ(static_cast<int64_t>(sq.i), 9 + 25);
   EXPECT_EQ(v.rows_selected(), 2u);
 }
+
+TEST(ViewAggregator, LateEventsAreSkippedAfterTheFilterAndListed) {
+  Rows r;
+  r.origin = {"A", "A", "B", "B", "A"};
+  r.delay = {1, 20, 30, 40, 50};
+  r.ts = {100, 99, 200, 98, 101};
+  RecordBatch b;
+  fill(r, &b);
+  ViewPlan p = by_origin_plan();
+  Predicate gt;  // delay > 5: row 0 fails the filter
+  gt.kind = Predicate::Kind::kCompare;
+  gt.op = CmpOp::kGt;
+  gt.domain = CmpDomain::kInt;
+  gt.lhs_col = kDelay;
+  gt.rhs_const.i = 5;
+  p.filter = gt;
+  ViewAggregator v(p);
+  v.set_late_before(kTs, 100);  // ts < 100 is late: rows 1 and 3 (row 0 is filtered out first)
+  ASSERT_TRUE(v.consume(b));
+  EXPECT_EQ(v.late_rows(), (std::vector<uint32_t>{1, 3}));
+  EXPECT_EQ(v.rows_selected(), 2u);
+  auto got = collect(v);
+  EXPECT_EQ(got["A"][0], 1);  // row 4
+  EXPECT_EQ(got["B"][0], 1);  // row 2
+  // NULL event times are never late; column -1 turns the check off.
+  b.columns[kTs].null[1] = 1;
+  v.clear();
+  ASSERT_TRUE(v.consume(b));
+  EXPECT_EQ(v.late_rows(), (std::vector<uint32_t>{3}));
+  v.set_late_before(-1, 0);
+  v.clear();
+  ASSERT_TRUE(v.consume(b));
+  EXPECT_TRUE(v.late_rows().empty());
+  EXPECT_EQ(v.rows_selected(), 4u);
+}

@@ -1,0 +1,44 @@
+-- Event-time options of streams and views, and their errors (issue 11).
+CREATE EXTENSION velostream;
+SET client_min_messages = warning;
+-- The issue's stream, verbatim.
+CREATE FOREIGN TABLE fl (ts timestamptz, delay int, distance int, origin text, destination text)
+  SERVER velostream OPTIONS (event_time 'ts', watermark_delay '30 minutes');
+SELECT ftoptions FROM pg_foreign_table WHERE ftrelid = 'fl'::regclass;
+-- No event yet: no watermark.
+SELECT velostream.watermark('fl') IS NULL AS no_watermark, velostream.watermark('fl', 0) IS NULL AS no_partition_watermark;
+-- Options of a stream.
+CREATE FOREIGN TABLE bad1 (ts timestamptz, v int) SERVER velostream OPTIONS (event_time 'nope');
+CREATE FOREIGN TABLE bad2 (ts timestamp, v int) SERVER velostream OPTIONS (event_time 'ts');
+CREATE FOREIGN TABLE bad3 (ts timestamptz, v int) SERVER velostream OPTIONS (watermark_delay '1 minute');
+CREATE FOREIGN TABLE bad4 (ts timestamptz, v int) SERVER velostream OPTIONS (event_time 'ts', watermark_delay '-1 minute');
+CREATE FOREIGN TABLE bad5 (ts timestamptz, v int) SERVER velostream OPTIONS (event_time 'ts', watermark_delay '1 month');
+CREATE FOREIGN TABLE bad6 (ts timestamptz, v int) SERVER velostream OPTIONS (event_time 'ts', watermark_delay 'soon');
+CREATE FOREIGN TABLE bad7 (ts timestamptz, v int) SERVER velostream OPTIONS (event_time 'ts', idle_timeout '-5 s');
+CREATE FOREIGN TABLE ok1 (ts timestamptz, v int) SERVER velostream OPTIONS (event_time 'ts', idle_timeout '5 s');
+-- The event time column is fixed; the delay and idle timeout can change.
+ALTER FOREIGN TABLE fl OPTIONS (SET event_time 'ts');
+ALTER FOREIGN TABLE fl OPTIONS (SET watermark_delay '1 hour');
+ALTER FOREIGN TABLE fl OPTIONS (ADD idle_timeout '2 minutes');
+ALTER FOREIGN TABLE fl OPTIONS (SET watermark_delay '-1 hour');
+CREATE FOREIGN TABLE plain_s (ts timestamptz, v int) SERVER velostream;
+ALTER FOREIGN TABLE plain_s OPTIONS (ADD watermark_delay '1 hour');
+ALTER FOREIGN TABLE plain_s OPTIONS (ADD event_time 'ts');
+-- Options of a view.
+CREATE MATERIALIZED VIEW lenient WITH (velostream.continuous, velostream.allowed_lateness = '10 minutes') AS
+  SELECT origin, tumble(ts, interval '1 hour') AS hour, count(*) AS n FROM fl GROUP BY origin, tumble(ts, interval '1 hour');
+CREATE MATERIALIZED VIEW dropping WITH (velostream.continuous, velostream.late = 'drop') AS
+  SELECT origin, count(*) AS n FROM fl GROUP BY origin;
+SELECT view, allowed_lateness, late FROM velostream.views ORDER BY view::text;
+CREATE MATERIALIZED VIEW bad_v1 WITH (velostream.continuous, velostream.allowed_lateness = '-1 s') AS
+  SELECT origin, count(*) AS n FROM fl GROUP BY origin;
+CREATE MATERIALIZED VIEW bad_v2 WITH (velostream.continuous, velostream.late = 'ignore') AS
+  SELECT origin, count(*) AS n FROM fl GROUP BY origin;
+CREATE MATERIALIZED VIEW bad_v3 WITH (velostream.continuous, velostream.allowed_lateness = '1 minute') AS
+  SELECT v, count(*) AS n FROM plain_s GROUP BY v;
+CREATE MATERIALIZED VIEW bad_v4 WITH (velostream.continuous, velostream.emit = 'final') AS
+  SELECT origin, count(*) AS n FROM fl GROUP BY origin;
+SELECT column_name FROM information_schema.columns WHERE table_schema = 'velostream' AND table_name = 'stats'
+  AND column_name IN ('late_events', 'partition_watermark', 'watermark') ORDER BY 1;
+DROP FOREIGN TABLE fl, ok1, plain_s CASCADE;
+DROP EXTENSION velostream;

@@ -1,0 +1,134 @@
+// Event time of a stream: options and the watermark rule (event_time.h).
+#include <vector>
+
+#include "engine/watermark.h"
+#include "pg/event_time.h"
+
+#include "pg/velostream.h"
+
+namespace eng = velostream::engine;
+
+int velostream_idle_timeout_ms = 30000;
+
+int64 velostream_parse_event_interval(const char* option, const char* text) {
+  Interval* iv = DatumGetIntervalP(
+      DirectFunctionCall3(interval_in, CStringGetDatum(text), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+  if (iv->month != 0)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("invalid value for option \"%s\": \"%s\"", option, text),
+                    errdetail("Months and years have no fixed length."),
+                    errhint("Give the interval in days, hours, minutes or seconds.")));
+  int64 us;
+  if (pg_mul_s64_overflow((int64)iv->day, USECS_PER_DAY, &us) || pg_add_s64_overflow(us, iv->time, &us))
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("invalid value for option \"%s\": \"%s\"", option, text),
+                    errdetail("The interval is out of range.")));
+  if (us < 0)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("invalid value for option \"%s\": \"%s\"", option, text),
+                    errdetail("The interval must not be negative.")));
+  return us;
+}
+
+bool velostream_stream_event_time(Oid stream, StreamEventTime* out) {
+  *out = StreamEventTime();
+  out->idle_timeout_us = (int64)velostream_idle_timeout_ms * 1000;
+  const char* column = velostream_table_option(stream, "event_time");
+  const char* delay = velostream_table_option(stream, "watermark_delay");
+  const char* idle = velostream_table_option(stream, "idle_timeout");
+  if (column == nullptr) {
+    if (delay != nullptr || idle != nullptr)
+      ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+                      errmsg("option \"%s\" of stream \"%s\" needs option \"event_time\"",
+                             delay != nullptr ? "watermark_delay" : "idle_timeout", get_rel_name(stream)),
+                      errhint("Add OPTIONS (event_time 'column'), naming the timestamptz column of each event's "
+                              "time.")));
+    return false;
+  }
+  AttrNumber attno = get_attnum(stream, column);
+  if (attno == InvalidAttrNumber)
+    ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+                    errmsg("option \"event_time\" of stream \"%s\" names no column: \"%s\"", get_rel_name(stream),
+                           column),
+                    errhint("Name the stream's timestamptz column that holds each event's time.")));
+  if (get_atttype(stream, attno) != TIMESTAMPTZOID)
+    ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+                    errmsg("event time column \"%s\" of stream \"%s\" is of type %s", column, get_rel_name(stream),
+                           format_type_be(get_atttype(stream, attno))),
+                    errhint("The event time must be a timestamptz column.")));
+  out->column = attno - 1;
+  if (delay != nullptr) out->delay_us = velostream_parse_event_interval("watermark_delay", delay);
+  if (idle != nullptr) out->idle_timeout_us = velostream_parse_event_interval("idle_timeout", idle);
+  return true;
+}
+
+bool velostream_view_watermark(const StreamEventTime& et, const int64* max_event_time, const bool* has_event,
+                               const TimestampTz* last_input, int n, TimestampTz now, int64* watermark) {
+  std::vector<eng::PartitionEventTime> parts(n);
+  for (int i = 0; i < n; ++i) {
+    parts[i].has_event = has_event[i];
+    parts[i].max_event_time = max_event_time[i];
+    parts[i].has_input = last_input[i] != 0;
+    parts[i].last_input = last_input[i];
+  }
+  int64_t wm = 0;
+  if (!eng::view_watermark(parts.data(), n, et.delay_us, et.idle_timeout_us, now, &wm)) return false;
+  *watermark = wm;
+  return true;
+}
+
+extern "C" {
+PGDLLEXPORT Datum velostream_watermark(PG_FUNCTION_ARGS);
+PG_FUNCTION_INFO_V1(velostream_watermark);
+}
+
+/// velostream.watermark(stream regclass, partition int DEFAULT NULL) RETURNS
+/// timestamptz: the watermark of the stream's views (partition NULL; the rule
+/// of velostream_view_watermark at the current time), or of one partition
+/// (its largest event time minus watermark_delay). NULL for a stream without
+/// event_time, a partition that saw no event yet, or no such stream.
+Datum velostream_watermark(PG_FUNCTION_ARGS) {
+  if (PG_ARGISNULL(0)) PG_RETURN_NULL();
+  Oid stream = PG_GETARG_OID(0);
+  bool one = !PG_ARGISNULL(1);
+  int partition = one ? PG_GETARG_INT32(1) : -1;
+  if (!velostream_is_stream(stream)) PG_RETURN_NULL();
+  StreamEventTime et;
+  if (!velostream_stream_event_time(stream, &et)) PG_RETURN_NULL();
+  // The catalog belongs to velostream: read it with its rights, whoever asks
+  // (velostream.stats is PUBLIC).
+  Oid save_userid;
+  int save_sec;
+  velostream_begin_as_superuser(&save_userid, &save_sec);
+  SPI_connect();
+  Oid argtypes[1] = {OIDOID};
+  Datum args[1] = {ObjectIdGetDatum(stream)};
+  if (SPI_execute_with_args("SELECT partition, max_event_time, coalesce(last_input_at, '-infinity') FROM "
+                            "velostream.stream_partitions WHERE stream = $1",
+                            1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+    elog(ERROR, "velostream: reading velostream.stream_partitions failed");
+  int n = (int)SPI_processed;
+  int64* max_ts = (int64*)palloc(sizeof(int64) * (n + 1));
+  bool* has = (bool*)palloc(sizeof(bool) * (n + 1));
+  TimestampTz* last = (TimestampTz*)palloc(sizeof(TimestampTz) * (n + 1));
+  bool found = false;
+  int64 result = 0;
+  for (int i = 0; i < n; ++i) {
+    bool isnull;
+    int p = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+    Datum d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+    has[i] = !isnull;
+    max_ts[i] = isnull ? 0 : DatumGetTimestampTz(d);
+    TimestampTz l = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
+    last[i] = TIMESTAMP_NOT_FINITE(l) ? 0 : l;
+    if (one && p == partition && has[i]) {
+      found = true;
+      result = max_ts[i] - et.delay_us;
+    }
+  }
+  if (!one) found = velostream_view_watermark(et, max_ts, has, last, n, GetCurrentTimestamp(), &result);
+  SPI_finish();
+  velostream_end_as_superuser(save_userid, save_sec);
+  if (!found) PG_RETURN_NULL();
+  PG_RETURN_TIMESTAMPTZ(result);
+}

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Event time (issue 11, first part): watermarks and late events on real
+# flights (January 2001, 508,239 rows, in time order).
+#  1. The issue's stream DDL, verbatim: each partition's watermark is its
+#     largest event time minus watermark_delay, the views' watermark the
+#     minimum over the partitions (velostream.stats, velostream.watermark).
+#     In-order rows: no late event, views equal their batch queries.
+#  2. Rows behind the watermark: a view with allowed_lateness '10 minutes'
+#     counts a row 5 minutes behind and not one 60 minutes behind; a view
+#     without lateness counts neither. Late rows are counted in late_events,
+#     recorded in velostream.errors (reason 'late: ...') unless the view's
+#     late = 'drop', and never counted in the view.
+#  3. Rows reordered with a disorder (< 20 minutes) smaller than the
+#     watermark delay, COPYed in 20 transactions while a worker is killed
+#     with SIGKILL: no late event, every view exact.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+source "$root/test/cluster.sh"
+work=$(mktemp -d /tmp/velostream-et.XXXXXX)
+chmod 755 "$work"
+trap 'cluster_stop; rm -rf "$work"' EXIT
+# A long idle timeout: partitions that finished their rows keep holding the
+# watermark back (the idle rule is unit-tested in test/unit/watermark_test.cpp).
+cluster_start /tmp/velostream-et-pg 55448 "velostream.flush_interval = 50" "velostream.idle_timeout = '1h'"
+zcat "$root/data/flights-2001-01.csv.gz" | tail -n +2 > "$work/flights.csv"
+rows=$(wc -l < "$work/flights.csv")
+chmod 644 "$work/flights.csv"
+
+npass=0; nfail=0
+pass() { echo "PASS: $*"; npass=$((npass + 1)); }
+failed() { echo "FAIL: $*"; nfail=$((nfail + 1)); }
+# same VIEW ORACLE WHAT: the view equals its batch query (EXCEPT ALL both ways)
+same() {
+  local d
+  d=$(psql_c "SELECT count(*) FROM ((TABLE $1 EXCEPT ALL TABLE $2) UNION ALL (TABLE $2 EXCEPT ALL TABLE $1)) d" 2>&1)
+  [ "$d" = 0 ] && pass "$3: $1 equals its batch query ($(psql_c "SELECT count(*) FROM $1") groups)" \
+    || failed "$3: $1 differs from its batch query: $d"
+}
+wait_view() {
+  [ "$(psql_c "SELECT velostream.wait('$1', '120 s')")" = t ] || failed "velostream.wait('$1') timed out"
+}
+HOURLY="SELECT origin, tumble(ts, interval '1 hour') AS hour, count(*) AS n, avg(delay) AS avg_delay
+  FROM %s GROUP BY origin, tumble(ts, interval '1 hour')"
+
+# 1. The issue's stream, verbatim, and two views.
+psql_c "CREATE EXTENSION velostream;
+CREATE FOREIGN TABLE fl (ts timestamptz, delay int, distance int, origin text, destination text)
+  SERVER velostream OPTIONS (event_time 'ts', watermark_delay '30 minutes');
+CREATE MATERIALIZED VIEW lenient WITH (velostream.continuous, velostream.allowed_lateness = '10 minutes') AS
+  $(printf "$HOURLY" fl);
+CREATE MATERIALIZED VIEW strict WITH (velostream.continuous, velostream.late = 'drop') AS
+  $(printf "$HOURLY" fl);
+CREATE TABLE truth (ts timestamptz, delay int, distance int, origin text, destination text);
+CREATE TABLE late_rows (ts timestamptz, delay int, distance int, origin text, destination text, lenient_late boolean);
+CREATE VIEW oracle_lenient AS $(printf "$HOURLY" "(SELECT * FROM truth EXCEPT ALL SELECT ts, delay, distance, origin, destination FROM late_rows WHERE lenient_late) t");
+CREATE VIEW oracle_strict AS $(printf "$HOURLY" "(SELECT * FROM truth EXCEPT ALL SELECT ts, delay, distance, origin, destination FROM late_rows) t");" \
+  || failed "creating the stream and views"
+split -n l/5 -d "$work/flights.csv" "$work/chunk."
+for c in "$work"/chunk.*; do
+  chmod 644 "$c"
+  psql_c "\\copy fl FROM '$c' (FORMAT csv)" || failed "COPY $c"
+done
+psql_c "\\copy truth FROM '$work/flights.csv' (FORMAT csv)"
+wait_view lenient; wait_view strict
+got=$(psql_c "SELECT (SELECT max(partition_watermark) FROM velostream.stats WHERE view = 'lenient'::regclass)
+                     = (SELECT max(ts) - interval '30 minutes' FROM truth),
+                     (SELECT min(partition_watermark) FROM velostream.stats WHERE view = 'lenient'::regclass)
+                     = velostream.watermark('fl'),
+                     (SELECT count(DISTINCT watermark) FROM velostream.stats) = 1,
+                     (SELECT count(*) FROM velostream.stream_partitions WHERE stream = 'fl'::regclass
+                        AND max_event_time IS NOT NULL) = 2")
+[ "$got" = "t|t|t|t" ] && pass "in order: partition watermarks are their largest event time - 30 minutes, the view's their minimum ($(psql_c "SELECT velostream.watermark('fl')"))" \
+  || failed "in order: watermarks: $got ($(psql_c "SELECT string_agg(partition || '=' || partition_watermark, ' ') FROM velostream.stats WHERE view = 'lenient'::regclass"))"
+got=$(psql_c "SELECT sum(late_events) FROM velostream.stats")
+[ "$got" = 0 ] && pass "in order: no late event" || failed "in order: $got late events"
+same lenient oracle_lenient "in order"
+same strict oracle_strict "in order"
+
+# 2. Late rows: 5 minutes behind the watermark (late for strict only) and 60
+#    minutes behind (late for both); then one ahead of it.
+wm=$(psql_c "SELECT velostream.watermark('fl')")
+psql_c "INSERT INTO late_rows VALUES ('$wm'::timestamptz - interval '5 minutes', 7, 100, 'ORD', 'LAX', false),
+                                   ('$wm'::timestamptz - interval '60 minutes', 9, 200, 'ATL', 'SFO', true);
+        INSERT INTO fl SELECT ts, delay, distance, origin, destination FROM late_rows;
+        INSERT INTO truth SELECT ts, delay, distance, origin, destination FROM late_rows;"
+wait_view lenient; wait_view strict
+psql_c "INSERT INTO fl VALUES ('$wm'::timestamptz + interval '2 hours', 1, 300, 'DEN', 'BOS');
+        INSERT INTO truth VALUES ('$wm'::timestamptz + interval '2 hours', 1, 300, 'DEN', 'BOS');"
+wait_view lenient; wait_view strict
+got=$(psql_c "SELECT string_agg(view::text || '=' || n, ' ' ORDER BY view::text) FROM
+                (SELECT view, sum(late_events) AS n FROM velostream.stats GROUP BY view) s")
+[ "$got" = "lenient=1 strict=2" ] && pass "late events counted per view ($got)" || failed "late_events: $got (want lenient=1 strict=2)"
+got=$(psql_c "SELECT count(*), min(payload), bool_and(reason LIKE 'late: continuous view \"lenient\": ts % is behind its watermark % minus its allowed lateness (00:10:00)')
+              FROM velostream.errors WHERE reason LIKE 'late%'")
+[ "${got%%|*}" = 1 ] && [ "${got##*|}" = t ] && pass "the late row of lenient is in velostream.errors ($got)" \
+  || failed "late rows in velostream.errors: $got ($(psql_c "SELECT string_agg(reason, ' / ') FROM velostream.errors"))"
+same lenient oracle_lenient "late rows"
+same strict oracle_strict "late rows"
+
+# 3. Reordered rows (disorder below 20 minutes) into a second stream, with
+#    a worker killed while they arrive.
+psql_c "CREATE FOREIGN TABLE fl2 (ts timestamptz, delay int, distance int, origin text, destination text)
+  SERVER velostream OPTIONS (event_time 'ts', watermark_delay '30 minutes', partitions '2');
+CREATE MATERIALIZED VIEW reordered WITH (velostream.continuous) AS $(printf "$HOURLY" fl2);
+CREATE TABLE jan (ts timestamptz, delay int, distance int, origin text, destination text);
+CREATE VIEW oracle_reordered AS $(printf "$HOURLY" jan);"
+psql_c "\\copy jan FROM '$work/flights.csv' (FORMAT csv)"
+# 20-minute buckets, rows in random order within each (seeded)
+awk -v OFS=, 'BEGIN {srand(11)} {m = substr($0, 9, 2) * 1440 + substr($0, 12, 2) * 60 + substr($0, 15, 2);
+  print int(m / 20) "|" rand() "|" $0}' "$work/flights.csv" | sort -t'|' -k1,1n -k2,2 | cut -d'|' -f3- > "$work/reordered.csv"
+chmod 644 "$work/reordered.csv"
+got=$(awk -F, '{m = substr($1, 9, 2) * 1440 + substr($1, 12, 2) * 60 + substr($1, 15, 2); if (m > max) max = m;
+  if (max - m > d) d = max - m} END {print d}' "$work/reordered.csv")
+[ "$got" -gt 0 ] && [ "$got" -lt 20 ] && pass "reordered: largest disorder $got minutes (below the 30-minute delay)" \
+  || failed "reordered: disorder $got minutes"
+split -n l/20 -d "$work/reordered.csv" "$work/r."
+i=0
+for c in "$work"/r.*; do
+  chmod 644 "$c"
+  psql_c "\\copy fl2 FROM '$c' (FORMAT csv)" || failed "COPY $c"
+  i=$((i + 1))
+  if [ "$i" = 10 ]; then
+    pid=$(pgrep -P "$(head -n 1 "$VS_DIR/data/postmaster.pid")" -f "velostream worker" | head -n 1)
+    kill -9 "$pid" && echo "killed worker $pid"
+    for _ in $(seq 1 1200); do "$PGBIN/pg_isready" -q -h "$VS_DIR" -p "$VS_PORT" && break; sleep 0.1; done
+    sleep 1
+  fi
+done
+wait_view reordered
+got=$(psql_c "SELECT coalesce(sum(late_events), 0), sum(events_in) FROM velostream.stats WHERE view = 'reordered'::regclass")
+[ "$got" = "0|$rows" ] && pass "reordered, a worker killed: no late event, $rows rows read once" \
+  || failed "reordered: late_events|events_in = $got (want 0|$rows)"
+same reordered oracle_reordered "reordered, a worker killed"
+
+echo "(all checks done after ${SECONDS}s)"
+echo "$npass passed, $nfail failed"
+[ $nfail = 0 ]
