@@ -1,6 +1,7 @@
 -- Event-time options of streams and views, and their errors (issue 11).
 CREATE EXTENSION velostream;
 SET client_min_messages = warning;
+SET TIME ZONE 'UTC';
 -- The issue's stream, verbatim.
 CREATE FOREIGN TABLE fl (ts timestamptz, delay int, distance int, origin text, destination text)
   SERVER velostream OPTIONS (event_time 'ts', watermark_delay '30 minutes');
@@ -40,5 +41,27 @@ CREATE MATERIALIZED VIEW bad_v4 WITH (velostream.continuous, velostream.emit = '
   SELECT origin, count(*) AS n FROM fl GROUP BY origin;
 SELECT column_name FROM information_schema.columns WHERE table_schema = 'velostream' AND table_name = 'stats'
   AND column_name IN ('late_events', 'partition_watermark', 'watermark') ORDER BY 1;
+-- Window functions: hop and cumulate as real set-returning functions;
+-- session() only in continuous views.
+SELECT * FROM hop('2001-01-01 10:20:00+00', interval '15 minutes', interval '1 hour');
+SELECT * FROM hop('2001-01-01 10:15:00+00', interval '15 minutes', interval '1 hour');
+SELECT count(*) FROM hop('2001-01-01 10:20:00+00', interval '20 minutes', interval '30 minutes');
+SELECT * FROM cumulate('2001-01-01 10:20:00+00', interval '15 minutes', interval '1 hour');
+SELECT origin, w.window_start, count(*) FROM (VALUES ('2001-01-01 10:20:00+00'::timestamptz, 'ORD'),
+  ('2001-01-01 10:50:00+00', 'ORD')) f(ts, origin), hop(f.ts, interval '30 minutes', interval '1 hour') AS w
+  GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT * FROM hop('2001-01-01 10:20:00+00', interval '0', interval '1 hour');
+SELECT * FROM hop('2001-01-01 10:20:00+00', interval '1 month', interval '2 months');
+SELECT * FROM cumulate('2001-01-01 10:20:00+00', interval '25 minutes', interval '1 hour');
+SELECT session('2001-01-01 10:20:00+00', interval '30 minutes');
+-- Not in continuous views yet.
+CREATE FOREIGN TABLE fl3 (ts timestamptz, origin text) SERVER velostream OPTIONS (event_time 'ts');
+CREATE MATERIALIZED VIEW hop_v WITH (velostream.continuous) AS
+  SELECT f.origin, w.window_start, w.window_end, count(*) AS n
+  FROM fl3 f, hop(f.ts, interval '15 minutes', interval '1 hour') AS w
+  GROUP BY f.origin, w.window_start, w.window_end;
+CREATE MATERIALIZED VIEW sess_v WITH (velostream.continuous) AS
+  SELECT origin, session(ts, interval '30 minutes') AS s, count(*) AS n FROM fl3 GROUP BY origin, session(ts, interval '30 minutes');
+DROP FOREIGN TABLE fl3;
 DROP FOREIGN TABLE fl, ok1, plain_s CASCADE;
 DROP EXTENSION velostream;

@@ -294,3 +294,66 @@ BEGIN
     PERFORM pg_sleep(0.02);
   END LOOP;
 END $$;
+
+-- Window functions of issue 11, as real functions so that a view's query
+-- also runs as a batch query (continuous views do not accept hop, cumulate
+-- and session yet). Windows are aligned on the Unix epoch, as tumble's.
+-- hop(ts, slide, size): every hopping window of length `size`, one starting
+-- every `slide`, that holds ts (window_start <= ts < window_end): size / slide
+-- windows when slide divides size.
+CREATE FUNCTION @extschema@.hop(ts timestamptz, slide interval, size interval,
+                                OUT window_start timestamptz, OUT window_end timestamptz)
+  RETURNS SETOF record LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE ROWS 4 AS $$
+BEGIN
+  IF slide <= interval '0' OR size <= interval '0' THEN
+    RAISE EXCEPTION 'hop() slide and size must be greater than zero' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF extract(month FROM slide) <> 0 OR extract(year FROM slide) <> 0
+     OR extract(month FROM size) <> 0 OR extract(year FROM size) <> 0 THEN
+    RAISE EXCEPTION 'hop() slide and size must not contain months or years'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Give them in days, hours, minutes or seconds.';
+  END IF;
+  RETURN QUERY
+    SELECT s, s + size
+      FROM generate_series(date_bin(slide, ts - size, '1970-01-01 00:00:00+00') + slide,
+                           date_bin(slide, ts, '1970-01-01 00:00:00+00'), slide) s
+     WHERE ts < s + size;
+END $$;
+
+-- cumulate(ts, step, size): Flink's cumulative windows. Each window of length
+-- `size` (aligned as tumble's) is reported growing by `step`: the windows
+-- (start, start + step), (start, start + 2 step), ..., (start, start + size)
+-- that hold ts. `step` must divide `size`.
+CREATE FUNCTION @extschema@.cumulate(ts timestamptz, step interval, size interval,
+                                     OUT window_start timestamptz, OUT window_end timestamptz)
+  RETURNS SETOF record LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE ROWS 4 AS $$
+DECLARE
+  start timestamptz;
+BEGIN
+  IF step <= interval '0' OR size <= interval '0' THEN
+    RAISE EXCEPTION 'cumulate() step and size must be greater than zero' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF extract(month FROM step) <> 0 OR extract(year FROM step) <> 0
+     OR extract(month FROM size) <> 0 OR extract(year FROM size) <> 0 THEN
+    RAISE EXCEPTION 'cumulate() step and size must not contain months or years'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Give them in days, hours, minutes or seconds.';
+  END IF;
+  IF extract(epoch FROM size)::numeric % extract(epoch FROM step)::numeric <> 0 THEN
+    RAISE EXCEPTION 'cumulate() step % does not divide size %', step, size USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  start := date_bin(size, ts, '1970-01-01 00:00:00+00');
+  RETURN QUERY
+    SELECT start, e FROM generate_series(start + step, start + size, step) e WHERE ts < e;
+END $$;
+
+-- session(ts, gap): the start of ts's session of a key (events at most `gap`
+-- apart). Only a continuous view can compute it (a session depends on the
+-- other events of its key); anywhere else it raises.
+CREATE FUNCTION @extschema@.session(ts timestamptz, gap interval) RETURNS timestamptz
+  LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+  RAISE EXCEPTION 'session() is only computed by continuous views'
+    USING ERRCODE = 'feature_not_supported',
+          DETAIL = 'A session''s start depends on the other events of its key, not on one row.',
+          HINT = 'In a batch query, number the sessions with lag() and a running sum: sum((ts - lag(ts) OVER w > gap)::int) OVER w.';
+END $$;

@@ -21,11 +21,15 @@ bool view_watermark(const PartitionEventTime* parts, int n, int64_t delay, int64
   int64_t min_active = std::numeric_limits<int64_t>::max(), max_all = std::numeric_limits<int64_t>::min();
   for (int i = 0; i < n; ++i) {
     const PartitionEventTime& p = parts[i];
-    if (!p.has_event) continue;
+    const bool idle = !p.has_input || minus(now, p.last_input) > idle_timeout;
+    if (!p.has_event) {
+      if (!idle) return false;  // it may still bring anything: no watermark yet
+      continue;
+    }
     const int64_t wm = minus(p.max_event_time, delay);
     any = true;
     max_all = std::max(max_all, wm);
-    if (!p.has_input || minus(now, p.last_input) > idle_timeout) continue;  // idle
+    if (idle) continue;
     any_active = true;
     min_active = std::min(min_active, wm);
   }

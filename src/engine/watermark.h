@@ -11,17 +11,19 @@ namespace velostream::engine {
 struct PartitionEventTime {
   bool has_event = false;  ///< false: no event yet
   int64_t max_event_time = 0;
-  bool has_input = false;  ///< false: no rows yet
-  int64_t last_input = 0;
+  bool has_input = false;  ///< false: never any input (then idle, whatever last_input)
+  int64_t last_input = 0;  ///< when it last received rows, or the stream was created
 };
 
 /// The watermark of the views of a stream whose partitions are `parts[0..n)`,
 /// at time `now`: the minimum over the partitions of max_event_time - delay,
-/// leaving out the partitions that saw no event and those that received no
-/// rows for longer than `idle_timeout` (an idle partition does not hold the
-/// watermark back); when every partition with an event is idle, the largest
-/// of their watermarks. Returns false (no watermark) if no partition saw an
-/// event. Times in microseconds; the subtraction saturates.
+/// leaving out the idle partitions, those that received no rows for longer
+/// than `idle_timeout` (for a partition that never received any, give the
+/// stream's creation as its last input). A partition that is not idle but
+/// saw no event yet holds the watermark back entirely: false (no watermark),
+/// as a split without a watermark holds back Flink's. When every partition
+/// with an event is idle, the largest of their watermarks; false if no
+/// partition saw an event. Times in microseconds; the subtraction saturates.
 /// The rule follows Flink's per-split watermarks with idleness
 /// (WatermarkStrategy.withIdleness), with the all-idle case advancing to the
 /// most advanced partition instead of stalling.

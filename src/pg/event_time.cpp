@@ -103,8 +103,9 @@ Datum velostream_watermark(PG_FUNCTION_ARGS) {
   SPI_connect();
   Oid argtypes[1] = {OIDOID};
   Datum args[1] = {ObjectIdGetDatum(stream)};
-  if (SPI_execute_with_args("SELECT partition, max_event_time, coalesce(last_input_at, '-infinity') FROM "
-                            "velostream.stream_partitions WHERE stream = $1",
+  if (SPI_execute_with_args("SELECT p.partition, p.max_event_time, coalesce(p.last_input_at, s.created_at, '-infinity') FROM "
+                            "velostream.stream_partitions p JOIN velostream.streams s USING (stream) "
+                            "WHERE p.stream = $1",
                             1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
     elog(ERROR, "velostream: reading velostream.stream_partitions failed");
   int n = (int)SPI_processed;

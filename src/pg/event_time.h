@@ -33,10 +33,7 @@ bool velostream_stream_event_time(Oid stream, StreamEventTime* out);
 /// engine/watermark.h's rule over PostgreSQL values: the watermark of a view of a stream whose partitions saw the events in
 /// `max_event_time[0..n)` (microseconds since 2000-01-01; `has_event[i]`
 /// false where partition i saw none yet) and last received rows at
-/// `last_input[i]` (TimestampTz; 0 never): the minimum over the partitions
-/// of max_event_time - delay, leaving out the partitions idle for longer than
-/// idle_timeout at `now` and those that saw no event; when every partition
-/// is left out, the maximum of their watermarks. False if no partition saw an
-/// event (no watermark yet).
+/// `last_input[i]` (TimestampTz: the last rows, or the stream's creation; 0:
+/// idle): see engine::view_watermark. False: no watermark yet.
 bool velostream_view_watermark(const StreamEventTime& et, const int64* max_event_time, const bool* has_event,
                                const TimestampTz* last_input, int n, TimestampTz now, int64* watermark);

@@ -227,12 +227,28 @@ void translate_predicate(Node* n, Query* query, eng::Predicate* p) {
               "WHERE may compare columns and constants with =, <>, <, <=, >, >=, IN, IS NULL, AND, OR, NOT.");
 }
 
-// True if `funcid` is velostream's tumble(timestamptz, interval).
-bool is_tumble(Oid funcid) {
+// True if `funcid` is velostream's function `name` (tumble, hop, session).
+bool is_window_function(Oid funcid, const char* name) {
   Oid ext = get_extension_oid("velostream", true);
   if (!OidIsValid(ext) || getExtensionOfObject(ProcedureRelationId, funcid) != ext) return false;
-  char* name = get_func_name(funcid);
-  return name != nullptr && strcmp(name, "tumble") == 0;
+  char* fname = get_func_name(funcid);
+  return fname != nullptr && strcmp(fname, name) == 0;
+}
+
+// True if `funcid` is velostream's tumble(timestamptz, interval).
+bool is_tumble(Oid funcid) { return is_window_function(funcid, "tumble"); }
+
+// Finds a call of velostream's session() (which raises outside a view, so it
+// must not reach the executor's per-row path).
+bool calls_session(Node* node, void* context);
+// The walker as nodeFuncs.h's untyped callback (through void (*)(), the
+// cast GCC accepts between function types).
+bool (*const calls_session_walker)() = reinterpret_cast<bool (*)()>(reinterpret_cast<void (*)()>(calls_session));
+bool calls_session(Node* node, void* context) {
+  if (node == nullptr) return false;
+  if (IsA(node, FuncExpr) && is_window_function(((FuncExpr*)node)->funcid, "session")) return true;
+  if (IsA(node, Query)) return query_tree_walker((Query*)node, calls_session_walker, context, 0);
+  return expression_tree_walker(node, calls_session_walker, context);
 }
 
 // A GROUP BY expression: a column, or tumble(column, constant interval).
@@ -586,11 +602,30 @@ ViewDesc* velostream_translate_query(Query* query) {
   describing = nullptr;
   if (query->commandType != CMD_SELECT || query->utilityStmt != NULL)
     unsupported("a statement other than SELECT", nullptr, query, nullptr);
+  if (calls_session((Node*)query, nullptr))
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("session windows are not supported by continuous views yet"),
+                    errhint("Group by tumble(ts, size) windows for now.")));
   if (list_length(query->rtable) != 1 || list_length(query->jointree->fromlist) != 1 ||
-      !IsA(linitial(query->jointree->fromlist), RangeTblRef))
+      !IsA(linitial(query->jointree->fromlist), RangeTblRef)) {
+    ListCell* lc;
+    foreach (lc, query->rtable) {
+      RangeTblEntry* r = (RangeTblEntry*)lfirst(lc);
+      if (r->rtekind == RTE_FUNCTION && list_length(r->functions) == 1) {
+        Node* call = ((RangeTblFunction*)linitial(r->functions))->funcexpr;
+        if (IsA(call, FuncExpr) && (is_window_function(((FuncExpr*)call)->funcid, "hop") ||
+                                    is_window_function(((FuncExpr*)call)->funcid, "cumulate")))
+          ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                          errmsg("%s() windows are not supported by continuous views yet",
+                                 get_func_name(((FuncExpr*)call)->funcid)),
+                          errhint("Group by tumble(ts, size) windows for now; %s() runs in batch queries.",
+                                  get_func_name(((FuncExpr*)call)->funcid))));
+      }
+    }
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                     errmsg("a continuous view must read exactly one stream"),
                     errhint("Joins, subqueries and set-returning functions in FROM are not supported.")));
+  }
   RangeTblEntry* rte = static_cast<RangeTblEntry*>(linitial(query->rtable));
   if (rte->rtekind != RTE_RELATION || !velostream_is_stream(rte->relid))
     ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),

@@ -920,8 +920,9 @@ void begin_event_time() {
   if (has_event_time) {
     Oid argtypes[1] = {OIDOID};
     Datum args[1] = {ObjectIdGetDatum(stream_oid)};
-    if (SPI_execute_with_args("SELECT max_event_time, coalesce(last_input_at, '-infinity') FROM "
-                              "velostream.stream_partitions WHERE stream = $1",
+    if (SPI_execute_with_args("SELECT p.max_event_time, coalesce(p.last_input_at, s.created_at, '-infinity') FROM "
+                              "velostream.stream_partitions p JOIN velostream.streams s USING (stream) "
+                              "WHERE p.stream = $1",
                               1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
       elog(ERROR, "velostream: reading the watermarks of stream %s failed", stream_name);
     int n = (int)SPI_processed;

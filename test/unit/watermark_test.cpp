@@ -28,13 +28,21 @@ TEST(Watermark, MinimumOverActivePartitionsMinusTheDelay) {
   EXPECT_EQ(wm, 60 * kMin);  // 90 - 30
 }
 
-TEST(Watermark, NoEventNoWatermarkAndEventlessPartitionsDoNotHoldItBack) {
+TEST(Watermark, AnActivePartitionWithoutEventsHoldsItBackAnIdleOneDoesNot) {
   PartitionEventTime parts[2];
   int64_t wm = -1;
-  EXPECT_FALSE(view_watermark(parts, 2, 0, kMin, 0, &wm));
+  EXPECT_FALSE(view_watermark(parts, 2, 0, kMin, 0, &wm));  // no event anywhere
   EXPECT_EQ(wm, -1);
-  parts[1] = part(50 * kMin, 0);
-  ASSERT_TRUE(view_watermark(parts, 2, 5 * kMin, kMin, 0, &wm));
+  parts[1] = part(50 * kMin, 10 * kMin);
+  // Partition 0 never received rows, but the stream was created 30 s ago.
+  parts[0].has_input = true;
+  parts[0].last_input = 10 * kMin;
+  EXPECT_FALSE(view_watermark(parts, 2, 5 * kMin, kMin, 10 * kMin + kMin / 2, &wm));
+  // A minute and a half later it is idle and no longer holds it back.
+  ASSERT_TRUE(view_watermark(parts, 2, 5 * kMin, kMin, 11 * kMin + kMin / 2, &wm));
+  EXPECT_EQ(wm, 45 * kMin);  // partition 1 idle too: the largest watermark
+  parts[1].last_input = 11 * kMin;
+  ASSERT_TRUE(view_watermark(parts, 2, 5 * kMin, kMin, 11 * kMin + kMin / 2, &wm));
   EXPECT_EQ(wm, 45 * kMin);
 }
 
@@ -51,7 +59,7 @@ TEST(Watermark, IdlePartitionsStopHoldingItBack) {
   parts[0].last_input = 150 * kMin;
   ASSERT_TRUE(view_watermark(parts, 2, 0, 10 * kMin, 200 * kMin, &wm));
   EXPECT_EQ(wm, 100 * kMin);
-  // A partition that never received rows counts as idle.
+  // A partition without input counts as idle.
   parts[0].has_input = false;
   parts[1].last_input = 199 * kMin;
   ASSERT_TRUE(view_watermark(parts, 2, 0, 10 * kMin, 200 * kMin, &wm));
