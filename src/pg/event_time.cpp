@@ -62,17 +62,35 @@ bool velostream_stream_event_time(Oid stream, StreamEventTime* out) {
   return true;
 }
 
-bool velostream_view_watermark(const StreamEventTime& et, const int64* max_event_time, const bool* has_event,
-                               const TimestampTz* last_input, int n, TimestampTz now, int64* watermark) {
+bool velostream_stream_watermark(Oid stream, const StreamEventTime& et, int partition, int64* watermark) {
+  Oid argtypes[1] = {OIDOID};
+  Datum args[1] = {ObjectIdGetDatum(stream)};
+  if (SPI_execute_with_args("SELECT p.partition, p.max_event_time, coalesce(p.last_input_at, s.created_at) "
+                            "FROM velostream.stream_partitions p JOIN velostream.streams s USING (stream) "
+                            "WHERE p.stream = $1",
+                            1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+    elog(ERROR, "velostream: reading the event times of stream %s failed", get_rel_name(stream));
+  int n = (int)SPI_processed;
   std::vector<eng::PartitionEventTime> parts(n);
   for (int i = 0; i < n; ++i) {
-    parts[i].has_event = has_event[i];
-    parts[i].max_event_time = max_event_time[i];
-    parts[i].has_input = last_input[i] != 0;
-    parts[i].last_input = last_input[i];
+    bool isnull;
+    int p = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+    Datum d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+    parts[i].has_event = !isnull;
+    parts[i].max_event_time = isnull ? 0 : DatumGetTimestampTz(d);
+    d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
+    parts[i].has_input = !isnull && !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(d));
+    parts[i].last_input = parts[i].has_input ? DatumGetTimestampTz(d) : 0;
+    if (p == partition) {
+      if (!parts[i].has_event) return false;
+      *watermark = parts[i].max_event_time - et.delay_us;
+      return true;
+    }
   }
+  if (partition >= 0) return false;
   int64_t wm = 0;
-  if (!eng::view_watermark(parts.data(), n, et.delay_us, et.idle_timeout_us, now, &wm)) return false;
+  if (!eng::view_watermark(parts.data(), n, et.delay_us, et.idle_timeout_us, GetCurrentTimestamp(), &wm))
+    return false;
   *watermark = wm;
   return true;
 }
@@ -83,8 +101,8 @@ PG_FUNCTION_INFO_V1(velostream_watermark);
 }
 
 /// velostream.watermark(stream regclass, partition int DEFAULT NULL) RETURNS
-/// timestamptz: the watermark of the stream's views (partition NULL; the rule
-/// of velostream_view_watermark at the current time), or of one partition
+/// timestamptz: the watermark of the stream's views (partition NULL), or of
+/// one partition (velostream_stream_watermark)
 /// (its largest event time minus watermark_delay). NULL for a stream without
 /// event_time, a partition that saw no event yet, or no such stream.
 Datum velostream_watermark(PG_FUNCTION_ARGS) {
@@ -101,33 +119,8 @@ Datum velostream_watermark(PG_FUNCTION_ARGS) {
   int save_sec;
   velostream_begin_as_superuser(&save_userid, &save_sec);
   SPI_connect();
-  Oid argtypes[1] = {OIDOID};
-  Datum args[1] = {ObjectIdGetDatum(stream)};
-  if (SPI_execute_with_args("SELECT p.partition, p.max_event_time, coalesce(p.last_input_at, s.created_at, '-infinity') FROM "
-                            "velostream.stream_partitions p JOIN velostream.streams s USING (stream) "
-                            "WHERE p.stream = $1",
-                            1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
-    elog(ERROR, "velostream: reading velostream.stream_partitions failed");
-  int n = (int)SPI_processed;
-  int64* max_ts = (int64*)palloc(sizeof(int64) * (n + 1));
-  bool* has = (bool*)palloc(sizeof(bool) * (n + 1));
-  TimestampTz* last = (TimestampTz*)palloc(sizeof(TimestampTz) * (n + 1));
-  bool found = false;
   int64 result = 0;
-  for (int i = 0; i < n; ++i) {
-    bool isnull;
-    int p = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-    Datum d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
-    has[i] = !isnull;
-    max_ts[i] = isnull ? 0 : DatumGetTimestampTz(d);
-    TimestampTz l = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
-    last[i] = TIMESTAMP_NOT_FINITE(l) ? 0 : l;
-    if (one && p == partition && has[i]) {
-      found = true;
-      result = max_ts[i] - et.delay_us;
-    }
-  }
-  if (!one) found = velostream_view_watermark(et, max_ts, has, last, n, GetCurrentTimestamp(), &result);
+  bool found = velostream_stream_watermark(stream, et, one ? partition : -1, &result);
   SPI_finish();
   velostream_end_as_superuser(save_userid, save_sec);
   if (!found) PG_RETURN_NULL();

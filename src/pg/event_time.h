@@ -30,10 +30,10 @@ int64 velostream_parse_event_interval(const char* option, const char* text);
 /// an event time.
 bool velostream_stream_event_time(Oid stream, StreamEventTime* out);
 
-/// engine/watermark.h's rule over PostgreSQL values: the watermark of a view of a stream whose partitions saw the events in
-/// `max_event_time[0..n)` (microseconds since 2000-01-01; `has_event[i]`
-/// false where partition i saw none yet) and last received rows at
-/// `last_input[i]` (TimestampTz: the last rows, or the stream's creation; 0:
-/// idle): see engine::view_watermark. False: no watermark yet.
-bool velostream_view_watermark(const StreamEventTime& et, const int64* max_event_time, const bool* has_event,
-                               const TimestampTz* last_input, int n, TimestampTz now, int64* watermark);
+/// The watermark of stream `stream`'s views (partition -1: engine/
+/// watermark.h's rule over its partitions' committed event times, a
+/// partition that never received rows counting its idle time from the
+/// stream's creation, at the current time), or of one partition (its largest
+/// event time minus the delay), in microseconds since 2000-01-01. False: no
+/// watermark yet. SPI connected; reads velostream.stream_partitions.
+bool velostream_stream_watermark(Oid stream, const StreamEventTime& et, int partition, int64* watermark);

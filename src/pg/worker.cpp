@@ -917,28 +917,7 @@ void begin_event_time() {
   cycle_rows = 0;
   has_watermark = false;
   has_event_time = velostream_stream_event_time(stream_oid, &event_time);
-  if (has_event_time) {
-    Oid argtypes[1] = {OIDOID};
-    Datum args[1] = {ObjectIdGetDatum(stream_oid)};
-    if (SPI_execute_with_args("SELECT p.max_event_time, coalesce(p.last_input_at, s.created_at, '-infinity') FROM "
-                              "velostream.stream_partitions p JOIN velostream.streams s USING (stream) "
-                              "WHERE p.stream = $1",
-                              1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
-      elog(ERROR, "velostream: reading the watermarks of stream %s failed", stream_name);
-    int n = (int)SPI_processed;
-    int64* max_ts = (int64*)palloc(sizeof(int64) * (n + 1));
-    bool* has = (bool*)palloc(sizeof(bool) * (n + 1));
-    TimestampTz* last = (TimestampTz*)palloc(sizeof(TimestampTz) * (n + 1));
-    for (int i = 0; i < n; ++i) {
-      bool isnull;
-      Datum d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-      has[i] = !isnull;
-      max_ts[i] = isnull ? 0 : DatumGetTimestampTz(d);
-      TimestampTz l = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
-      last[i] = TIMESTAMP_NOT_FINITE(l) ? 0 : l;
-    }
-    has_watermark = velostream_view_watermark(event_time, max_ts, has, last, n, GetCurrentTimestamp(), &watermark);
-  }
+  if (has_event_time) has_watermark = velostream_stream_watermark(stream_oid, event_time, -1, &watermark);
   ListCell* lc;
   foreach (lc, views) {
     WorkerView* v = (WorkerView*)lfirst(lc);
