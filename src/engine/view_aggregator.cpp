@@ -20,6 +20,7 @@ using bytes::put_varint;
 }  // namespace
 
 bool StartSnapshot::visible(int64_t xid) const {
+  if (xid == 0) return false;  // no writer: a Kafka row fed straight from its topic
   if (xid < xmin) return true;
   if (xid >= xmax) return false;
   return !std::binary_search(xip.begin(), xip.end(), xid);

@@ -32,7 +32,8 @@ struct KeySpec {
 /// The transactions whose rows a view must not count because they committed
 /// before the view was created: PostgreSQL's snapshot of the creating
 /// statement (pg_current_snapshot()). A row is skipped if its xid is visible
-/// in it: xid < xmin, or xid < xmax and not in xip.
+/// in it: xid < xmin, or xid < xmax and not in xip. xid 0 (no writer: a
+/// Kafka row its worker feeds straight from the topic) is never visible.
 struct StartSnapshot {
   int64_t xmin = 0, xmax = 0;
   std::vector<int64_t> xip;  ///< sorted

@@ -436,9 +436,11 @@ WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* quer
   for (const eng::AggSpec& a : v->desc->plan->aggs) v->runs_functions |= a.func == eng::AggFunc::kExternal;
   v->computed = velostream_compile_computed(v->desc, column_types);
   v->runs_functions |= v->computed != nullptr || v->desc->has_exprs || v->desc->having != nullptr;
-  // Local streams: rows committed before the view was created are not its
-  // own. A Kafka view starts at the stream's current offsets instead.
-  if (kafka == nullptr) parse_snapshot(snapshot, &v->desc->plan->start);
+  // Rows committed to the logs before the view was created are not its own
+  // (a Kafka stream's routed rows too). The rows a Kafka worker feeds
+  // straight from its topic partitions carry no writer (xid 0): the cycles
+  // that see the view count them.
+  parse_snapshot(snapshot, &v->desc->plan->start);
   v->agg = new eng::ViewAggregator(*v->desc->plan);
   velostream_on_context_reset(v->cxt, delete_aggregator, v->agg);
   v->pending_buf = new std::string();

@@ -895,3 +895,19 @@ TEST(ViewAggregator, LateEventsAreSkippedAfterTheFilterAndListed) {
   EXPECT_TRUE(v.late_rows().empty());
   EXPECT_EQ(v.rows_selected(), 4u);
 }
+
+TEST(ViewAggregator, RowsWithoutAWriterAreNeverBeforeTheStartSnapshot) {
+  Rows r;
+  r.origin = {"A", "A", "A"};
+  r.delay = {1, 2, 4};
+  r.ts = {0, 0, 0};
+  r.xid = {0, 50, 200};  // 0: a Kafka row fed straight from its topic; 50: committed before the view
+  RecordBatch b;
+  fill(r, &b);
+  ViewPlan p = by_origin_plan();
+  p.start.xmin = 100;
+  p.start.xmax = 150;
+  ViewAggregator v(p);
+  ASSERT_TRUE(v.consume(b));
+  EXPECT_EQ(collect(v)["A"], (std::vector<int64_t>{2, 2, 5, 1, 4}));
+}
