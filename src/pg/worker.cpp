@@ -97,7 +97,7 @@ int ncolumns = 0;
 MemoryContext batch_cxt;           // detoasted values of the current batch
 SPIPlanPtr stats_plan = nullptr;
 KafkaSource* kafka = nullptr;      // set for Kafka streams
-bool worker_error_recorded = false;
+bool worker_error_recorded = false;  // stream_partitions.worker_error is set
 // The stream's event time (event_time.h), read each cycle; the column is
 // fixed at CREATE. The cycle's watermark of the views (has_watermark), and
 // the largest event time among the rows this partition applied in it.
@@ -107,7 +107,7 @@ bool has_watermark = false;
 int64 watermark = 0;
 bool cycle_has_event = false;
 int64 cycle_max_event = 0;
-uint64 cycle_rows = 0;  // stream_partitions.worker_error is set
+uint64 cycle_rows = 0;
 
 void delete_aggregator(void* arg) { delete static_cast<eng::ViewAggregator*>(arg); }
 void delete_string(void* arg) { delete static_cast<std::string*>(arg); }
@@ -657,12 +657,12 @@ void record_late(WorkerView* v) {
   const char* column = get_attname(stream_oid, (AttrNumber)(event_time.column + 1), false);
   const char* view = get_rel_name(v->view);
   const char* mark = timestamptz_text(watermark);
+  const char* lateness = DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(lateness_interval(v))));
   for (uint32_t r : late)
     dead_letter(row_payload(*batch, r),
                 psprintf("late: continuous view \"%s\": %s %s is behind its watermark %s minus its allowed lateness "
                          "(%s)",
-                         view, column, timestamptz_text(ts.i64[r]), mark,
-                         DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(lateness_interval(v))))));
+                         view, column, timestamptz_text(ts.i64[r]), mark, lateness));
 }
 
 // The largest event time of rows [0, rows) of the batch, for the
