@@ -39,6 +39,26 @@ CREATE MATERIALIZED VIEW bad_v3 WITH (velostream.continuous, velostream.allowed_
   SELECT v, count(*) AS n FROM plain_s GROUP BY v;
 CREATE MATERIALIZED VIEW bad_v4 WITH (velostream.continuous, velostream.emit = 'final') AS
   SELECT origin, count(*) AS n FROM fl GROUP BY origin;
+CREATE MATERIALIZED VIEW bad_v5 WITH (velostream.continuous, velostream.emit = 'sometimes') AS
+  SELECT origin, tumble(ts, interval '1 hour') AS hour, count(*) AS n FROM fl GROUP BY origin, tumble(ts, interval '1 hour');
+CREATE MATERIALIZED VIEW bad_v6 WITH (velostream.continuous, velostream.retention = '-1 day') AS
+  SELECT origin, tumble(ts, interval '1 hour') AS hour, count(*) AS n FROM fl GROUP BY origin, tumble(ts, interval '1 hour');
+CREATE MATERIALIZED VIEW bad_v7 WITH (velostream.continuous, velostream.retention = '1 day') AS
+  SELECT origin, count(*) AS n FROM fl GROUP BY origin;
+-- a window over another column than the event time never closes
+CREATE FOREIGN TABLE fl4 (ts timestamptz, booked timestamptz, origin text) SERVER velostream
+  OPTIONS (event_time 'ts', partitions '1');
+CREATE MATERIALIZED VIEW bad_v8 WITH (velostream.continuous, velostream.emit = 'final') AS
+  SELECT origin, tumble(booked, interval '1 hour') AS hour, count(*) AS n FROM fl4 GROUP BY origin, tumble(booked, interval '1 hour');
+-- emit final and retention need a view that owns its groups: lenient chose
+-- origin as fl's routing column
+CREATE MATERIALIZED VIEW bad_v9 WITH (velostream.continuous, velostream.emit = 'final') AS
+  SELECT destination, tumble(ts, interval '1 hour') AS hour, count(*) AS n FROM fl GROUP BY destination, tumble(ts, interval '1 hour');
+CREATE MATERIALIZED VIEW final_v WITH (velostream.continuous, velostream.emit = 'final', velostream.retention = '2 days') AS
+  SELECT origin, tumble(ts, interval '1 hour') AS hour, count(*) AS n FROM fl GROUP BY origin, tumble(ts, interval '1 hour');
+SELECT view, allowed_lateness, late, emit, retention FROM velostream.views ORDER BY view::text;
+DROP MATERIALIZED VIEW final_v;
+DROP FOREIGN TABLE fl4;
 SELECT column_name FROM information_schema.columns WHERE table_schema = 'velostream' AND table_name = 'stats'
   AND column_name IN ('late_events', 'partition_watermark', 'watermark') ORDER BY 1;
 -- Window functions: hop and cumulate as real set-returning functions;

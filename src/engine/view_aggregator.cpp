@@ -67,6 +67,8 @@ void ViewAggregator::clear() {
   }
   index_.clear();
   keys_.clear();
+  removed_.clear();
+  removed_count_ = 0;
   key_bytes_.reset();
   states_.clear();
   key_scales_.clear();
@@ -78,6 +80,7 @@ void ViewAggregator::clear() {
 uint32_t ViewAggregator::add_group(std::string_view key, const int16_t* scales) {
   const uint32_t g = static_cast<uint32_t>(keys_.size());
   keys_.push_back(key_bytes_.copy(key.data(), key.size()));
+  if (!removed_.empty()) removed_.push_back(0);
   for (int j = 0; j < nnumeric_; ++j) key_scales_.push_back(scales ? scales[j] : -1);
   index_.insert(g);
   states_.resize(states_.size() + stride_ / 16);
@@ -185,8 +188,10 @@ KeyValue ViewAggregator::key(uint32_t g, size_t part) const {
 }
 
 std::vector<uint32_t> ViewAggregator::groups_in_key_order() const {
-  std::vector<uint32_t> order(keys_.size());
-  for (uint32_t g = 0; g < order.size(); ++g) order[g] = g;
+  std::vector<uint32_t> order;
+  order.reserve(live_group_count());
+  for (uint32_t g = 0; g < keys_.size(); ++g)
+    if (removed_.empty() || !removed_[g]) order.push_back(g);
   std::sort(order.begin(), order.end(), [this](uint32_t a, uint32_t b) { return keys_[a] < keys_[b]; });
   return order;
 }
@@ -337,9 +342,56 @@ constexpr uint32_t kGroupsScalesMagic = 0x33475356;
 }  // namespace
 
 bool ViewAggregator::encode_all(std::string* out) const {
-  std::vector<uint32_t> all(keys_.size());
-  for (uint32_t g = 0; g < all.size(); ++g) all[g] = g;
+  std::vector<uint32_t> all;
+  all.reserve(live_group_count());
+  for (uint32_t g = 0; g < keys_.size(); ++g)
+    if (removed_.empty() || !removed_[g]) all.push_back(g);
   return encode_groups(all.data(), all.size(), out);
+}
+
+bool ViewAggregator::window_end(uint32_t g, int64_t* end) const {
+  if (plan_.window.end_part < 0) return false;
+  const KeyValue v = key(g, static_cast<size_t>(plan_.window.end_part));
+  if (v.is_null) return false;
+  if (__builtin_add_overflow(v.i, plan_.window.end_offset, end))
+    *end = plan_.window.end_offset > 0 ? std::numeric_limits<int64_t>::max() : std::numeric_limits<int64_t>::min();
+  return true;
+}
+
+void ViewAggregator::groups_ending_by(int64_t limit, std::vector<uint32_t>* out) const {
+  if (plan_.window.end_part < 0) return;
+  const size_t first = out->size();
+  for (uint32_t g = 0; g < keys_.size(); ++g) {
+    if (!removed_.empty() && removed_[g]) continue;
+    int64_t end;
+    if (window_end(g, &end) && end <= limit) out->push_back(g);
+  }
+  std::sort(out->begin() + first, out->end(), [this](uint32_t a, uint32_t b) { return keys_[a] < keys_[b]; });
+}
+
+bool ViewAggregator::remove_groups(const uint32_t* groups, size_t n) {
+  if (n == 0) return true;
+  if (removed_.empty()) removed_.assign(keys_.size(), 0);
+  removed_.resize(keys_.size(), 0);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t g = groups[i];
+    if (removed_[g]) continue;
+    removed_[g] = 1;
+    ++removed_count_;
+    index_.erase(g);
+  }
+  if (removed_count_ < kCompactMin || removed_count_ < live_group_count()) return true;
+  // Compact: the live groups, re-encoded and loaded into a cleared
+  // aggregator (encode skips removed groups).
+  std::string bytes;
+  if (!encode_all(&bytes)) return false;
+  clear();
+  std::string why;
+  if (!load_groups(bytes.data(), bytes.size(), &why)) {
+    error_ = why;
+    return false;
+  }
+  return true;
 }
 
 bool ViewAggregator::encode_groups(const uint32_t* groups, size_t n, std::string* out) const {

@@ -40,12 +40,24 @@ struct StartSnapshot {
   bool visible(int64_t xid) const;
 };
 
+/// The event-time window of a view's groups: a group's window ends
+/// (exclusive) at the value of its key part `end_part` (a kInt64 timestamp,
+/// microseconds since 2000-01-01, after its tumble rounding) plus
+/// `end_offset` microseconds (tumble: the part is the window's start and
+/// the offset its size; a window_end key: offset 0). end_part -1: the view
+/// has no window, its groups never close.
+struct WindowSpec {
+  int end_part = -1;
+  int64_t end_offset = 0;
+};
+
 /// What the engine runs for a view: filter, keys, aggregates.
 struct ViewPlan {
   std::optional<Predicate> filter;
   std::vector<KeySpec> keys;
   std::vector<AggSpec> aggs;
   StartSnapshot start;
+  WindowSpec window;
 };
 
 /// Sets used[c] = 1 for every stream column `plan` reads (filter, keys,
@@ -94,8 +106,11 @@ class ViewAggregator {
   /// The batch row numbers the last consume() skipped as late.
   const std::vector<uint32_t>& late_rows() const { return late_rows_; }
 
-  /// Number of groups in the delta.
+  /// Number of group ids in use: the delta's groups (removed groups of a
+  /// store keep their ids until it compacts; see live_group_count).
   size_t group_count() const { return keys_.size(); }
+  /// Number of groups not removed.
+  size_t live_group_count() const { return keys_.size() - removed_count_; }
   /// Group ids in key order (a total order that every partition shares, so
   /// upserts of the same keys by two workers never deadlock).
   std::vector<uint32_t> groups_in_key_order() const;
@@ -125,6 +140,23 @@ class ViewAggregator {
   // column) keeps the view's full state in a second ViewAggregator and
   // merges each flush's delta into it, so it knows which groups are new and
   // writes final values without reading the result table.
+
+  /// The end of group g's window (WindowSpec; microseconds, saturating):
+  /// false if the plan has no window or the group's window key is NULL.
+  bool window_end(uint32_t g, int64_t* end) const;
+  /// Appends to `out` the groups (not removed) whose window ends at or
+  /// before `limit`, in key order: those that are closed once the watermark
+  /// minus the allowed lateness reaches `limit`.
+  void groups_ending_by(int64_t limit, std::vector<uint32_t>* out) const;
+  /// Removes groups[0..n) (closed windows leaving the state): they are no
+  /// longer found, merged, encoded or counted live. Once removed groups
+  /// outnumber the live ones (and at least kCompactMin), the aggregator
+  /// compacts: it re-encodes the live groups, clears and loads them back, so
+  /// their memory (states, keys, what external aggregates hold) is freed;
+  /// every group id then changes. Returns false (error() set) if an external
+  /// aggregate's serialise or deserialise function fails while compacting;
+  /// the aggregator is then unusable.
+  bool remove_groups(const uint32_t* groups, size_t n);
 
   /// Merges every group of `delta` (same plan) into this one. On return
   /// `groups` holds this aggregator's ids of the merged groups in key order
@@ -187,6 +219,8 @@ class ViewAggregator {
 
   // The most memory (states, keys) clear() keeps for reuse, in bytes.
   static constexpr size_t kKeepBytes = 16 << 20;
+  // The fewest removed groups that make remove_groups() compact.
+  static constexpr size_t kCompactMin = 4096;
 
   // 16-byte units, so every state is aligned as AggState (__int128) needs.
   struct alignas(16) Unit {
@@ -240,6 +274,8 @@ class ViewAggregator {
   int64_t late_before_ = 0;
   std::vector<uint32_t> late_rows_;
   std::vector<uint8_t> dropped_;     // rows prepare() refused, per batch row
+  std::vector<uint8_t> removed_;     // per group id: removed by remove_groups (empty: none ever)
+  size_t removed_count_ = 0;
   uint64_t rows_in_ = 0, rows_selected_ = 0;
   mutable std::string error_;
 };

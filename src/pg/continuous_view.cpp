@@ -27,6 +27,16 @@ void add_dependency(Oid dependent, Oid referenced, DependencyType type) {
 struct ContinuousViewOptions {
   const char* allowed_lateness = nullptr;  // as given; NULL: 0
   const char* late = nullptr;              // dead_letter | drop; NULL: dead_letter
+  const char* emit = nullptr;              // changes | final; NULL: changes
+  const char* retention = nullptr;         // as given; NULL: keep every window
+  bool any() const { return allowed_lateness || late || emit || retention; }
+  // The first event-time option given, for messages.
+  const char* first() const {
+    return allowed_lateness ? "velostream.allowed_lateness"
+           : late           ? "velostream.late"
+           : emit           ? "velostream.emit"
+                            : "velostream.retention";
+  }
 };
 
 void check_options(List* options, ContinuousViewOptions* out) {
@@ -46,6 +56,20 @@ void check_options(List* options, ContinuousViewOptions* out) {
       (void)velostream_parse_event_interval("velostream.allowed_lateness", out->allowed_lateness);
       continue;
     }
+    if (ours && strcmp(def->defname, "emit") == 0) {
+      out->emit = defGetString(def);
+      if (strcmp(out->emit, "changes") != 0 && strcmp(out->emit, "final") != 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("invalid value for option \"velostream.emit\": \"%s\"", out->emit),
+                        errhint("Use changes (rows update as events arrive) or final (a window's row appears once, "
+                                "when the watermark passes its end plus the allowed lateness).")));
+      continue;
+    }
+    if (ours && strcmp(def->defname, "retention") == 0) {
+      out->retention = defGetString(def);
+      (void)velostream_parse_event_interval("velostream.retention", out->retention);
+      continue;
+    }
     if (ours && strcmp(def->defname, "late") == 0) {
       out->late = defGetString(def);
       if (strcmp(out->late, "dead_letter") != 0 && strcmp(out->late, "drop") != 0)
@@ -60,7 +84,8 @@ void check_options(List* options, ContinuousViewOptions* out) {
                            def->defnamespace && !ours ? def->defnamespace : "",
                            def->defname),
                     errhint("The options of a continuous view are velostream.continuous, "
-                            "velostream.allowed_lateness and velostream.late.")));
+                            "velostream.allowed_lateness, velostream.late, velostream.emit and "
+                            "velostream.retention.")));
   }
 }
 
@@ -199,8 +224,9 @@ static Oid create_shared_state(Oid view_oid, const ViewDesc* d, const char* owne
 // decides whether the view owns its groups, creates its state table (a member
 // of the extension, owned by the view's owner) and inserts its catalog row.
 // `restore` is NULL for CREATE MATERIALIZED VIEW, or what pg_restore carried
-// (velostream_restore_view). SPI connected.
-static void register_view(Oid view_oid, Query* query, ViewDesc* d, const char* definition, const RestoredView* restore) {
+// (velostream_restore_view). SPI connected. Returns whether the view owns its
+// groups.
+static bool register_view(Oid view_oid, Query* query, ViewDesc* d, const char* definition, const RestoredView* restore) {
   // The state table and the catalog row belong to velostream (the workers
   // write them); the result table belongs to the view's creator.
   Oid save_userid;
@@ -338,6 +364,7 @@ static void register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
   int rc = SPI_execute_with_args(insert, current ? 11 : 7, argtypes, args, nulls, false, 0);
   if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: could not register continuous view: %s", SPI_result_code_string(rc));
   velostream_end_as_superuser(save_userid, save_sec);
+  return owned;
 }
 
 void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* query_string, int stmt_location,
@@ -353,13 +380,32 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
 
   ViewDesc* d = velostream_translate_query(query);
   StreamEventTime event_time;
-  if ((opts.allowed_lateness != nullptr || opts.late != nullptr) && !velostream_stream_event_time(d->stream, &event_time))
+  if (opts.any() && !velostream_stream_event_time(d->stream, &event_time))
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                    errmsg("option \"%s\" needs a stream with an event time",
-                           opts.allowed_lateness != nullptr ? "velostream.allowed_lateness" : "velostream.late"),
+                    errmsg("option \"%s\" needs a stream with an event time", opts.first()),
                     errdetail("Stream \"%s\" has no event_time option, so it has no watermark and no event is late.",
                               get_rel_name(d->stream)),
                     errhint("Create the stream with OPTIONS (event_time 'column', watermark_delay 'interval').")));
+  // Windows close by event time: emit final and retention need a window
+  // over the stream's event time column.
+  if ((opts.emit != nullptr && strcmp(opts.emit, "final") == 0) || opts.retention != nullptr) {
+    const char* option = opts.retention != nullptr && !(opts.emit && strcmp(opts.emit, "final") == 0)
+                             ? "velostream.retention"
+                             : "velostream.emit = 'final'";
+    int part = d->plan->window.end_part;
+    if (part < 0)
+      ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                      errmsg("option %s needs a window", option),
+                      errdetail("Only a window's row is ever complete: the view has no tumble(), hop() or cumulate() "
+                                "window in its GROUP BY."),
+                      errhint("Group by tumble(%s, size).", get_attname(d->stream, (AttrNumber)(event_time.column + 1),
+                                                                        false))));
+    if (d->plan->keys[part].column != event_time.column)
+      ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                      errmsg("option %s needs a window over the stream's event time \"%s\"", option,
+                             get_attname(d->stream, (AttrNumber)(event_time.column + 1), false)),
+                      errdetail("The watermark closes windows of the event time only.")));
+  }
   if (pg_class_aclcheck(d->stream, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
     ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                     errmsg("permission denied for stream %s", get_rel_name(d->stream))));
@@ -435,16 +481,28 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
   const char* definition = query_string;
   if (stmt_location >= 0 && stmt_len > 0) definition = pnstrdup(query_string + stmt_location, stmt_len);
   else if (stmt_location > 0) definition = pstrdup(query_string + stmt_location);
-  register_view(view_oid, query, d, definition, nullptr);
-  if (opts.allowed_lateness != nullptr || opts.late != nullptr) {
+  bool owned = register_view(view_oid, query, d, definition, nullptr);
+  if (((opts.emit != nullptr && strcmp(opts.emit, "final") == 0) || opts.retention != nullptr) && !owned)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("%s is not supported yet for a view whose groups several partitions update",
+                           opts.retention != nullptr ? "velostream.retention" : "velostream.emit = 'final'"),
+                    errdetail("Stream \"%s\" routes its rows by another column than the view groups by, or has "
+                              "none.", get_rel_name(d->stream)),
+                    errhint("Group by the stream's routing column (the first GROUP BY column of its first view), or "
+                            "give the stream OPTIONS (partitions '1').")));
+  if (opts.any()) {
     Oid save_userid;
     int save_sec;
     velostream_begin_as_superuser(&save_userid, &save_sec);
-    Oid types[3] = {OIDOID, TEXTOID, TEXTOID};
-    Datum args[3] = {ObjectIdGetDatum(view_oid), CStringGetTextDatum(opts.allowed_lateness ? opts.allowed_lateness : "0"),
-                     CStringGetTextDatum(opts.late ? opts.late : "dead_letter")};
-    if (SPI_execute_with_args("UPDATE velostream.views SET allowed_lateness = $2::interval, late = $3 WHERE view = $1",
-                              3, types, args, NULL, false, 0) != SPI_OK_UPDATE)
+    Oid types[5] = {OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+    Datum args[5] = {ObjectIdGetDatum(view_oid), CStringGetTextDatum(opts.allowed_lateness ? opts.allowed_lateness : "0"),
+                     CStringGetTextDatum(opts.late ? opts.late : "dead_letter"),
+                     CStringGetTextDatum(opts.emit ? opts.emit : "changes"),
+                     opts.retention ? CStringGetTextDatum(opts.retention) : (Datum)0};
+    char nulls[5] = {' ', ' ', ' ', ' ', opts.retention ? ' ' : 'n'};
+    if (SPI_execute_with_args("UPDATE velostream.views SET allowed_lateness = $2::interval, late = $3, emit = $4, "
+                              "retention = $5::interval WHERE view = $1",
+                              5, types, args, nulls, false, 0) != SPI_OK_UPDATE)
       elog(ERROR, "velostream: could not store the options of continuous view %u", view_oid);
     velostream_end_as_superuser(save_userid, save_sec);
   }

@@ -62,32 +62,31 @@ bool velostream_stream_event_time(Oid stream, StreamEventTime* out) {
   return true;
 }
 
-bool velostream_stream_watermark(Oid stream, const StreamEventTime& et, int partition, int64* watermark) {
+bool velostream_stream_watermark(Oid stream, const StreamEventTime& et, int64* watermark) {
+  // The source partitions: a local stream's partition logs, a Kafka
+  // stream's topic partitions (every one its workers registered).
   Oid argtypes[1] = {OIDOID};
   Datum args[1] = {ObjectIdGetDatum(stream)};
-  if (SPI_execute_with_args("SELECT p.partition, p.max_event_time, coalesce(p.last_input_at, s.created_at) "
+  if (SPI_execute_with_args("SELECT p.max_event_time, coalesce(p.last_input_at, s.created_at) "
                             "FROM velostream.stream_partitions p JOIN velostream.streams s USING (stream) "
-                            "WHERE p.stream = $1",
+                            "WHERE p.stream = $1 AND s.kind = 'local' "
+                            "UNION ALL "
+                            "SELECT k.max_event_time, coalesce(k.last_input_at, s.created_at) "
+                            "FROM velostream.kafka_offsets k JOIN velostream.streams s USING (stream) "
+                            "WHERE k.stream = $1 AND s.kind = 'kafka'",
                             1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
     elog(ERROR, "velostream: reading the event times of stream %s failed", get_rel_name(stream));
   int n = (int)SPI_processed;
   std::vector<eng::PartitionEventTime> parts(n);
   for (int i = 0; i < n; ++i) {
     bool isnull;
-    int p = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-    Datum d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+    Datum d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
     parts[i].has_event = !isnull;
     parts[i].max_event_time = isnull ? 0 : DatumGetTimestampTz(d);
-    d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
+    d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
     parts[i].has_input = !isnull && !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(d));
     parts[i].last_input = parts[i].has_input ? DatumGetTimestampTz(d) : 0;
-    if (p == partition) {
-      if (!parts[i].has_event) return false;
-      *watermark = parts[i].max_event_time - et.delay_us;
-      return true;
-    }
   }
-  if (partition >= 0) return false;
   int64_t wm = 0;
   if (!eng::view_watermark(parts.data(), n, et.delay_us, et.idle_timeout_us, GetCurrentTimestamp(), &wm))
     return false;
@@ -101,10 +100,11 @@ PG_FUNCTION_INFO_V1(velostream_watermark);
 }
 
 /// velostream.watermark(stream regclass, partition int DEFAULT NULL) RETURNS
-/// timestamptz: the watermark of the stream's views (partition NULL), or of
-/// one partition (velostream_stream_watermark)
-/// (its largest event time minus watermark_delay). NULL for a stream without
-/// event_time, a partition that saw no event yet, or no such stream.
+/// timestamptz: the stream's watermark now (partition NULL:
+/// velostream_stream_watermark's rule over its source partitions), or the
+/// one partition `partition`'s views have closed their windows at, as its
+/// worker last committed it (velostream.stream_partitions.watermark). NULL
+/// for a stream without event_time, before any event, or no such stream.
 Datum velostream_watermark(PG_FUNCTION_ARGS) {
   if (PG_ARGISNULL(0)) PG_RETURN_NULL();
   Oid stream = PG_GETARG_OID(0);
@@ -120,7 +120,19 @@ Datum velostream_watermark(PG_FUNCTION_ARGS) {
   velostream_begin_as_superuser(&save_userid, &save_sec);
   SPI_connect();
   int64 result = 0;
-  bool found = velostream_stream_watermark(stream, et, one ? partition : -1, &result);
+  bool found;
+  if (one) {
+    Oid argtypes[2] = {OIDOID, INT4OID};
+    Datum args[2] = {ObjectIdGetDatum(stream), Int32GetDatum(partition)};
+    found = SPI_execute_with_args("SELECT watermark FROM velostream.stream_partitions WHERE stream = $1 AND "
+                                  "partition = $2 AND watermark IS NOT NULL",
+                                  2, argtypes, args, NULL, true, 1) == SPI_OK_SELECT &&
+            SPI_processed == 1;
+    bool isnull;
+    if (found) result = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  } else {
+    found = velostream_stream_watermark(stream, et, &result);
+  }
   SPI_finish();
   velostream_end_as_superuser(save_userid, save_sec);
   if (!found) PG_RETURN_NULL();

@@ -30,10 +30,11 @@ int64 velostream_parse_event_interval(const char* option, const char* text);
 /// an event time.
 bool velostream_stream_event_time(Oid stream, StreamEventTime* out);
 
-/// The watermark of stream `stream`'s views (partition -1: engine/
-/// watermark.h's rule over its partitions' committed event times, a
-/// partition that never received rows counting its idle time from the
-/// stream's creation, at the current time), or of one partition (its largest
-/// event time minus the delay), in microseconds since 2000-01-01. False: no
-/// watermark yet. SPI connected; reads velostream.stream_partitions.
-bool velostream_stream_watermark(Oid stream, const StreamEventTime& et, int partition, int64* watermark);
+/// The watermark of stream `stream` now (engine/watermark.h's rule): the
+/// least, over its source partitions that are not idle, of the largest event
+/// time each has committed minus the delay. A local stream's source
+/// partitions are its partition logs (velostream.stream_partitions), a Kafka
+/// stream's its topic partitions (velostream.kafka_offsets); one that never
+/// received rows counts its idle time from the stream's creation. In
+/// microseconds since 2000-01-01; false: no watermark yet. SPI connected.
+bool velostream_stream_watermark(Oid stream, const StreamEventTime& et, int64* watermark);

@@ -41,6 +41,12 @@ struct KafkaSource {
   std::vector<int64_t> consumed;  // messages this cycle
   std::vector<int64_t> dead;      // dead letters this cycle
   std::vector<int64_t> lost;      // messages lost to retention, found this cycle
+  // Event time (issue 11): the batch column of the stream's event time (-1:
+  // none), and each topic partition's largest event time this cycle
+  // (has_event 0: none yet), saved with its offsets.
+  int event_column = -1;
+  std::vector<int64_t> max_event;
+  std::vector<uint8_t> has_event;
   // The next offset as committed in velostream.kafka_offsets (-1: NULL): the
   // save is a compare-and-set against it, so a worker whose partition was
   // consumed by another since can never commit.
@@ -106,6 +112,8 @@ void grow(KafkaSource* s, int n) {
   s->dead.resize(n, 0);
   s->lost.resize(n, 0);
   s->committed.resize(n, -1);
+  s->max_event.resize(n, 0);
+  s->has_event.resize(n, 0);
 }
 
 // Assigns the owned partitions, at the stored offsets, when the topic's
@@ -144,15 +152,16 @@ void ensure_assignment(KafkaSource* s) {
     if (a.second >= 0) s->next[a.first] = a.second;
     if (a.first >= s->npartitions) s->committed[a.first] = stored[a.first];  // newly assigned to us
   }
-  // Every owned partition has its row, so that saves are compare-and-set updates.
-  if (!assignment.empty()) {
-    Datum* parts = (Datum*)palloc(sizeof(Datum) * assignment.size());
-    for (size_t i = 0; i < assignment.size(); ++i) parts[i] = Int32GetDatum(assignment[i].first);
-    Oid types[3] = {OIDOID, INT4OID, INT4ARRAYOID};
-    Datum args3[3] = {ObjectIdGetDatum(s->stream), Int32GetDatum(s->worker),
-                      PointerGetDatum(construct_array(parts, (int)assignment.size(), INT4OID, 4, true, TYPALIGN_INT))};
+  // Every partition of the topic has its row, so that saves are
+  // compare-and-set updates, and so that a partition whose owner has not
+  // started yet holds the stream's watermark back (event_time.h) instead of
+  // being unknown.
+  {
+    Oid types[3] = {OIDOID, INT4OID, INT4OID};
+    Datum args3[3] = {ObjectIdGetDatum(s->stream), Int32GetDatum(n), Int32GetDatum(s->nworkers)};
     if (SPI_execute_with_args("INSERT INTO velostream.kafka_offsets (stream, kafka_partition, worker) "
-                              "SELECT $1, p, $2 FROM unnest($3) p ON CONFLICT (stream, kafka_partition) DO NOTHING",
+                              "SELECT $1, p, p % $3 FROM generate_series(0, $2 - 1) p "
+                              "ON CONFLICT (stream, kafka_partition) DO NOTHING",
                               3, types, args3, NULL, false, 0) != SPI_OK_INSERT)
       elog(ERROR, "velostream: registering Kafka partitions failed");
   }
@@ -340,6 +349,8 @@ bool velostream_kafka_config_changed(KafkaSource* s) {
   return true;
 }
 
+void velostream_kafka_set_event_time(KafkaSource* s, int column) { s->event_column = column; }
+
 bool velostream_kafka_waits(const KafkaSource* s) { return s->npartitions > 0 && !s->paused; }
 
 void velostream_kafka_set_paused(KafkaSource* s, bool paused) {
@@ -354,6 +365,7 @@ uint64 velostream_kafka_read(KafkaSource* s, size_t capacity, uint64 max_rows, v
   std::fill(s->consumed.begin(), s->consumed.end(), 0);
   std::fill(s->dead.begin(), s->dead.end(), 0);
   std::fill(s->lost.begin(), s->lost.end(), 0);
+  std::fill(s->has_event.begin(), s->has_event.end(), 0);
   s->gap_partition.clear();
   s->gap_first.clear();
   s->gap_last.clear();
@@ -397,7 +409,16 @@ uint64 velostream_kafka_read(KafkaSource* s, size_t capacity, uint64 max_rows, v
         }
       } else if (m->partition >= 0 && m->partition < (int32_t)s->next.size() &&
                  (s->next[m->partition] < 0 || m->offset >= s->next[m->partition])) {
-        if (decode_message(s, m, row)) ++row;
+        if (decode_message(s, m, row)) {
+          if (s->event_column >= 0) {
+            const eng::Column& ts = s->batch->columns[s->event_column];
+            if (!ts.null[row] && (!s->has_event[m->partition] || ts.i64[row] > s->max_event[m->partition])) {
+              s->max_event[m->partition] = ts.i64[row];
+              s->has_event[m->partition] = 1;
+            }
+          }
+          ++row;
+        }
         s->next[m->partition] = m->offset + 1;
         s->consumed[m->partition]++;
         ++total;
@@ -528,6 +549,12 @@ void velostream_kafka_save(KafkaSource* s, bool force) {
     dead[i] = Int64GetDatum(s->dead[p]);
     rate[i] = Float8GetDatum(s->consumed[p] / seconds);
   }
+  Datum* events = (Datum*)palloc(sizeof(Datum) * n);
+  bool* events_null = (bool*)palloc(sizeof(bool) * n);
+  for (int i = 0; i < n; ++i) {
+    events[i] = TimestampTzGetDatum(s->max_event[owned[i]]);
+    events_null[i] = !s->has_event[owned[i]];
+  }
   Datum* lost = (Datum*)palloc(sizeof(Datum) * n);
   Datum* expected = (Datum*)palloc(sizeof(Datum) * n);
   bool* expected_null = (bool*)palloc(sizeof(bool) * n);
@@ -537,9 +564,9 @@ void velostream_kafka_save(KafkaSource* s, bool force) {
     expected_null[i] = s->committed[owned[i]] < 0;
   }
   int dims[1] = {n}, lbs[1] = {1};
-  Oid types[12] = {OIDOID, INT4OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
-                   FLOAT8ARRAYOID, TEXTOID, BOOLOID, INT8ARRAYOID, INT8ARRAYOID};
-  Datum args[12] = {
+  Oid types[13] = {OIDOID, INT4OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+                   FLOAT8ARRAYOID, TEXTOID, BOOLOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
+  Datum args[13] = {
       ObjectIdGetDatum(s->stream), Int32GetDatum(s->worker),
       PointerGetDatum(construct_array(parts, n, INT4OID, 4, true, TYPALIGN_INT)),
       PointerGetDatum(construct_md_array(next, next_null, 1, dims, lbs, INT8OID, 8, true, TYPALIGN_DOUBLE)),
@@ -550,8 +577,9 @@ void velostream_kafka_save(KafkaSource* s, bool force) {
       s->last_error.empty() ? (Datum)0 : CStringGetTextDatum(printable(s->last_error)),
       BoolGetDatum(vouch),
       PointerGetDatum(construct_array(lost, n, INT8OID, 8, true, TYPALIGN_DOUBLE)),
-      PointerGetDatum(construct_md_array(expected, expected_null, 1, dims, lbs, INT8OID, 8, true, TYPALIGN_DOUBLE))};
-  char nulls[12] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', s->last_error.empty() ? 'n' : ' ', ' ', ' ', ' '};
+      PointerGetDatum(construct_md_array(expected, expected_null, 1, dims, lbs, INT8OID, 8, true, TYPALIGN_DOUBLE)),
+      PointerGetDatum(construct_md_array(events, events_null, 1, dims, lbs, TIMESTAMPTZOID, 8, true, TYPALIGN_DOUBLE))};
+  char nulls[13] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', s->last_error.empty() ? 'n' : ' ', ' ', ' ', ' ', ' '};
   // Compare-and-set: each row moves only from the next offset this worker
   // last committed. With fencing no other worker runs this partition; if one
   // ever did, this cycle fails instead of counting its messages twice.
@@ -560,10 +588,12 @@ void velostream_kafka_save(KafkaSource* s, bool force) {
       "  next_offset = coalesce(u.o, k.next_offset), high_watermark = coalesce(u.h, k.high_watermark), "
       "  messages = k.messages + u.m, dead_letters = k.dead_letters + u.d, lost = k.lost + u.l, rate = u.r, "
       "  last_error = $9, updated_at = now(), "
-      "  watermark_checked_at = coalesce(CASE WHEN $10 THEN now() - interval '1 second' END, k.watermark_checked_at) "
-      "FROM unnest($3, $4, $5, $6, $7, $8, $11, $12) AS u(p, o, h, m, d, r, l, e) "
+      "  watermark_checked_at = coalesce(CASE WHEN $10 THEN now() - interval '1 second' END, k.watermark_checked_at), "
+      "  max_event_time = greatest(k.max_event_time, u.t), "
+      "  last_input_at = CASE WHEN u.m > 0 THEN now() ELSE k.last_input_at END "
+      "FROM unnest($3, $4, $5, $6, $7, $8, $11, $12, $13) AS u(p, o, h, m, d, r, l, e, t) "
       "WHERE k.stream = $1 AND k.kafka_partition = u.p AND k.next_offset IS NOT DISTINCT FROM u.e",
-      12, types, args, nulls, false, 0);
+      13, types, args, nulls, false, 0);
   if (rc != SPI_OK_UPDATE) elog(ERROR, "velostream: saving Kafka offsets failed: %s", SPI_result_code_string(rc));
   if (SPI_processed != (uint64)n)
     ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),

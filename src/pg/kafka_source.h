@@ -28,6 +28,13 @@ uint64 velostream_kafka_read(KafkaSource* src, size_t capacity, uint64 max_rows,
 /// was consumed (refreshing watermarks and errors). SPI connected.
 void velostream_kafka_save(KafkaSource* src, bool force);
 
+/// Tracks the largest event time of each topic partition in batch column
+/// `column` (a timestamptz; -1: none), saved by velostream_kafka_save in
+/// velostream.kafka_offsets.max_event_time with the offsets, and the time
+/// each last received messages (last_input_at): the topic partitions are the
+/// stream's source partitions for its watermark (event_time.h).
+void velostream_kafka_set_event_time(KafkaSource* src, int column);
+
 /// Pauses or resumes fetching (velostream.pause / velostream.resume).
 void velostream_kafka_set_paused(KafkaSource* src, bool paused);
 

@@ -56,6 +56,8 @@ struct StreamWriter {
   CommandId cid;
   TupleDesc log_desc;
   std::vector<int32_t>* route_scratch;  // router: each row's partition
+  bool has_watermark;         // router: the batches' watermark column (else NULL)
+  int64 watermark;
 };
 
 namespace {
@@ -86,10 +88,12 @@ void flush_partition(StreamWriter* w, int p) {
   bytea* data = (bytea*)palloc(VARHDRSZ + pb->bytes.size());
   SET_VARSIZE(data, VARHDRSZ + pb->bytes.size());
   memcpy(VARDATA(data), pb->bytes.data(), pb->bytes.size());
-  // (xid, rows, batch, restored_xid NULL); a log created by 0.1 or 0.2 got
-  // restored_xid as its fourth column from the 0.3 upgrade.
-  Datum values[4] = {w->xid, Int32GetDatum((int32)pb->rows), PointerGetDatum(data), (Datum)0};
-  bool nulls[4] = {false, false, false, true};
+  // (xid, rows, batch, restored_xid NULL, watermark); a log created by 0.1
+  // or 0.2 got restored_xid as its fourth column from the 0.3 upgrade, one
+  // created before 0.6 its watermark from the 0.6 upgrade.
+  Datum values[5] = {w->xid, Int32GetDatum((int32)pb->rows), PointerGetDatum(data), (Datum)0,
+                     TimestampTzGetDatum(w->watermark)};
+  bool nulls[5] = {false, false, false, true, !w->has_watermark};
   HeapTuple tuple = heap_form_tuple(w->log_desc, values, nulls);
   heap_insert(w->logs[p], tuple, w->cid, 0, w->bistate[p]);
   heap_freetuple(tuple);
@@ -222,7 +226,7 @@ StreamWriter* open_writer(Relation rel, bool routed_only) {
     w->bistate[i] = GetBulkInsertState();
   }
   w->log_desc = RelationGetDescr(w->logs[0]);
-  if (w->log_desc->natts != 3 && w->log_desc->natts != 4)  // 4 since catalog 0.3
+  if (w->log_desc->natts != 5)  // 3 before catalog 0.3, 4 before 0.6: their upgrades add the columns
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("stream \"%s\" does not match its partition logs", RelationGetRelationName(rel)),
                     errhint("Drop and re-create the stream.")));
@@ -368,6 +372,11 @@ size_t velostream_router_route(StreamWriter* w, eng::RecordBatch* b, size_t rows
   pfree(counts);
   pfree(pos);
   return own;
+}
+
+void velostream_router_set_watermark(StreamWriter* w, int64 watermark) {
+  w->has_watermark = true;
+  w->watermark = watermark;
 }
 
 void velostream_writer_end(StreamWriter* w) {

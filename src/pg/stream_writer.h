@@ -59,6 +59,12 @@ void velostream_writer_insert_slot(StreamWriter* w, TupleTableSlot* slot);
 /// velostream_writer_end, in the same transaction.
 StreamWriter* velostream_router_begin(Relation stream, const velostream::engine::RecordBatch& shape);
 
+/// Sets the watermark column of the log batches the router writes from now
+/// on: the routing worker's source watermark (microseconds since 2000-01-01),
+/// which the receiving worker judges their rows' lateness against
+/// (worker.cpp). Without a call the column is NULL.
+void velostream_router_set_watermark(StreamWriter* w, int64 watermark);
+
 /// Routes rows [0, rows) of `b` by the stream's routing column (the same
 /// hash as velostream_writer_append): rows of partition `self` are moved, in
 /// order, to the front of `b`, and their count returned; the others are

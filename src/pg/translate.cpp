@@ -698,6 +698,11 @@ ViewDesc* velostream_translate_query(Query* query) {
       if (!IsA(key, Var) && !(IsA(key, FuncExpr) && is_tumble(((FuncExpr*)key)->funcid)))
         key = (Node*)computed_var(d, (Node*)tle->expr, query, "a GROUP BY expression", kGuardWhere);
       d->plan->keys.push_back(translate_key(key, query));
+      if (d->plan->keys.back().tumble_size > 0 && d->plan->window.end_part < 0) {
+        // the view's window: its first tumble() key (start + size)
+        d->plan->window.end_part = d->nkeys;
+        d->plan->window.end_offset = d->plan->keys.back().tumble_size;
+      }
       d->key_column[d->nkeys++] = d->ncolumns;
       row.keys = lappend(row.keys, tle->expr);
     }

@@ -78,6 +78,25 @@ struct WorkerView {
   int64 lateness_us;
   bool late_drop;              // late = 'drop': counted, not dead letters
   uint64 late_events;          // late rows since the last recorded statistics
+  // Closing windows (owned views with a window): emit = 'final' writes a
+  // window's rows once, when it closes; retention_us (-1: none) deletes them
+  // from the table once they ended that long behind the watermark. closed_wm
+  // is the watermark the view closed its windows through on this partition
+  // (view_partition_stats.watermark), new_closed_wm the one its current
+  // flush closes them through.
+  bool emit_final;
+  int64 retention_us;
+  bool has_closed;
+  int64 closed_wm;
+  bool has_new_closed;
+  int64 new_closed_wm;
+  // Retention, on partition 0: the least watermark the view closed through
+  // on the other partitions (has_others: every one closed some), read at the
+  // cycle's start, and the window start its rows were deleted through.
+  bool has_others;
+  int64 others_closed;
+  bool has_retained;
+  int64 retained_through;
 };
 
 // Changelog compaction: a snapshot of all groups replaces the changelog
@@ -99,12 +118,30 @@ SPIPlanPtr stats_plan = nullptr;
 KafkaSource* kafka = nullptr;      // set for Kafka streams
 bool worker_error_recorded = false;  // stream_partitions.worker_error is set
 // The stream's event time (event_time.h), read each cycle; the column is
-// fixed at CREATE. The cycle's watermark of the views (has_watermark), and
-// the largest event time among the rows this partition applied in it.
+// fixed at CREATE.
 StreamEventTime event_time;
 bool has_event_time = false;
-bool has_watermark = false;
-int64 watermark = 0;
+// Watermarks (microseconds since 2000-01-01; each with its has_ flag), as
+// begin_event_time() works them out:
+// - source_wm: the stream's watermark when the cycle began, never below the
+//   one this partition committed before (stream_partitions.source_watermark).
+//   Rows read from the source (the partition's log of a local stream, the
+//   topic partitions of a Kafka stream) are late against it; the rows a
+//   Kafka worker routes to another partition's log carry it.
+// - view_wm: the watermark this partition's views closed their windows at,
+//   as committed (stream_partitions.watermark); view_cand: the one they may
+//   close at in this cycle. A Kafka stream's partition may only go as far as
+//   the source watermark every other partition committed (rows they route to
+//   it carry at least that) and only once it has consumed every routed batch
+//   its snapshot holds (log_drained): then no row it may still count is
+//   behind view_cand minus a view's allowed lateness.
+// - late_ref: the watermark the rows being fed are judged against.
+bool has_source_wm = false, has_view_wm = false, has_view_cand = false, has_late_ref = false;
+int64 source_wm = 0, view_wm = 0, view_cand = 0, late_ref = 0;
+bool committed_source = false;  // source_wm as committed (no write needed)
+int64 committed_source_wm = 0;
+bool log_drained = false;
+bool routed_cycle = false;      // other partitions route rows to this one (begin_event_time)
 bool cycle_has_event = false;
 int64 cycle_max_event = 0;
 uint64 cycle_rows = 0;
@@ -472,6 +509,17 @@ WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* quer
   // again after a restart changes nothing.
   if (!restoring && v->desc->nkeys == 0) add_empty_group(v);
   MemoryContextSwitchTo(old);
+  // The watermark it closed its windows through here, as committed.
+  Oid cargs_types[2] = {OIDOID, INT4OID};
+  Datum cargs[2] = {ObjectIdGetDatum(view), Int32GetDatum(partition_no)};
+  if (SPI_execute_with_args("SELECT watermark FROM velostream.view_partition_stats WHERE view = $1 AND partition = $2 "
+                            "AND watermark IS NOT NULL",
+                            2, cargs_types, cargs, NULL, false, 1) == SPI_OK_SELECT &&
+      SPI_processed == 1) {
+    bool isnull;
+    v->has_closed = true;
+    v->closed_wm = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  }
   return v;
 }
 
@@ -506,7 +554,8 @@ void refresh_views() {
   Datum args[1] = {ObjectIdGetDatum(stream_oid)};
   int rc = SPI_execute_with_args(
       "SELECT view::oid, coalesce(state_table::oid, 0), start_snapshot::text, query_tree, owned, "
-      "restored_snapshot::text, restoring, (extract(epoch FROM allowed_lateness) * 1000000)::int8, late = 'drop' "
+      "restored_snapshot::text, restoring, (extract(epoch FROM allowed_lateness) * 1000000)::int8, late = 'drop', "
+      "emit = 'final', coalesce((extract(epoch FROM retention) * 1000000)::int8, -1) "
       "FROM velostream.views WHERE stream = $1 ORDER BY view::oid",
       1, argtypes, args, NULL, true, 0);
   if (rc != SPI_OK_SELECT) elog(ERROR, "velostream: reading velostream.views failed");
@@ -540,6 +589,8 @@ void refresh_views() {
     found->seen = true;
     found->lateness_us = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 8, &isnull));
     found->late_drop = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 9, &isnull));
+    found->emit_final = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 10, &isnull));
+    found->retention_us = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 11, &isnull));
   }
   foreach (lc, views) {
     WorkerView* v = (WorkerView*)lfirst(lc);
@@ -646,6 +697,39 @@ const char* timestamptz_text(int64 ts) {
   return DatumGetCString(DirectFunctionCall1(timestamptz_out, TimestampTzGetDatum((TimestampTz)ts)));
 }
 
+// Sets the watermark the rows fed next are judged against (has: false, no
+// row is late): each view skips those behind it minus its allowed lateness.
+void set_late_reference(bool has, int64 wm) {
+  has_late_ref = has;
+  late_ref = wm;
+  ListCell* lc;
+  foreach (lc, views) {
+    WorkerView* v = (WorkerView*)lfirst(lc);
+    int64 before = 0;
+    if (has && pg_sub_s64_overflow(wm, v->lateness_us, &before)) before = PG_INT64_MIN;
+    v->agg->set_late_before(has && has_event_time ? event_time.column : -1, before);
+  }
+}
+
+// The watermark this partition's views close their windows at in this
+// cycle (see view_wm above): view_cand once a Kafka partition has drained
+// the routed batches, else the committed one. False: none yet.
+bool closing_watermark(int64* wm) {
+  if (has_view_cand && (!routed_cycle || log_drained)) {
+    *wm = view_cand;
+    return true;
+  }
+  *wm = view_wm;
+  return has_view_wm;
+}
+
+// True if closing_watermark() differs from the committed view_wm.
+bool closing_watermark_moved() {
+  int64 wm;
+  bool has = closing_watermark(&wm);
+  return has != has_view_wm || (has && wm != view_wm);
+}
+
 // The late rows of view v's last consume: counted, and dead letters unless
 // the view's late = 'drop'.
 void record_late(WorkerView* v) {
@@ -656,7 +740,7 @@ void record_late(WorkerView* v) {
   const eng::Column& ts = batch->columns[event_time.column];
   const char* column = get_attname(stream_oid, (AttrNumber)(event_time.column + 1), false);
   const char* view = get_rel_name(v->view);
-  const char* mark = timestamptz_text(watermark);
+  const char* mark = timestamptz_text(late_ref);
   const char* lateness = DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(lateness_interval(v))));
   for (uint32_t r : late)
     dead_letter(row_payload(*batch, r),
@@ -666,10 +750,12 @@ void record_late(WorkerView* v) {
 }
 
 // The largest event time of rows [0, rows) of the batch, for the
-// partition's watermark (event_time.h).
+// partition's watermark (event_time.h): a local stream's partition is a
+// source partition (a Kafka stream's are its topic partitions, which
+// kafka_source.cpp tracks).
 void note_event_times(size_t rows) {
   cycle_rows += rows;
-  if (!has_event_time) return;
+  if (!has_event_time || kafka != nullptr) return;
   const eng::Column& ts = batch->columns[event_time.column];
   if (!ts.used) return;
   for (size_t r = 0; r < rows; ++r) {
@@ -751,30 +837,36 @@ bool decode_log_batch(const char* data, size_t len, int64_t xid, char* error, si
 
 void record_stats(WorkerView* v, uint64 groups) {
   if (stats_plan == nullptr) {
-    Oid types[6] = {OIDOID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID};
+    Oid types[7] = {OIDOID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID};
     stats_plan = SPI_prepare(
         "INSERT INTO velostream.view_partition_stats AS s "
-        "(view, partition, events_in, events_selected, groups_upserted, flushes, last_flush, late_events) "
-        "VALUES ($1, $2, $3, $4, $5, 1, now(), $6) ON CONFLICT (view, partition) DO UPDATE SET "
+        "(view, partition, events_in, events_selected, groups_upserted, flushes, last_flush, late_events, watermark) "
+        "VALUES ($1, $2, $3, $4, $5, 1, now(), $6, $7) ON CONFLICT (view, partition) DO UPDATE SET "
         "events_in = s.events_in + excluded.events_in, events_selected = s.events_selected + excluded.events_selected, "
         "late_events = s.late_events + excluded.late_events, "
         "groups_upserted = s.groups_upserted + excluded.groups_upserted, flushes = s.flushes + 1, "
         "last_flush = excluded.last_flush, status = 'running', last_error = NULL, sqlstate = NULL, failures = 0, "
-        "next_retry = NULL",
-        6, types);
+        "next_retry = NULL, watermark = coalesce(excluded.watermark, s.watermark)",
+        7, types);
     if (stats_plan == nullptr) elog(ERROR, "velostream: could not prepare the stats upsert");
     SPI_keepplan(stats_plan);
   }
-  Datum args[6] = {ObjectIdGetDatum(v->view), Int32GetDatum(partition_no), Int64GetDatum((int64)v->agg->rows_in()),
+  Datum args[7] = {ObjectIdGetDatum(v->view), Int32GetDatum(partition_no), Int64GetDatum((int64)v->agg->rows_in()),
                    Int64GetDatum((int64)v->agg->rows_selected()), Int64GetDatum((int64)groups),
-                   Int64GetDatum((int64)v->late_events)};
-  SPI_execute_plan(stats_plan, args, NULL, false, 0);
+                   Int64GetDatum((int64)v->late_events), TimestampTzGetDatum(v->new_closed_wm)};
+  char nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', v->has_new_closed ? ' ' : 'n'};
+  SPI_execute_plan(stats_plan, args, nulls, false, 0);
   v->late_events = 0;
+  if (v->has_new_closed) {
+    v->has_closed = true;
+    v->closed_wm = v->new_closed_wm;
+  }
 }
 
 // Consumes the committed batches of a local stream's partition log: decodes
 // each one, feeds the views and deletes it, in the current transaction, until
-// max_rows rows or the flush interval. Returns the rows consumed.
+// max_rows rows or the flush interval (log_drained: it read them all).
+// Returns the rows consumed.
 uint64 read_log(Oid log_oid, Snapshot snap, uint64 max_rows, TimestampTz start) {
   pgstat_report_activity(STATE_RUNNING, "velostream: consuming");
   restored_batch_xid = -1;  // also after an error in an earlier cycle
@@ -783,11 +875,12 @@ uint64 read_log(Oid log_oid, Snapshot snap, uint64 max_rows, TimestampTz start) 
   TableScanDesc scan = table_beginscan(log, snap, 0, NULL);
   uint64 consumed = 0;
   HeapTuple tuple;
+  bool drained = true;
   while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL) {
-    Datum values[4];
-    bool nulls[4] = {false, false, false, true};
-    if (desc->natts > 4) elog(ERROR, "velostream: partition log %s has unexpected columns", get_rel_name(log_oid));
-    heap_deform_tuple(tuple, desc, values, nulls);  // restored_xid: 4th column since 0.3
+    Datum values[5];
+    bool nulls[5] = {false, false, false, true, true};
+    if (desc->natts > 5) elog(ERROR, "velostream: partition log %s has unexpected columns", get_rel_name(log_oid));
+    heap_deform_tuple(tuple, desc, values, nulls);  // restored_xid: 4th column since 0.3, watermark 5th since 0.6
     MemoryContext old = MemoryContextSwitchTo(batch_cxt);
     bytea* data = DatumGetByteaP(values[2]);
     MemoryContextSwitchTo(old);
@@ -795,7 +888,11 @@ uint64 read_log(Oid log_oid, Snapshot snap, uint64 max_rows, TimestampTz start) 
     char error[256];
     if (decode_log_batch(VARDATA(data), VARSIZE(data) - VARHDRSZ, xid, error, sizeof(error))) {
       restored_batch_xid = nulls[3] ? -1 : (int64_t)U64FromFullTransactionId(DatumGetFullTransactionId(values[3]));
+      // Rows another worker routed here are late against the watermark
+      // they carry: the one their source had when they were read.
+      if (!nulls[4] && has_event_time) set_late_reference(true, DatumGetTimestampTz(values[4]));
       feed_views(batch->rows);
+      if (!nulls[4] && has_event_time) set_late_reference(has_source_wm, source_wm);
       restored_batch_xid = -1;
     } else {
       char* reason = psprintf("unreadable log batch of %d rows: %s", DatumGetInt32(values[1]), error);
@@ -804,12 +901,124 @@ uint64 read_log(Oid log_oid, Snapshot snap, uint64 max_rows, TimestampTz start) 
     MemoryContextReset(batch_cxt);
     simple_heap_delete(log, &tuple->t_self);
     consumed += (uint64)DatumGetInt32(values[1]);
-    if (consumed >= max_rows || TimestampDifferenceExceeds(start, GetCurrentTimestamp(), velostream_flush_interval_ms))
+    if (consumed >= max_rows || TimestampDifferenceExceeds(start, GetCurrentTimestamp(), velostream_flush_interval_ms)) {
+      drained = false;
       break;
+    }
   }
+  log_drained = drained;
   table_endscan(scan);
   table_close(log, NoLock);
   return consumed;
+}
+
+// a - b, saturating at PG_INT64_MIN.
+int64 minus(int64 a, int64 b) {
+  int64 r;
+  return pg_sub_s64_overflow(a, b, &r) ? PG_INT64_MIN : r;
+}
+
+// The groups of owned view v's store whose window ends by `limit` (C++ kept
+// inside): a palloc'd array, its length in *n.
+uint32_t* groups_ending_by(WorkerView* v, int64 limit, size_t* n) {
+  *n = 0;
+  uint32_t* out = nullptr;
+  bool failed = false;
+  try {
+    std::vector<uint32_t> ids;
+    v->store->groups_ending_by(limit, &ids);
+    *n = ids.size();
+    out = (uint32_t*)malloc(sizeof(uint32_t) * (ids.size() ? ids.size() : 1));
+    if (out != nullptr) memcpy(out, ids.data(), sizeof(uint32_t) * ids.size());
+  } catch (const std::exception&) {
+    failed = true;
+  }
+  if (failed || out == nullptr) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+  uint32_t* copy = (uint32_t*)palloc(sizeof(uint32_t) * (*n ? *n : 1));
+  memcpy(copy, out, sizeof(uint32_t) * *n);
+  free(out);
+  return copy;
+}
+
+// Removes groups[0..n) from owned view v's store (C++ kept inside).
+void remove_groups(WorkerView* v, const uint32_t* groups, size_t n) {
+  char error[256] = "";
+  try {
+    if (!v->store->remove_groups(groups, n)) snprintf(error, sizeof(error), "%s", v->store->error().c_str());
+  } catch (const std::exception& e) {
+    snprintf(error, sizeof(error), "%s", e.what());
+  }
+  if (error[0])
+    ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                    errmsg("velostream: continuous view \"%s\" failed: %s", get_rel_name(v->view), error)));
+}
+
+// Retention, on partition 0 (see close_windows): the window start through
+// which owned view v's rows leave its table, false if none may yet: windows
+// that ended by the least watermark the view closed through on any partition
+// minus max(retention, allowed lateness).
+bool retention_limit(const WorkerView* v, int64* start_limit) {
+  if (v->retention_us < 0 || partition_no != 0 || v->store == nullptr || !v->has_others) return false;
+  const eng::ViewPlan& plan = v->store->plan();
+  if (plan.window.end_part < 0) return false;
+  bool has_own = v->has_new_closed || v->has_closed;
+  if (!has_own) return false;
+  int64 least = Min(v->others_closed, v->has_new_closed ? v->new_closed_wm : v->closed_wm);
+  *start_limit = minus(minus(least, Max(v->retention_us, v->lateness_us)), plan.window.end_offset);
+  return !v->has_retained || *start_limit > v->retained_through;
+}
+
+// Deletes the rows of owned view v past its retention (retention_limit).
+void delete_retained(WorkerView* v) {
+  int64 start_limit;
+  if (!retention_limit(v, &start_limit)) return;
+  const ViewColumn& col = v->desc->columns[v->desc->key_column[v->store->plan().window.end_part]];
+  Oid dtypes[1] = {TIMESTAMPTZOID};
+  Datum dargs[1] = {TimestampTzGetDatum(start_limit)};
+  char* sql = psprintf("DELETE FROM %s WHERE %s <= $1",
+                       quote_qualified_identifier(get_namespace_name(get_rel_namespace(v->view)), get_rel_name(v->view)),
+                       quote_identifier(col.name));
+  if (SPI_execute_with_args(sql, 1, dtypes, dargs, NULL, false, 0) != SPI_OK_DELETE)
+    elog(ERROR, "velostream: deleting the windows of continuous view \"%s\" past its retention failed",
+         get_rel_name(v->view));
+  v->has_retained = true;  // (rolled back with a failed flush: then deleted again, harmlessly)
+  v->retained_through = start_limit;
+}
+
+// Closes owned view v's windows: those that ended by this cycle's closing
+// watermark minus the allowed lateness leave its store (memory follows open
+// windows, not history), and with emit = 'final' their rows are written now,
+// once. Windows it closed in an earlier flush (back in the store after a
+// changelog replay) leave silently. With retention, partition 0 deletes the
+// rows of windows that ended longer than the retention ago behind the least
+// watermark the view closed through on any partition. Returns the rows
+// written. Runs in the view's flush, as its owner.
+uint64 close_windows(WorkerView* v) {
+  v->has_new_closed = false;
+  int64 close;
+  if (v->store->plan().window.end_part < 0) return 0;
+  if (!closing_watermark(&close)) {
+    delete_retained(v);
+    return 0;
+  }
+  if (v->has_closed && close < v->closed_wm) close = v->closed_wm;  // never back
+  size_t n;
+  if (v->has_closed) {
+    uint32_t* done = groups_ending_by(v, minus(v->closed_wm, v->lateness_us), &n);
+    remove_groups(v, done, n);
+  }
+  uint32_t* closing = groups_ending_by(v, minus(close, v->lateness_us), &n);
+  uint64 written = 0;
+  if (v->emit_final && n > 0) {
+    uint8_t* created = (uint8_t*)palloc(n);
+    memset(created, 1, n);
+    written = velostream_write_owned(v->desc, v->upsert, *v->store, closing, created, n);
+  }
+  remove_groups(v, closing, n);
+  v->has_new_closed = true;
+  v->new_closed_wm = close;
+  delete_retained(v);
+  return written;
 }
 
 // Writes view v's delta into its tables, as the view's owner in a restricted
@@ -838,8 +1047,10 @@ uint64 write_view(WorkerView* v) {
     if (!merge_delta(v, ids, created, error, sizeof(error)))
       ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
                       errmsg("velostream: continuous view \"%s\" failed: %s", get_rel_name(v->view), error)));
-    groups = velostream_write_owned(v->desc, v->upsert, *v->store, ids, created, n);
+    // emit = 'final': rows appear when their window closes (close_windows)
+    groups = v->emit_final ? 0 : velostream_write_owned(v->desc, v->upsert, *v->store, ids, created, n);
     write_changelog(v, ids, n);
+    groups += close_windows(v);
   } else {
     groups = velostream_upsert_delta(v->desc, v->upsert, *v->agg, *v->merger);
   }
@@ -847,10 +1058,25 @@ uint64 write_view(WorkerView* v) {
   return groups;
 }
 
-// Flushes view v if it has a delta (or retries it if it is set aside and its
-// retry is due), in a subtransaction of the cycle's transaction.
+// True if owned view v has windows to close: the closing watermark moved
+// past the one it closed through.
+bool close_due(const WorkerView* v) {
+  int64 close;
+  if (v->store == nullptr || v->store->plan().window.end_part < 0) return false;
+  if (!closing_watermark(&close)) {
+    int64 limit;
+    return retention_limit(v, &limit);
+  }
+  if (!v->has_closed || close > v->closed_wm) return true;
+  int64 limit;
+  return retention_limit(v, &limit);
+}
+
+// Flushes view v if it has a delta or windows to close (or retries it if it
+// is set aside and its retry is due), in a subtransaction of the cycle's
+// transaction.
 void flush_view(WorkerView* v) {
-  bool has_delta = v->agg->rows_in() > 0 || v->agg->group_count() > 0;
+  bool has_delta = v->agg->rows_in() > 0 || v->agg->group_count() > 0 || close_due(v);
   if (!has_delta && !v->failing && !v->restoring) return;
   if (!restore_done(v)) {
     if (has_delta) save_pending(v);  // counted, kept with the consumed positions
@@ -912,33 +1138,109 @@ void flush_view(WorkerView* v) {
 }
 
 // Event time, at the start of a cycle: the stream's options (watermark_delay
-// and idle_timeout may have been altered), the views' watermark from what the
-// partitions have committed (event_time.h), and each view's late bound.
-void begin_event_time() {
+// and idle_timeout may have been altered), its watermark from what the source
+// partitions have committed (event_time.h), and this partition's watermarks
+// (see source_wm above). `routed`: other partitions route rows to this one
+// (a Kafka stream with logs). SPI connected.
+void begin_event_time(bool routed) {
   cycle_has_event = false;
   cycle_rows = 0;
-  has_watermark = false;
+  has_source_wm = has_view_wm = has_view_cand = committed_source = false;
+  log_drained = false;
+  routed_cycle = routed;
   has_event_time = velostream_stream_event_time(stream_oid, &event_time);
-  if (has_event_time) has_watermark = velostream_stream_watermark(stream_oid, event_time, -1, &watermark);
+  if (has_event_time) {
+    Oid argtypes[1] = {OIDOID};
+    Datum args[1] = {ObjectIdGetDatum(stream_oid)};
+    if (SPI_execute_with_args("SELECT partition, source_watermark, watermark FROM velostream.stream_partitions "
+                              "WHERE stream = $1",
+                              1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+      elog(ERROR, "velostream: reading the watermarks of stream %s failed", stream_name);
+    bool others_known = true;  // every other partition committed a source watermark
+    int64 others_min = PG_INT64_MAX;
+    for (uint64 i = 0; i < SPI_processed; ++i) {
+      HeapTuple t = SPI_tuptable->vals[i];
+      bool null_p, null_s, null_v;
+      int p = DatumGetInt32(SPI_getbinval(t, SPI_tuptable->tupdesc, 1, &null_p));
+      Datum src = SPI_getbinval(t, SPI_tuptable->tupdesc, 2, &null_s);
+      Datum vw = SPI_getbinval(t, SPI_tuptable->tupdesc, 3, &null_v);
+      if (p == partition_no) {
+        if (!null_s) {
+          committed_source = has_source_wm = true;
+          committed_source_wm = source_wm = DatumGetTimestampTz(src);
+        }
+        if (!null_v) {
+          has_view_wm = true;
+          view_wm = DatumGetTimestampTz(vw);
+        }
+      } else if (null_s) {
+        others_known = false;
+      } else {
+        others_min = Min(others_min, DatumGetTimestampTz(src));
+      }
+    }
+    int64 now_wm;
+    if (velostream_stream_watermark(stream_oid, event_time, &now_wm)) {
+      source_wm = has_source_wm ? Max(source_wm, now_wm) : now_wm;
+      has_source_wm = true;
+    }
+    if (has_source_wm && (!routed || others_known)) {
+      int64 cand = routed ? Min(source_wm, others_min) : source_wm;
+      has_view_cand = true;
+      view_cand = has_view_wm ? Max(view_wm, cand) : cand;
+    }
+  }
+  set_late_reference(has_source_wm, source_wm);
+  // Retention (partition 0): the watermarks the other partitions closed
+  // each view's windows through.
   ListCell* lc;
   foreach (lc, views) {
     WorkerView* v = (WorkerView*)lfirst(lc);
-    int64 before = 0;
-    if (has_watermark && pg_sub_s64_overflow(watermark, v->lateness_us, &before)) before = PG_INT64_MIN;
-    v->agg->set_late_before(has_watermark ? event_time.column : -1, before);
+    v->has_new_closed = false;
+    v->has_others = false;
+    if (partition_no != 0 || v->retention_us < 0 || v->store == nullptr) continue;
+    Oid types[2] = {OIDOID, OIDOID};
+    Datum args[2] = {ObjectIdGetDatum(v->view), ObjectIdGetDatum(stream_oid)};
+    if (SPI_execute_with_args("SELECT count(s.watermark), min(s.watermark), "
+                              "(SELECT partitions FROM velostream.streams WHERE stream = $2) "
+                              "FROM velostream.view_partition_stats s WHERE s.view = $1 AND s.partition <> 0",
+                              2, types, args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+      continue;
+    bool isnull;
+    int64 known = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    Datum least = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+    int parts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+    if (known < parts - 1) continue;  // a partition that never closed a window may still write any
+    v->has_others = true;
+    v->others_closed = known == 0 ? PG_INT64_MAX : DatumGetTimestampTz(least);
   }
 }
 
-// Event time, at the end of a cycle: the partition's largest event time and
-// the time it last received rows, committed with what it consumed.
+// Event time, at the end of a cycle: a local stream partition's largest
+// event time and the time it last received rows, and the partition's
+// watermarks, committed with what it consumed.
 void end_event_time() {
-  if (!has_event_time || cycle_rows == 0) return;
-  Oid argtypes[3] = {OIDOID, INT4OID, TIMESTAMPTZOID};
-  Datum args[3] = {ObjectIdGetDatum(stream_oid), Int32GetDatum(partition_no), TimestampTzGetDatum(cycle_max_event)};
-  char nulls[3] = {' ', ' ', cycle_has_event ? ' ' : 'n'};
-  SPI_execute_with_args("UPDATE velostream.stream_partitions SET last_input_at = now(), "
-                        "max_event_time = greatest(max_event_time, $3) WHERE stream = $1 AND partition = $2",
-                        3, argtypes, args, nulls, false, 0);
+  if (!has_event_time) return;
+  if (kafka == nullptr && cycle_rows > 0) {
+    Oid argtypes[3] = {OIDOID, INT4OID, TIMESTAMPTZOID};
+    Datum args[3] = {ObjectIdGetDatum(stream_oid), Int32GetDatum(partition_no), TimestampTzGetDatum(cycle_max_event)};
+    char nulls[3] = {' ', ' ', cycle_has_event ? ' ' : 'n'};
+    SPI_execute_with_args("UPDATE velostream.stream_partitions SET last_input_at = now(), "
+                          "max_event_time = greatest(max_event_time, $3) WHERE stream = $1 AND partition = $2",
+                          3, argtypes, args, nulls, false, 0);
+  }
+  bool source_moved = has_source_wm && !(committed_source && committed_source_wm == source_wm);
+  bool view_moved = closing_watermark_moved();
+  if (!source_moved && !view_moved) return;
+  int64 close = 0;
+  bool has_close = closing_watermark(&close);
+  Oid argtypes[4] = {OIDOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+  Datum args[4] = {ObjectIdGetDatum(stream_oid), Int32GetDatum(partition_no), TimestampTzGetDatum(source_wm),
+                   TimestampTzGetDatum(close)};
+  char nulls[4] = {' ', ' ', has_source_wm ? ' ' : 'n', has_close ? ' ' : 'n'};
+  SPI_execute_with_args("UPDATE velostream.stream_partitions SET source_watermark = $3, watermark = $4 "
+                        "WHERE stream = $1 AND partition = $2",
+                        4, argtypes, args, nulls, false, 0);
 }
 
 // One transaction: consume, aggregate, flush. Returns the rows consumed.
@@ -999,7 +1301,7 @@ uint64 run_cycle() {
   PushActiveSnapshot(snap);
   refresh_views();
   PopActiveSnapshot();
-  begin_event_time();
+  begin_event_time(kafka != nullptr && OidIsValid(log_oid));
   const size_t capacity = (size_t)velostream_batch_size;
   const uint64 max_rows = 64 * (uint64)capacity;  // bounds one transaction
   TimestampTz start = GetCurrentTimestamp();
@@ -1021,6 +1323,7 @@ uint64 run_cycle() {
     pgstat_report_activity(STATE_RUNNING, "velostream: consuming Kafka");
     Relation stream = relation_open(stream_oid, NoLock);  // locked above
     router = OidIsValid(log_oid) ? velostream_router_begin(stream, *batch) : nullptr;
+    if (router != nullptr && has_source_wm) velostream_router_set_watermark(router, source_wm);
     consumed += velostream_kafka_read(kafka, capacity, max_rows, router != nullptr ? route_and_feed : feed_views);
     velostream_writer_end(router);
     router = nullptr;
@@ -1208,6 +1511,7 @@ void velostream_worker_main(Datum arg) {
     if (strcmp(kind, "kafka") == 0) kafka = velostream_kafka_open(stream_oid, partition_no, nparts, batch);
   }
   has_event_time = velostream_stream_event_time(stream_oid, &event_time);  // before the first refresh_views
+  if (kafka != nullptr && has_event_time) velostream_kafka_set_event_time(kafka, event_time.column);
   SPI_finish();
   PopActiveSnapshot();
   CommitTransactionCommand();

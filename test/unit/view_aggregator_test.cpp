@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <set>
 #include <string>
 
 using namespace velostream::engine;
@@ -910,4 +911,90 @@ TEST(ViewAggregator, RowsWithoutAWriterAreNeverBeforeTheStartSnapshot) {
   ViewAggregator v(p);
   ASSERT_TRUE(v.consume(b));
   EXPECT_EQ(collect(v)["A"], (std::vector<int64_t>{2, 2, 5, 1, 4}));
+}
+
+// Closed windows leave a store: groups_ending_by finds the groups whose
+// tumble window (start + size) ends by a limit, remove_groups forgets them,
+// and past kCompactMin removed groups the store compacts without losing or
+// changing a live group's state, and keeps finding and merging by key.
+TEST(ViewAggregator, ClosedWindowsLeaveTheStoreAndItCompacts) {
+  const int64_t hour = 3600LL * 1000000;
+  ViewPlan p;
+  p.keys.push_back({kOrigin, Type::kText, 0, 0});
+  p.keys.push_back({kTs, Type::kInt64, hour, kUnixEpochInPgMicros});
+  p.aggs.push_back({AggFunc::kCountStar, -1, Type::kInt64});
+  p.aggs.push_back({AggFunc::kSum, kDelay, Type::kInt64});
+  p.window.end_part = 1;
+  p.window.end_offset = hour;
+  ViewAggregator store(p);
+  const int hours = 10000;  // 10,000 hourly windows of two origins
+  auto batch_of = [&](int from, int to, RecordBatch* b) {
+    Rows r;
+    for (int h = from; h < to; ++h)
+      for (const char* o : {"A", "B"}) {
+        r.origin.push_back(o);
+        r.delay.push_back(h);
+        r.ts.push_back(h * hour + 17);
+      }
+    fill(r, b);
+  };
+  RecordBatch b;
+  batch_of(0, hours, &b);
+  ViewAggregator delta(p);
+  ASSERT_TRUE(delta.consume(b));
+  std::vector<uint32_t> ids;
+  std::vector<uint8_t> created;
+  ASSERT_TRUE(store.merge(delta, &ids, &created));
+  ASSERT_EQ(store.live_group_count(), 2u * hours);
+  int64_t end;
+  ASSERT_TRUE(store.window_end(ids[0], &end));
+  EXPECT_EQ(end % hour, 0);
+  // Windows ending by 100 hours: hours 0..99 of both origins, in key order
+  // (bytes of the encoded keys: origin first).
+  std::vector<uint32_t> closed;
+  store.groups_ending_by(100 * hour, &closed);
+  ASSERT_EQ(closed.size(), 200u);
+  std::set<int64_t> hours_closed;
+  for (size_t i = 0; i < closed.size(); ++i) {
+    EXPECT_EQ(store.key(closed[i], 0).s, i < 100 ? "A" : "B");
+    hours_closed.insert(store.key(closed[i], 1).i / hour);
+  }
+  EXPECT_EQ(hours_closed.size(), 100u);
+  EXPECT_EQ(*hours_closed.rbegin(), 99);
+  ASSERT_TRUE(store.remove_groups(closed.data(), closed.size()));
+  EXPECT_EQ(store.live_group_count(), 2u * hours - 200);
+  closed.clear();
+  store.groups_ending_by(100 * hour, &closed);
+  EXPECT_TRUE(closed.empty());
+  // Remove all but the last 100 hours: the store compacts.
+  store.groups_ending_by((hours - 100) * hour, &closed);
+  ASSERT_TRUE(store.remove_groups(closed.data(), closed.size()));
+  EXPECT_EQ(store.live_group_count(), 200u);
+  EXPECT_EQ(store.group_count(), 200u);  // compacted: ids renumbered
+  // A later batch merges into the surviving groups by key.
+  batch_of(hours - 1, hours, &b);
+  delta.clear();
+  ASSERT_TRUE(delta.consume(b));
+  ASSERT_TRUE(store.merge(delta, &ids, &created));
+  EXPECT_EQ(created, (std::vector<uint8_t>{0, 0}));
+  std::map<std::pair<std::string, int64_t>, std::pair<int64_t, int64_t>> got;
+  for (uint32_t g : store.groups_in_key_order())
+    got[{std::string(store.key(g, 0).s), store.key(g, 1).i / hour}] = {store.state(g, 0).n,
+                                                                      static_cast<int64_t>(store.state(g, 1).i)};
+  ASSERT_EQ(got.size(), 200u);
+  EXPECT_EQ(got[std::make_pair(std::string("A"), int64_t{hours - 100})], std::make_pair(int64_t{1}, int64_t{hours - 100}));
+  EXPECT_EQ(got[std::make_pair(std::string("B"), int64_t{hours - 1})], std::make_pair(int64_t{2}, int64_t{2 * (hours - 1)}));
+  // A snapshot holds only the live groups.
+  std::string bytes;
+  ASSERT_TRUE(store.encode_all(&bytes));
+  ViewAggregator loaded(p);
+  std::string why;
+  ASSERT_TRUE(loaded.load_groups(bytes.data(), bytes.size(), &why)) << why;
+  EXPECT_EQ(loaded.live_group_count(), 200u);
+  // A view without a window never closes a group.
+  ViewAggregator plain(by_origin_plan());
+  plain.add_empty_group();
+  closed.clear();
+  plain.groups_ending_by(std::numeric_limits<int64_t>::max(), &closed);
+  EXPECT_TRUE(closed.empty());
 }
