@@ -74,14 +74,37 @@ SELECT * FROM hop('2001-01-01 10:20:00+00', interval '0', interval '1 hour');
 SELECT * FROM hop('2001-01-01 10:20:00+00', interval '1 month', interval '2 months');
 SELECT * FROM cumulate('2001-01-01 10:20:00+00', interval '25 minutes', interval '1 hour');
 SELECT session('2001-01-01 10:20:00+00', interval '30 minutes');
--- Not in continuous views yet.
+-- hop() and cumulate() windows in continuous views: FROM stream, hop(...).
 CREATE FOREIGN TABLE fl3 (ts timestamptz, origin text) SERVER velostream OPTIONS (event_time 'ts');
 CREATE MATERIALIZED VIEW hop_v WITH (velostream.continuous) AS
   SELECT f.origin, w.window_start, w.window_end, count(*) AS n
   FROM fl3 f, hop(f.ts, interval '15 minutes', interval '1 hour') AS w
   GROUP BY f.origin, w.window_start, w.window_end;
+CREATE MATERIALIZED VIEW cum_v WITH (velostream.continuous, velostream.emit = 'final') AS
+  SELECT f.origin, w.window_end, count(*) AS n
+  FROM fl3 f, cumulate(f.ts, interval '15 minutes', interval '1 hour') AS w
+  GROUP BY f.origin, w.window_end;
+\d hop_v
+CREATE MATERIALIZED VIEW bad_w1 WITH (velostream.continuous) AS
+  SELECT f.origin, w.window_start, max(w.window_end) FROM fl3 f, hop(f.ts, interval '15 minutes', interval '1 hour') AS w
+  GROUP BY 1, 2;
+CREATE MATERIALIZED VIEW bad_w2 WITH (velostream.continuous) AS
+  SELECT f.origin, w.window_start, count(*) FROM fl3 f, hop(f.ts, interval '15 minutes', interval '1 hour') AS w
+  WHERE w.window_end > '2001-01-01' GROUP BY 1, 2;
+CREATE MATERIALIZED VIEW bad_w3 WITH (velostream.continuous) AS
+  SELECT f.origin, count(*) FROM fl3 f, hop(f.ts, interval '15 minutes', interval '1 hour') AS w GROUP BY 1;
+CREATE MATERIALIZED VIEW bad_w4 WITH (velostream.continuous) AS
+  SELECT f.origin, w.window_start, count(*) FROM fl3 f, hop(f.ts, interval '1 second', interval '1 hour') AS w
+  GROUP BY 1, 2;
+CREATE MATERIALIZED VIEW bad_w5 WITH (velostream.continuous) AS
+  SELECT f.origin, w.window_start, count(*) FROM fl3 f, cumulate(f.ts, interval '25 minutes', interval '1 hour') AS w
+  GROUP BY 1, 2;
+CREATE MATERIALIZED VIEW bad_w6 WITH (velostream.continuous) AS
+  SELECT f.origin, w.window_start, count(*) FROM fl3 f, hop(f.ts, interval '1 month', interval '2 months') AS w
+  GROUP BY 1, 2;
+-- Session windows: not in continuous views yet.
 CREATE MATERIALIZED VIEW sess_v WITH (velostream.continuous) AS
   SELECT origin, session(ts, interval '30 minutes') AS s, count(*) AS n FROM fl3 GROUP BY origin, session(ts, interval '30 minutes');
-DROP FOREIGN TABLE fl3;
+DROP FOREIGN TABLE fl3 CASCADE;
 DROP FOREIGN TABLE fl, ok1, plain_s CASCADE;
 DROP EXTENSION velostream;

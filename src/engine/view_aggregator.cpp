@@ -37,6 +37,7 @@ void mark_predicate(const Predicate& p, std::vector<uint8_t>* used) {
 void mark_used_columns(const ViewPlan& plan, std::vector<uint8_t>* used) {
   if (plan.filter) mark_predicate(*plan.filter, used);
   for (const KeySpec& k : plan.keys) (*used)[k.column] = 1;
+  if (plan.expand.column >= 0) (*used)[plan.expand.column] = 1;
   for (const AggSpec& a : plan.aggs) {
     if (a.func == AggFunc::kExternal) a.external->mark_used(used);
     else if (a.column >= 0) (*used)[a.column] = 1;
@@ -98,9 +99,14 @@ bool ViewAggregator::finalize(uint32_t g, size_t a, Value* out) {
 // as equal), kind/scale/coefficient of the normalised decimal, or a 4-byte
 // length and the bytes of a text. Equal SQL keys give equal bytes. Returns
 // false for a timestamp whose tumble window date_bin cannot compute.
-bool ViewAggregator::encode_key(const RecordBatch& b, size_t row, std::string* out) const {
+bool ViewAggregator::encode_key(const RecordBatch& b, size_t row, size_t idx, std::string* out) const {
   out->clear();
   for (const KeySpec& k : plan_.keys) {
+    if (k.window_part != 0) {  // the row's window (expand_windows): never NULL
+      out->push_back(0);
+      put(out, k.window_part == 1 ? win_start_[idx] : win_end_[idx]);
+      continue;
+    }
     const Column& c = b.columns[k.column];
     if (c.null[row]) {
       out->push_back(1);
@@ -251,6 +257,7 @@ bool ViewAggregator::consume(const RecordBatch& b) {
     sel_.resize(kept);
   }
   rows_selected_ += sel_.size();
+  if (plan_.expand.kind != WindowExpansion::Kind::kNone) rows_selected_ -= expand_windows(b);
 
   // 2. Group ids: one hash probe per row; a new group copies its key once.
   //    A row whose key cannot be computed (a tumble window out of range,
@@ -258,7 +265,7 @@ bool ViewAggregator::consume(const RecordBatch& b) {
   group_of_.resize(sel_.size());
   size_t kept = 0, tumble_errors = 0;
   for (size_t k = 0; k < sel_.size(); ++k) {
-    if (!encode_key(b, sel_[k], &key_buf_)) {
+    if (!encode_key(b, sel_[k], k, &key_buf_)) {
       const char* message = "timestamp out of range";
       for (const KeySpec& ks : plan_.keys) {
         const Column& c = b.columns[ks.column];
@@ -302,6 +309,63 @@ bool ViewAggregator::consume(const RecordBatch& b) {
     if (!fns_[a]->update(in, base + offsets_[a], stride_, &error_)) return false;
   }
   return true;
+}
+
+size_t ViewAggregator::expand_windows(const RecordBatch& b) {
+  const WindowExpansion& w = plan_.expand;
+  const Column& c = b.columns[w.column];
+  expanded_.clear();
+  win_start_.clear();
+  win_end_.clear();
+  size_t gone = 0;
+  for (uint32_t r : sel_) {
+    const int64_t ts = c.i64[r];
+    if (c.null[r] || ts == std::numeric_limits<int64_t>::min() || ts == std::numeric_limits<int64_t>::max()) {
+      ++gone;  // no window
+      continue;
+    }
+    const size_t before = expanded_.size();
+    bool ok = true;
+    if (w.kind == WindowExpansion::Kind::kHop) {
+      int64_t s, lower;
+      ok = tumble_start(ts, w.step, w.origin, &s);
+      if (__builtin_sub_overflow(ts, w.size, &lower)) lower = std::numeric_limits<int64_t>::min();
+      while (ok && s > lower) {
+        int64_t e;
+        if (__builtin_add_overflow(s, w.size, &e) || e > kEndPgTimestamp || s < kMinPgTimestamp) {
+          ok = false;
+          break;
+        }
+        expanded_.push_back(r);
+        win_start_.push_back(s);
+        win_end_.push_back(e);
+        if (__builtin_sub_overflow(s, w.step, &s)) break;
+      }
+    } else {
+      int64_t s;
+      ok = tumble_start(ts, w.size, w.origin, &s);
+      const int64_t n = w.size / w.step;
+      for (int64_t i = ok ? (ts - s) / w.step + 1 : n + 1; ok && i <= n; ++i) {
+        int64_t e;
+        if (__builtin_add_overflow(s, i * w.step, &e) || e > kEndPgTimestamp) {
+          ok = false;
+          break;
+        }
+        expanded_.push_back(r);
+        win_start_.push_back(s);
+        win_end_.push_back(e);
+      }
+    }
+    if (!ok) {
+      expanded_.resize(before);
+      win_start_.resize(before);
+      win_end_.resize(before);
+      row_errors_.push_back(RowError{r, "timestamp out of range"});
+      ++gone;
+    }
+  }
+  sel_.swap(expanded_);
+  return gone;
 }
 
 uint32_t ViewAggregator::find_or_add(std::string_view key, bool* added, const int16_t* scales) {

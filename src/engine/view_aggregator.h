@@ -21,12 +21,40 @@
 namespace velostream::engine {
 
 /// One GROUP BY expression: a column, or tumble(column, size) when
-/// tumble_size > 0 (microseconds; windows aligned on tumble_origin).
+/// tumble_size > 0 (microseconds; windows aligned on tumble_origin), or
+/// the window_start (window_part 1) or window_end (2) of the plan's
+/// WindowExpansion (then column is its column).
 struct KeySpec {
   int column = -1;
   Type type = Type::kInt64;
   int64_t tumble_size = 0;
   int64_t tumble_origin = 0;
+  uint8_t window_part = 0;
+  /// A window (tumble, or a hop/cumulate bound), not a plain value.
+  bool is_window() const { return tumble_size > 0 || window_part != 0; }
+};
+
+/// A view's hop() or cumulate() window, as in FROM stream s, hop(s.ts,
+/// slide, size) w: every row belongs to several windows of its event time
+/// `column` (a kInt64 timestamp, microseconds since 2000-01-01), and is
+/// counted once in each (its group keys take each window's start and end in
+/// turn). Windows are aligned on `origin` (the Unix epoch, as tumble's).
+///  - kHop: the windows [s, s + size) for every s that is a multiple of
+///    `step` (the slide) from the origin with ts - size < s <= ts:
+///    size / step of them when step divides size.
+///  - kCumulate (Flink's cumulative windows): with s = the start of ts's
+///    tumbling window of `size`, the windows [s, s + i * step) with
+///    ts < s + i * step, i = 1 .. size / step (step divides size).
+/// A row whose event time is NULL or infinite belongs to no window (as the
+/// STRICT set-returning functions return no row for it); one whose windows
+/// fall outside PostgreSQL's timestamps is a row error.
+struct WindowExpansion {
+  enum class Kind : uint8_t { kNone, kHop, kCumulate };
+  Kind kind = Kind::kNone;
+  int column = -1;
+  int64_t step = 0;
+  int64_t size = 0;
+  int64_t origin = 0;
 };
 
 /// The transactions whose rows a view must not count because they committed
@@ -58,6 +86,7 @@ struct ViewPlan {
   std::vector<AggSpec> aggs;
   StartSnapshot start;
   WindowSpec window;
+  WindowExpansion expand;
 };
 
 /// Sets used[c] = 1 for every stream column `plan` reads (filter, keys,
@@ -207,7 +236,13 @@ class ViewAggregator {
   const std::string& error() const { return error_; }
 
  private:
-  bool encode_key(const RecordBatch& b, size_t row, std::string* out) const;
+  // k: the row's index in the expanded selection (its window's start and
+  // end in win_start_[k], win_end_[k]).
+  bool encode_key(const RecordBatch& b, size_t row, size_t k, std::string* out) const;
+  // Replaces sel_ by one entry per (row, window) of plan_.expand, setting
+  // win_start_ / win_end_; rows without a window leave, those whose windows
+  // are out of range go to row_errors_. Returns the rows that left.
+  size_t expand_windows(const RecordBatch& b);
   bool valid_key(std::string_view key) const;  // as encode_key can write for plan_
   uint32_t find_or_add(std::string_view key, bool* added, const int16_t* scales = nullptr);
   /// scales: the display scale of each numeric key part (NULL: as stored).
@@ -266,6 +301,8 @@ class ViewAggregator {
   std::deque<std::vector<uint8_t>> scratch_;
   std::vector<uint32_t> sel_;        // selected rows
   std::vector<uint32_t> group_of_;   // group id of each selected row
+  std::vector<uint32_t> expanded_;   // expand_windows' scratch
+  std::vector<int64_t> win_start_, win_end_;  // each expanded entry's window
   std::vector<uint8_t> filter_truth_;  // an aggregate's FILTER, per row
   std::vector<uint32_t> filter_sel_, filter_groups_;  // the rows it lets through
   std::string key_buf_;

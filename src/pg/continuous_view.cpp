@@ -143,9 +143,9 @@ int* index_key_order(const ViewDesc* d) {
   int* order = (int*)palloc(sizeof(int) * (d->nkeys + 1));
   int n = 0;
   for (int k = 0; k < d->nkeys; ++k)
-    if (d->plan->keys[k].tumble_size > 0) order[n++] = k;
+    if (d->plan->keys[k].is_window()) order[n++] = k;
   for (int k = 0; k < d->nkeys; ++k)
-    if (d->plan->keys[k].tumble_size <= 0) order[n++] = k;
+    if (!d->plan->keys[k].is_window()) order[n++] = k;
   return order;
 }
 
@@ -264,7 +264,7 @@ static bool register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
   if (!has_views && restore == nullptr && routes) {
     route_null = true;
     for (int k = 0; k < d->nkeys && route_null; ++k)
-      if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column < d->stream_columns) {  // not computed
+      if (!d->plan->keys[k].is_window() && d->plan->keys[k].column < d->stream_columns) {  // not computed
         route = d->plan->keys[k].column + 1;
         route_null = false;
       }
@@ -289,7 +289,7 @@ static bool register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
   }
   owned = nparts == 1;
   for (int k = 0; k < d->nkeys && !route_null && routes; ++k)
-    if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column < d->stream_columns &&
+    if (!d->plan->keys[k].is_window() && d->plan->keys[k].column < d->stream_columns &&
         d->plan->keys[k].column + 1 == route)
       owned = true;
   if (restore != nullptr && owned != restore->owned)
@@ -323,7 +323,7 @@ static bool register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
   Datum* keycols = (Datum*)palloc(sizeof(Datum) * (d->nkeys + 1));
   int nkeycols = 0;
   for (int k = 0; k < d->nkeys; ++k)
-    if (d->plan->keys[k].tumble_size == 0 && d->plan->keys[k].column < d->stream_columns)  // not computed
+    if (!d->plan->keys[k].is_window() && d->plan->keys[k].column < d->stream_columns)  // not computed
       keycols[nkeycols++] = Int16GetDatum(d->plan->keys[k].column + 1);
   ArrayType* keyarr = construct_array(keycols, nkeycols, INT2OID, 2, true, TYPALIGN_SHORT);
   Oid argtypes[11] = {OIDOID,  OIDOID,  OIDOID,  TEXTOID, TEXTOID,       INT2ARRAYOID,

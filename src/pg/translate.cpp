@@ -588,6 +588,75 @@ Node* group_row_mutator(Node* n, void* arg) {
                                  row);
 }
 
+// A constant interval argument `arg` of window function `fn` in
+// microseconds (a day is 24 hours): ERROR unless it is a constant interval
+// of days and time only, greater than zero.
+int64 window_interval(Node* arg, const char* fn, const char* what, Node* call, Query* query) {
+  if (!IsA(arg, Const) || ((Const*)arg)->constisnull || exprType(arg) != INTERVALOID)
+    unsupported(psprintf("%s() with a %s that is not a constant interval", fn, what), call, query, nullptr);
+  Interval* iv = DatumGetIntervalP(((Const*)arg)->constvalue);
+  int64 us;
+  if (iv->month != 0 || pg_mul_s64_overflow((int64)iv->day, USECS_PER_DAY, &us) ||
+      pg_add_s64_overflow(us, iv->time, &us))
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("%s() %s must not contain months or years: %s", fn, what, describe(call, query)),
+                    errhint("Give it in days, hours, minutes or seconds.")));
+  if (us <= 0)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("%s() %s must be greater than zero: %s", fn, what, describe(call, query))));
+  return us;
+}
+
+// The hop() or cumulate() call of FROM stream s, hop(s.ts, slide, size) w
+// as the plan's window expansion (engine/view_aggregator.h).
+eng::WindowExpansion translate_window_call(FuncExpr* call, Query* query) {
+  eng::WindowExpansion w;
+  const bool hop = is_window_function(call->funcid, "hop");
+  const char* fn = hop ? "hop" : "cumulate";
+  Node* ts = (Node*)linitial(call->args);
+  while (IsA(ts, RelabelType)) ts = (Node*)((RelabelType*)ts)->arg;
+  if (!IsA(ts, Var) || ((Var*)ts)->varno != 1 || exprType(ts) != TIMESTAMPTZOID)
+    unsupported(psprintf("%s() over anything but a timestamptz column of the stream", fn), (Node*)call, query,
+                nullptr);
+  w.kind = hop ? eng::WindowExpansion::Kind::kHop : eng::WindowExpansion::Kind::kCumulate;
+  w.column = column_of((Var*)ts, query);
+  w.step = window_interval((Node*)lsecond(call->args), fn, hop ? "slide" : "step", (Node*)call, query);
+  w.size = window_interval((Node*)lthird(call->args), fn, "size", (Node*)call, query);
+  w.origin = eng::kUnixEpochInPgMicros;
+  if (!hop && w.size % w.step != 0)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("cumulate() step must divide its size: %s", describe((Node*)call, query))));
+  if (w.size / w.step > 1000)
+    ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                    errmsg("%s() puts each event in %lld windows, more than 1000: %s", fn,
+                           (long long)(w.size / w.step), describe((Node*)call, query)),
+                    errhint("Use a larger %s.", hop ? "slide" : "step")));
+  return w;
+}
+
+// Finds a Var of range table entry `varno` (the window function's
+// window_start and window_end) inside an aggregate's arguments or FILTER,
+// or anywhere in a WHERE clause (`in_agg` set).
+struct WindowVarSearch {
+  int varno;
+  bool in_agg;
+};
+bool finds_window_var(Node* node, void* context);
+bool (*const finds_window_var_walker)() =
+    reinterpret_cast<bool (*)()>(reinterpret_cast<void (*)()>(finds_window_var));
+bool finds_window_var(Node* node, void* context) {
+  if (node == nullptr) return false;
+  WindowVarSearch* c = (WindowVarSearch*)context;
+  if (IsA(node, Var)) return c->in_agg && ((Var*)node)->varno == c->varno && ((Var*)node)->varlevelsup == 0;
+  if (IsA(node, Aggref) && !c->in_agg) {
+    c->in_agg = true;
+    bool found = expression_tree_walker(node, finds_window_var_walker, context);
+    c->in_agg = false;
+    return found;
+  }
+  return expression_tree_walker(node, finds_window_var_walker, context);
+}
+
 // `expr` (a select-list expression or HAVING) over the group row.
 Node* group_row_expr(Node* expr, GroupRow* row) { return group_row_mutator(expr, row); }
 
@@ -606,26 +675,28 @@ ViewDesc* velostream_translate_query(Query* query) {
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                     errmsg("session windows are not supported by continuous views yet"),
                     errhint("Group by tumble(ts, size) windows for now.")));
-  if (list_length(query->rtable) != 1 || list_length(query->jointree->fromlist) != 1 ||
-      !IsA(linitial(query->jointree->fromlist), RangeTblRef)) {
-    ListCell* lc;
-    foreach (lc, query->rtable) {
-      RangeTblEntry* r = (RangeTblEntry*)lfirst(lc);
-      if (r->rtekind == RTE_FUNCTION && list_length(r->functions) == 1) {
-        Node* call = ((RangeTblFunction*)linitial(r->functions))->funcexpr;
-        if (IsA(call, FuncExpr) && (is_window_function(((FuncExpr*)call)->funcid, "hop") ||
-                                    is_window_function(((FuncExpr*)call)->funcid, "cumulate")))
-          ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                          errmsg("%s() windows are not supported by continuous views yet",
-                                 get_func_name(((FuncExpr*)call)->funcid)),
-                          errhint("Group by tumble(ts, size) windows for now; %s() runs in batch queries.",
-                                  get_func_name(((FuncExpr*)call)->funcid))));
-      }
+  // FROM stream s, hop(s.ts, slide, size) w (or cumulate): the window
+  // function is range table entry 2, its columns window_start and
+  // window_end GROUP BY keys.
+  FuncExpr* window_call = nullptr;
+  if (list_length(query->rtable) == 2 && list_length(query->jointree->fromlist) == 2 &&
+      IsA(linitial(query->jointree->fromlist), RangeTblRef) && IsA(lsecond(query->jointree->fromlist), RangeTblRef) &&
+      ((RangeTblRef*)linitial(query->jointree->fromlist))->rtindex == 1 &&
+      ((RangeTblRef*)lsecond(query->jointree->fromlist))->rtindex == 2) {
+    RangeTblEntry* r = (RangeTblEntry*)lsecond(query->rtable);
+    if (r->rtekind == RTE_FUNCTION && list_length(r->functions) == 1 && !r->funcordinality) {
+      Node* call = ((RangeTblFunction*)linitial(r->functions))->funcexpr;
+      if (IsA(call, FuncExpr) && (is_window_function(((FuncExpr*)call)->funcid, "hop") ||
+                                  is_window_function(((FuncExpr*)call)->funcid, "cumulate")))
+        window_call = (FuncExpr*)call;
     }
+  }
+  if (window_call == nullptr && (list_length(query->rtable) != 1 || list_length(query->jointree->fromlist) != 1 ||
+                                 !IsA(linitial(query->jointree->fromlist), RangeTblRef)))
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                     errmsg("a continuous view must read exactly one stream"),
-                    errhint("Joins, subqueries and set-returning functions in FROM are not supported.")));
-  }
+                    errhint("Joins, subqueries and set-returning functions in FROM are not supported, but for "
+                            "hop() and cumulate() windows: FROM stream s, hop(s.ts, slide, size) w.")));
   RangeTblEntry* rte = static_cast<RangeTblEntry*>(linitial(query->rtable));
   if (rte->rtekind != RTE_RELATION || !velostream_is_stream(rte->relid))
     ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -661,6 +732,17 @@ ViewDesc* velostream_translate_query(Query* query) {
   describing = d;
   d->plan = new eng::ViewPlan();
   velostream_on_context_reset(CurrentMemoryContext, delete_plan, d->plan);
+  if (window_call != nullptr) {
+    d->plan->expand = translate_window_call(window_call, query);
+    WindowVarSearch search{2, false};
+    if (finds_window_var((Node*)query->targetList, &search) || finds_window_var(query->havingQual, &search))
+      unsupported(psprintf("%s()'s window_start or window_end in an aggregate", get_func_name(window_call->funcid)),
+                  nullptr, query, "Group by them.");
+    search.in_agg = true;
+    if (finds_window_var(query->jointree->quals, &search))
+      unsupported(psprintf("%s()'s window_start or window_end in WHERE", get_func_name(window_call->funcid)), nullptr,
+                  query, "Filter the rows by their event time column.");
+  }
 
   int ntle = list_length(query->targetList);
   d->columns = (ViewColumn*)palloc0(sizeof(ViewColumn) * ntle);
@@ -695,10 +777,24 @@ ViewDesc* velostream_translate_query(Query* query) {
       while (IsA(key, RelabelType)) key = (Node*)((RelabelType*)key)->arg;
       if (exprType(key) == INTERVALOID)  // equal intervals ('1 day', '24 hours') differ in their fields
         unsupported("GROUP BY on an interval", (Node*)tle->expr, query, "Group by extract(epoch FROM ...) of it.");
+      if (IsA(key, Var) && ((Var*)key)->varno == 2 && window_call != nullptr) {
+        // window_start (1) or window_end (2) of the hop() / cumulate() window
+        eng::KeySpec ks;
+        ks.column = d->plan->expand.column;
+        ks.type = eng::Type::kInt64;
+        ks.window_part = (uint8_t)((Var*)key)->varattno;
+        if (ks.window_part != 1 && ks.window_part != 2)
+          unsupported("this column of a window function", (Node*)tle->expr, query, nullptr);
+        d->plan->keys.push_back(ks);
+        d->key_column[d->nkeys++] = d->ncolumns;
+        row.keys = lappend(row.keys, tle->expr);
+        d->ncolumns++;
+        continue;
+      }
       if (!IsA(key, Var) && !(IsA(key, FuncExpr) && is_tumble(((FuncExpr*)key)->funcid)))
         key = (Node*)computed_var(d, (Node*)tle->expr, query, "a GROUP BY expression", kGuardWhere);
       d->plan->keys.push_back(translate_key(key, query));
-      if (d->plan->keys.back().tumble_size > 0 && d->plan->window.end_part < 0) {
+      if (d->plan->keys.back().tumble_size > 0 && d->plan->window.end_part < 0 && window_call == nullptr) {
         // the view's window: its first tumble() key (start + size)
         d->plan->window.end_part = d->nkeys;
         d->plan->window.end_offset = d->plan->keys.back().tumble_size;
@@ -707,6 +803,24 @@ ViewDesc* velostream_translate_query(Query* query) {
       row.keys = lappend(row.keys, tle->expr);
     }
     d->ncolumns++;
+  }
+  // The view's window, for closing (emit final, retention): a hop() or
+  // cumulate() window's end, else its start plus its size (the last of a
+  // start's cumulative windows).
+  if (window_call != nullptr) {
+    for (int k = 0; k < d->nkeys; ++k) {
+      const eng::KeySpec& ks = d->plan->keys[k];
+      if (ks.window_part == 2 || (ks.window_part == 1 && d->plan->window.end_part < 0)) {
+        d->plan->window.end_part = k;
+        d->plan->window.end_offset = ks.window_part == 2 ? 0 : d->plan->expand.size;
+        if (ks.window_part == 2) break;
+      }
+    }
+    if (d->plan->window.end_part < 0)
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                      errmsg("a continuous view over %s() must group by its window_start or window_end",
+                             get_func_name(window_call->funcid)),
+                      errhint("GROUP BY w.window_start, w.window_end.")));
   }
   // 2. Aggregates and expressions over them.
   int c = 0;

@@ -998,3 +998,69 @@ TEST(ViewAggregator, ClosedWindowsLeaveTheStoreAndItCompacts) {
   plain.groups_ending_by(std::numeric_limits<int64_t>::max(), &closed);
   EXPECT_TRUE(closed.empty());
 }
+
+// hop() and cumulate() windows: every row is counted once in each of its
+// windows, as the set-returning functions list them (brute force below,
+// from their SQL definitions); NULL and infinite event times belong to no
+// window.
+TEST(ViewAggregator, HopAndCumulateCountARowInEachOfItsWindows) {
+  const int64_t minute = 60LL * 1000000;
+  Rows r;
+  // minutes from the Unix epoch (as PostgreSQL microseconds), some on boundaries
+  for (int64_t m : {0, 1, 14, 15, 16, 29, 30, 44, 45, 59, 60, 61, 119, 120, -1, -15, -16}) {
+    r.origin.push_back("A");
+    r.delay.push_back(m);
+    r.ts.push_back(kUnixEpochInPgMicros + m * minute);
+  }
+  r.origin.push_back("A");  // +infinity: no window
+  r.delay.push_back(0);
+  r.ts.push_back(std::numeric_limits<int64_t>::max());
+  RecordBatch b;
+  fill(r, &b);
+  for (auto kind : {WindowExpansion::Kind::kHop, WindowExpansion::Kind::kCumulate}) {
+    const int64_t step = 15 * minute, size = 60 * minute;
+    ViewPlan p;
+    p.expand.kind = kind;
+    p.expand.column = kTs;
+    p.expand.step = step;
+    p.expand.size = size;
+    p.expand.origin = kUnixEpochInPgMicros;
+    KeySpec start{kTs, Type::kInt64, 0, 0, 1}, end{kTs, Type::kInt64, 0, 0, 2};
+    p.keys = {start, end};
+    p.aggs.push_back({AggFunc::kCountStar, -1, Type::kInt64});
+    p.aggs.push_back({AggFunc::kSum, kDelay, Type::kInt64});
+    ViewAggregator v(p);
+    ASSERT_TRUE(v.consume(b));
+    std::map<std::pair<int64_t, int64_t>, std::pair<int64_t, int64_t>> got, want;
+    for (uint32_t g : v.groups_in_key_order())
+      got[{v.key(g, 0).i, v.key(g, 1).i}] = {v.state(g, 0).n, static_cast<int64_t>(v.state(g, 1).i)};
+    for (size_t i = 0; i + 1 < r.ts.size(); ++i) {
+      const int64_t ts = r.ts[i];
+      auto floor_to = [&](int64_t x, int64_t unit) {
+        int64_t d = x - kUnixEpochInPgMicros, m = d % unit;
+        return kUnixEpochInPgMicros + d - m - (m < 0 ? unit : 0);
+      };
+      if (kind == WindowExpansion::Kind::kHop) {
+        for (int64_t s = floor_to(ts, step); s > ts - size; s -= step) {
+          auto& w = want[{s, s + size}];
+          w.first++;
+          w.second += r.delay[i];
+        }
+      } else {
+        const int64_t s = floor_to(ts, size);
+        for (int64_t e = s + step; e <= s + size; e += step)
+          if (ts < e) {
+            auto& w = want[{s, e}];
+            w.first++;
+            w.second += r.delay[i];
+          }
+      }
+    }
+    EXPECT_EQ(got, want) << (kind == WindowExpansion::Kind::kHop ? "hop" : "cumulate");
+    EXPECT_EQ(v.rows_selected(), r.ts.size() - 1);  // the infinite one has no window
+    // hop: 4 windows per row; cumulate: between 1 and 4
+    int64_t total = 0;
+    for (const auto& [k, w] : got) total += w.first;
+    if (kind == WindowExpansion::Kind::kHop) EXPECT_EQ(total, 4 * static_cast<int64_t>(r.ts.size() - 1));
+  }
+}
