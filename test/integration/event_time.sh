@@ -15,6 +15,11 @@
 #  3. Rows reordered with a disorder (< 20 minutes) smaller than the
 #     watermark delay, COPYed in 20 transactions while a worker is killed
 #     with SIGKILL: no late event, every view exact.
+#  The issue's views, verbatim, beside them: hop_final (hop() windows, emit
+#  final) equals the batch hop() query over the windows the watermark closed
+#  and has no row of an open window; hourly (allowed lateness, retention
+#  '2 days') equals the batch query over the windows retention keeps. The
+#  same with cumulate() and emit final on the reordered stream.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/test/cluster.sh"
@@ -54,6 +59,30 @@ wait_watermark() {
 }
 HOURLY="SELECT origin, tumble(ts, interval '1 hour') AS hour, count(*) AS n, avg(delay) AS avg_delay
   FROM %s GROUP BY origin, tumble(ts, interval '1 hour')"
+HOP="SELECT f.origin, w.window_start, w.window_end, count(*) AS n, sum(f.delay) AS total_delay
+  FROM %s f, hop(f.ts, interval '15 minutes', interval '1 hour') AS w
+  GROUP BY f.origin, w.window_start, w.window_end"
+CUMULATE="SELECT f.origin, w.window_start, w.window_end, count(*) AS n, max(f.delay) AS max_delay
+  FROM %s f, cumulate(f.ts, interval '20 minutes', interval '1 hour') AS w
+  GROUP BY f.origin, w.window_start, w.window_end"
+# wait_closed VIEW: until the view closed its windows through every
+# partition's watermark, on every partition.
+wait_closed() {
+  local i
+  for i in $(seq 1 200); do
+    [ "$(psql_c "SELECT bool_and(watermark IS NOT DISTINCT FROM partition_watermark) AND count(*) > 0
+                   FROM velostream.stats WHERE view = '$1'::regclass")" = t ] && return 0
+    sleep 0.05
+  done
+  failed "$1 did not close its windows through its partitions' watermarks"
+}
+# same_rows VIEW QUERY WHAT: the view's rows equal those of QUERY
+same_rows() {
+  local d
+  d=$(psql_c "SELECT count(*) FROM ((TABLE $1 EXCEPT ALL ($2)) UNION ALL (($2) EXCEPT ALL TABLE $1)) d" 2>&1)
+  [ "$d" = 0 ] && pass "$3: $1 equals its batch query ($(psql_c "SELECT count(*) FROM $1") rows)" \
+    || failed "$3: $1 differs from its batch query: $d"
+}
 
 # 1. The issue's stream, verbatim, and two views.
 psql_c "CREATE EXTENSION velostream;
@@ -63,10 +92,24 @@ CREATE MATERIALIZED VIEW lenient WITH (velostream.continuous, velostream.allowed
   $(printf "$HOURLY" fl);
 CREATE MATERIALIZED VIEW strict WITH (velostream.continuous, velostream.late = 'drop') AS
   $(printf "$HOURLY" fl);
+CREATE MATERIALIZED VIEW hop_final WITH (velostream.continuous, velostream.emit = 'final') AS
+  SELECT f.origin, w.window_start, w.window_end, count(*) AS n, sum(f.delay) AS total_delay
+  FROM fl f, hop(f.ts, interval '15 minutes', interval '1 hour') AS w
+  GROUP BY f.origin, w.window_start, w.window_end;
+CREATE MATERIALIZED VIEW hourly WITH (velostream.continuous, velostream.allowed_lateness = '10 minutes',
+                                      velostream.retention = '2 days') AS
+  SELECT origin, tumble(ts, interval '1 hour') AS hour, count(*) AS n, avg(delay) AS avg_delay
+  FROM fl GROUP BY origin, tumble(ts, interval '1 hour');
 CREATE TABLE truth (ts timestamptz, delay int, distance int, origin text, destination text);
 CREATE TABLE late_rows (ts timestamptz, delay int, distance int, origin text, destination text, lenient_late boolean);
 CREATE VIEW oracle_lenient AS $(printf "$HOURLY" "(SELECT * FROM truth EXCEPT ALL SELECT ts, delay, distance, origin, destination FROM late_rows WHERE lenient_late) t");
-CREATE VIEW oracle_strict AS $(printf "$HOURLY" "(SELECT * FROM truth EXCEPT ALL SELECT ts, delay, distance, origin, destination FROM late_rows) t");" \
+CREATE VIEW oracle_strict AS $(printf "$HOURLY" "(SELECT * FROM truth EXCEPT ALL SELECT ts, delay, distance, origin, destination FROM late_rows) t");
+-- hop_final: the windows closed by the watermark (no allowed lateness: every late row is late)
+CREATE VIEW oracle_hop_final AS SELECT * FROM ($(printf "$HOP" "(SELECT * FROM truth EXCEPT ALL SELECT ts, delay, distance, origin, destination FROM late_rows)")) o
+  WHERE window_end <= (SELECT velostream.watermark('fl'));
+-- hourly: lenient's rows of the windows retention keeps (ended less than 2 days behind the watermark)
+CREATE VIEW oracle_hourly AS SELECT * FROM oracle_lenient
+  WHERE hour + interval '1 hour' > (SELECT velostream.watermark('fl')) - interval '2 days';" \
   || failed "creating the stream and views"
 split -n l/5 -d "$work/flights.csv" "$work/chunk."
 for c in "$work"/chunk.*; do
@@ -76,24 +119,38 @@ done
 psql_c "\\copy truth FROM '$work/flights.csv' (FORMAT csv)"
 wait_view lenient; wait_view strict
 wait_watermark fl
+wait_closed hop_final; wait_closed hourly
 got=$(psql_c "SELECT (SELECT max(max_event_time) FROM velostream.stream_partitions WHERE stream = 'fl'::regclass)
                      = (SELECT max(ts) FROM truth),
                      (SELECT min(max_event_time) - interval '30 minutes' FROM velostream.stream_partitions
-                       WHERE stream = 'fl'::regclass) = velostream.watermark('fl'),
-                     (SELECT bool_and(partition_watermark = velostream.watermark('fl') AND watermark = partition_watermark)
+                       WHERE stream = 'fl'::regclass) = (SELECT velostream.watermark('fl')),
+                     (SELECT bool_and(partition_watermark = (SELECT velostream.watermark('fl')) AND watermark = partition_watermark)
                         FROM velostream.stats),
                      (SELECT count(*) FROM velostream.stream_partitions WHERE stream = 'fl'::regclass
                         AND max_event_time IS NOT NULL) = 2")
-[ "$got" = "t|t|t|t" ] && pass "in order: the stream's watermark is the least partition's largest event time - 30 minutes, every view's on every partition ($(psql_c "SELECT velostream.watermark('fl')"))" \
+[ "$got" = "t|t|t|t" ] && pass "in order: the stream's watermark is the least partition's largest event time - 30 minutes, every view's on every partition ($(psql_c "SELECT (SELECT velostream.watermark('fl'))"))" \
   || failed "in order: watermarks: $got ($(psql_c "SELECT string_agg(partition || '=' || partition_watermark, ' ') FROM velostream.stats WHERE view = 'lenient'::regclass"))"
 got=$(psql_c "SELECT sum(late_events) FROM velostream.stats")
 [ "$got" = 0 ] && pass "in order: no late event" || failed "in order: $got late events"
 same lenient oracle_lenient "in order"
 same strict oracle_strict "in order"
+# retention: partition 0 deletes once every partition closed its windows
+for _ in $(seq 1 100); do
+  [ "$(psql_c "SELECT count(*) FROM ((TABLE hourly EXCEPT ALL TABLE oracle_hourly) UNION ALL (TABLE oracle_hourly EXCEPT ALL TABLE hourly)) d")" = 0 ] && break
+  sleep 0.1
+done
+same hop_final oracle_hop_final "in order, emit final"
+same hourly oracle_hourly "in order, retention 2 days"
+got=$(psql_c "SELECT (SELECT count(*) FROM hop_final WHERE window_end > (SELECT velostream.watermark('fl'))),
+                     (SELECT count(*) FROM ($(printf "$HOP" truth)) o WHERE window_end > (SELECT velostream.watermark('fl'))),
+                     (SELECT min(hour) FROM hourly) > (SELECT min(hour) FROM lenient)")
+open=${got#*|}; open=${open%|*}
+[ "${got%%|*}" = 0 ] && [ "${got##*|}" = t ] && pass "in order: hop_final has no row of the $open windows still open; hourly's retention deleted rows" \
+  || failed "in order: open windows in hop_final, or nothing deleted by retention: $got"
 
 # 2. Late rows: 5 minutes behind the watermark (late for strict only) and 60
 #    minutes behind (late for both); then one ahead of it.
-wm=$(psql_c "SELECT velostream.watermark('fl')")
+wm=$(psql_c "SELECT (SELECT velostream.watermark('fl'))")
 psql_c "INSERT INTO late_rows VALUES ('$wm'::timestamptz - interval '5 minutes', 7, 100, 'ORD', 'LAX', false),
                                    ('$wm'::timestamptz - interval '60 minutes', 9, 200, 'ATL', 'SFO', true);
         INSERT INTO fl SELECT ts, delay, distance, origin, destination FROM late_rows;
@@ -104,21 +161,34 @@ psql_c "INSERT INTO fl VALUES ('$wm'::timestamptz + interval '2 hours', 1, 300, 
 wait_view lenient; wait_view strict
 got=$(psql_c "SELECT string_agg(view::text || '=' || n, ' ' ORDER BY view::text) FROM
                 (SELECT view, sum(late_events) AS n FROM velostream.stats GROUP BY view) s")
-[ "$got" = "lenient=1 strict=2" ] && pass "late events counted per view ($got)" || failed "late_events: $got (want lenient=1 strict=2)"
+[ "$got" = "hop_final=2 hourly=1 lenient=1 strict=2" ] && pass "late events counted per view ($got)" \
+  || failed "late_events: $got (want hop_final=2 hourly=1 lenient=1 strict=2)"
 got=$(psql_c "SELECT count(*), min(payload), bool_and(reason LIKE 'late: continuous view \"lenient\": ts % is behind its watermark % minus its allowed lateness (00:10:00)')
-              FROM velostream.errors WHERE reason LIKE 'late%'")
+              FROM velostream.errors WHERE reason LIKE 'late: continuous view \"lenient\"%'")
 [ "${got%%|*}" = 1 ] && [ "${got##*|}" = t ] && pass "the late row of lenient is in velostream.errors ($got)" \
   || failed "late rows in velostream.errors: $got ($(psql_c "SELECT string_agg(reason, ' / ') FROM velostream.errors"))"
 same lenient oracle_lenient "late rows"
 same strict oracle_strict "late rows"
+wait_watermark fl
+wait_closed hop_final; wait_closed hourly
+for _ in $(seq 1 100); do
+  [ "$(psql_c "SELECT count(*) FROM ((TABLE hourly EXCEPT ALL TABLE oracle_hourly) UNION ALL (TABLE oracle_hourly EXCEPT ALL TABLE hourly)) d")" = 0 ] && break
+  sleep 0.1
+done
+same hop_final oracle_hop_final "late rows, emit final"
+same hourly oracle_hourly "late rows, retention 2 days"
 
 # 3. Reordered rows (disorder below 20 minutes) into a second stream, with
 #    a worker killed while they arrive.
 psql_c "CREATE FOREIGN TABLE fl2 (ts timestamptz, delay int, distance int, origin text, destination text)
   SERVER velostream OPTIONS (event_time 'ts', watermark_delay '30 minutes', partitions '2');
 CREATE MATERIALIZED VIEW reordered WITH (velostream.continuous) AS $(printf "$HOURLY" fl2);
+CREATE MATERIALIZED VIEW reordered_hop WITH (velostream.continuous, velostream.emit = 'final') AS $(printf "$HOP" fl2);
+CREATE MATERIALIZED VIEW reordered_cum WITH (velostream.continuous, velostream.emit = 'final') AS $(printf "$CUMULATE" fl2);
 CREATE TABLE jan (ts timestamptz, delay int, distance int, origin text, destination text);
-CREATE VIEW oracle_reordered AS $(printf "$HOURLY" jan);"
+CREATE VIEW oracle_reordered AS $(printf "$HOURLY" jan);
+CREATE VIEW oracle_reordered_hop AS SELECT * FROM ($(printf "$HOP" jan)) o WHERE window_end <= (SELECT velostream.watermark('fl2'));
+CREATE VIEW oracle_reordered_cum AS SELECT * FROM ($(printf "$CUMULATE" jan)) o WHERE window_end <= (SELECT velostream.watermark('fl2'));"
 psql_c "\\copy jan FROM '$work/flights.csv' (FORMAT csv)"
 # 20-minute buckets, rows in random order within each (seeded)
 awk -v OFS=, 'BEGIN {srand(11)} {m = substr($0, 9, 2) * 1440 + substr($0, 12, 2) * 60 + substr($0, 15, 2);
@@ -141,11 +211,17 @@ for c in "$work"/r.*; do
     sleep 1
   fi
 done
-wait_view reordered
+wait_view reordered; wait_view reordered_hop; wait_view reordered_cum
+wait_watermark fl2
+wait_closed reordered_hop; wait_closed reordered_cum
 got=$(psql_c "SELECT coalesce(sum(late_events), 0), sum(events_in) FROM velostream.stats WHERE view = 'reordered'::regclass")
 [ "$got" = "0|$rows" ] && pass "reordered, a worker killed: no late event, $rows rows read once" \
   || failed "reordered: late_events|events_in = $got (want 0|$rows)"
 same reordered oracle_reordered "reordered, a worker killed"
+same reordered_hop oracle_reordered_hop "reordered, a worker killed, hop emit final"
+same reordered_cum oracle_reordered_cum "reordered, a worker killed, cumulate emit final"
+got=$(psql_c "SELECT coalesce(sum(late_events), 0) FROM velostream.stats WHERE view IN ('reordered_hop'::regclass, 'reordered_cum'::regclass)")
+[ "$got" = 0 ] && pass "reordered: no late event in the emit final views" || failed "reordered: $got late events in the emit final views"
 
 echo "(all checks done after ${SECONDS}s)"
 echo "$npass passed, $nfail failed"
