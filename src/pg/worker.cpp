@@ -1323,7 +1323,10 @@ uint64 run_cycle() {
     pgstat_report_activity(STATE_RUNNING, "velostream: consuming Kafka");
     Relation stream = relation_open(stream_oid, NoLock);  // locked above
     router = OidIsValid(log_oid) ? velostream_router_begin(stream, *batch) : nullptr;
-    if (router != nullptr && has_source_wm) velostream_router_set_watermark(router, source_wm);
+    // The routed rows carry this cycle's source watermark; -infinity when
+    // there is none yet (no row of theirs is late, wherever they go).
+    if (router != nullptr && has_event_time)
+      velostream_router_set_watermark(router, has_source_wm ? source_wm : DT_NOBEGIN);
     consumed += velostream_kafka_read(kafka, capacity, max_rows, router != nullptr ? route_and_feed : feed_views);
     velostream_writer_end(router);
     router = nullptr;
