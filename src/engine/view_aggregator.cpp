@@ -70,6 +70,11 @@ void ViewAggregator::clear() {
   keys_.clear();
   removed_.clear();
   removed_count_ = 0;
+  sessions_.clear();
+  session_end_.clear();
+  redirect_.clear();
+  fresh_.clear();
+  gone_keys_.clear();
   key_bytes_.reset();
   states_.clear();
   key_scales_.clear();
@@ -82,6 +87,11 @@ uint32_t ViewAggregator::add_group(std::string_view key, const int16_t* scales) 
   const uint32_t g = static_cast<uint32_t>(keys_.size());
   keys_.push_back(key_bytes_.copy(key.data(), key.size()));
   if (!removed_.empty()) removed_.push_back(0);
+  if (plan_.session.key_part >= 0) {
+    session_end_.push_back(0);
+    redirect_.push_back(g);
+    fresh_.push_back(0);
+  }
   for (int j = 0; j < nnumeric_; ++j) key_scales_.push_back(scales ? scales[j] : -1);
   index_.insert(g);
   states_.resize(states_.size() + stride_ / 16);
@@ -102,6 +112,12 @@ bool ViewAggregator::finalize(uint32_t g, size_t a, Value* out) {
 bool ViewAggregator::encode_key(const RecordBatch& b, size_t row, size_t idx, std::string* out) const {
   out->clear();
   for (const KeySpec& k : plan_.keys) {
+    if (k.window_part == 3) {  // the row's session: placed later (0), NULL without an event time
+      const bool null = b.columns[k.column].null[row];
+      out->push_back(null ? 1 : 0);
+      if (!null) put(out, int64_t{0});
+      continue;
+    }
     if (k.window_part != 0) {  // the row's window (expand_windows): never NULL
       out->push_back(0);
       put(out, k.window_part == 1 ? win_start_[idx] : win_end_[idx]);
@@ -161,6 +177,35 @@ bool rescale(Decimal* d, int scale) {
   return true;
 }
 }  // namespace
+
+KeyValue ViewAggregator::key_of(std::string_view enc, size_t part) const {
+  const char* p = enc.data();
+  KeyValue v;
+  for (size_t k = 0; k <= part; ++k) {
+    v = KeyValue();
+    if (*p++ == 1) {
+      v.is_null = true;
+      continue;
+    }
+    switch (plan_.keys[k].type) {
+      case Type::kInt64: v.i = get<int64_t>(p); break;
+      case Type::kFloat64: v.f = get<double>(p); break;
+      case Type::kNumeric:
+        v.d.kind = static_cast<Decimal::Kind>(*p++);
+        v.d.scale = get<int16_t>(p);
+        v.d.coef = get<__int128>(p);
+        break;
+      case Type::kText: {
+        uint32_t len = get<uint32_t>(p);
+        v.s = std::string_view(p, len);
+        p += len;
+        break;
+      }
+      case Type::kInterval: break;  // (never a key)
+    }
+  }
+  return v;
+}
 
 KeyValue ViewAggregator::key(uint32_t g, size_t part) const {
   const std::string_view enc = keys_[g];
@@ -259,6 +304,11 @@ bool ViewAggregator::consume(const RecordBatch& b) {
   rows_selected_ += sel_.size();
   if (plan_.expand.kind != WindowExpansion::Kind::kNone) rows_selected_ -= expand_windows(b);
 
+  if (plan_.session.key_part >= 0) {
+    if (!consume_sessions(b)) return false;
+    goto aggregate;
+  }
+  {
   // 2. Group ids: one hash probe per row; a new group copies its key once.
   //    A row whose key cannot be computed (a tumble window out of range,
   //    where date_bin raises) is skipped and reported in row_errors_.
@@ -286,7 +336,9 @@ bool ViewAggregator::consume(const RecordBatch& b) {
   sel_.resize(kept);
   group_of_.resize(kept);
   rows_selected_ -= tumble_errors;
+  }
 
+aggregate:
   if (sel_.empty()) return true;  // (no group rows yet, maybe: states_ may be empty)
 
   // 3. Aggregates, one column-at-a-time loop each; an aggregate with a
@@ -380,6 +432,7 @@ uint32_t ViewAggregator::find_or_add(std::string_view key, bool* added, const in
 
 bool ViewAggregator::merge(const ViewAggregator& delta, std::vector<uint32_t>* groups,
                            std::vector<uint8_t>* created) {
+  if (plan_.session.key_part >= 0) return merge_sessions(delta, groups, created);
   std::vector<uint32_t> order = delta.groups_in_key_order();
   groups->resize(order.size());
   created->resize(order.size());
@@ -402,6 +455,9 @@ constexpr uint32_t kGroupsMagic = 0x32475356;  // "VSG2"
 // "VSG3": as VSG2, with each group's numeric key parts' display scales
 // (int16 each) after its key; written when the plan has numeric keys.
 constexpr uint32_t kGroupsScalesMagic = 0x33475356;
+// "VSS2" / "VSS3": a session plan's VSG2 / VSG3, with its tombstones first.
+constexpr uint32_t kSessionsMagic = 0x32535356;
+constexpr uint32_t kSessionsScalesMagic = 0x33535356;
 
 }  // namespace
 
@@ -414,6 +470,15 @@ bool ViewAggregator::encode_all(std::string* out) const {
 }
 
 bool ViewAggregator::window_end(uint32_t g, int64_t* end) const {
+  if (plan_.session.key_part >= 0) {  // a session ends gap after its last event
+    int64_t s;
+    if (!session_start(g, &s)) return false;
+    if (__builtin_add_overflow(session_end_[g], plan_.session.gap, end) || *end == std::numeric_limits<int64_t>::max())
+      *end = std::numeric_limits<int64_t>::max();
+    else
+      *end += 1;
+    return true;
+  }
   if (plan_.window.end_part < 0) return false;
   const KeyValue v = key(g, static_cast<size_t>(plan_.window.end_part));
   if (v.is_null) return false;
@@ -423,7 +488,7 @@ bool ViewAggregator::window_end(uint32_t g, int64_t* end) const {
 }
 
 void ViewAggregator::groups_ending_by(int64_t limit, std::vector<uint32_t>* out) const {
-  if (plan_.window.end_part < 0) return;
+  if (plan_.window.end_part < 0 && plan_.session.key_part < 0) return;
   const size_t first = out->size();
   for (uint32_t g = 0; g < keys_.size(); ++g) {
     if (!removed_.empty() && removed_[g]) continue;
@@ -443,6 +508,17 @@ bool ViewAggregator::remove_groups(const uint32_t* groups, size_t n) {
     removed_[g] = 1;
     ++removed_count_;
     index_.erase(g);
+    int64_t s;
+    if (plan_.session.key_part >= 0 && session_start(g, &s)) {  // out of its key's session list
+      std::string pk(keys_[g]);
+      std::memset(&pk[part_offset(pk, static_cast<size_t>(plan_.session.key_part))], 0, sizeof(int64_t));
+      auto it = sessions_.find(pk);
+      if (it != sessions_.end()) {
+        auto& list = it->second;
+        list.erase(std::remove(list.begin(), list.end(), g), list.end());
+        if (list.empty()) sessions_.erase(it);
+      }
+    }
   }
   if (removed_count_ < kCompactMin || removed_count_ < live_group_count()) return true;
   // Compact: the live groups, re-encoded and loaded into a cleared
@@ -458,10 +534,21 @@ bool ViewAggregator::remove_groups(const uint32_t* groups, size_t n) {
   return true;
 }
 
-bool ViewAggregator::encode_groups(const uint32_t* groups, size_t n, std::string* out) const {
-  put<uint32_t>(out, nnumeric_ ? kGroupsScalesMagic : kGroupsMagic);
+bool ViewAggregator::encode_groups(const uint32_t* groups, size_t n, std::string* out,
+                                   const std::vector<std::string>* tombstones) const {
+  const bool sessions = plan_.session.key_part >= 0;
+  put<uint32_t>(out, sessions ? (nnumeric_ ? kSessionsScalesMagic : kSessionsMagic)
+                              : (nnumeric_ ? kGroupsScalesMagic : kGroupsMagic));
   put<uint32_t>(out, static_cast<uint32_t>(n));
   put<uint32_t>(out, static_cast<uint32_t>(fns_.size()));
+  if (sessions) {
+    put<uint32_t>(out, static_cast<uint32_t>(tombstones ? tombstones->size() : 0));
+    if (tombstones != nullptr)
+      for (const std::string& k : *tombstones) {
+        put<uint32_t>(out, static_cast<uint32_t>(k.size()));
+        out->append(k);
+      }
+  }
   for (size_t j = 0; j < n; ++j) {
     const uint32_t g = groups[j];
     const std::string_view key = keys_[g];
@@ -517,8 +604,9 @@ bool ViewAggregator::load_groups(const char* data, size_t len, std::string* erro
   const char* end = data + len;
   auto need = [&](size_t n) { return static_cast<size_t>(end - p) >= n; };
   uint32_t magic = need(12) ? get<uint32_t>(p) : 0;
-  const bool scales = magic == kGroupsScalesMagic;
-  if (magic != kGroupsMagic && !(scales && nnumeric_ > 0)) {
+  const bool sessions = plan_.session.key_part >= 0;
+  const bool scales = magic == (sessions ? kSessionsScalesMagic : kGroupsScalesMagic);
+  if (magic != (sessions ? kSessionsMagic : kGroupsMagic) && !(scales && nnumeric_ > 0)) {
     *error = "not a velostream state batch";
     return false;
   }
@@ -526,6 +614,23 @@ bool ViewAggregator::load_groups(const char* data, size_t len, std::string* erro
   if (get<uint32_t>(p) != naggs) {
     *error = "state batch has another number of aggregates";
     return false;
+  }
+  if (sessions) {  // tombstones: sessions merged into others or re-keyed
+    if (!need(4)) goto corrupt;
+    const uint32_t ntomb = get<uint32_t>(p);
+    std::vector<uint32_t> gone;
+    for (uint32_t i = 0; i < ntomb; ++i) {
+      if (!need(4)) goto corrupt;
+      const uint32_t klen = get<uint32_t>(p);
+      if (!need(klen) || !valid_key(std::string_view(p, klen))) goto corrupt;
+      auto it = index_.find(std::string_view(p, klen));
+      if (it != index_.end()) gone.push_back(*it);
+      p += klen;
+    }
+    if (!gone.empty() && !remove_groups(gone.data(), gone.size())) {
+      *error = error_;
+      return false;
+    }
   }
   for (uint32_t i = 0; i < count; ++i) {
     if (!need(4)) goto corrupt;
@@ -565,6 +670,7 @@ bool ViewAggregator::load_groups(const char* data, size_t len, std::string* erro
     }
   }
   if (p != end) goto corrupt;
+  if (sessions) index_sessions();
   return true;
 corrupt:
   *error = "state batch is truncated or corrupt";

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #define XXH_INLINE_ALL
@@ -23,7 +24,8 @@ namespace velostream::engine {
 /// One GROUP BY expression: a column, or tumble(column, size) when
 /// tumble_size > 0 (microseconds; windows aligned on tumble_origin), or
 /// the window_start (window_part 1) or window_end (2) of the plan's
-/// WindowExpansion (then column is its column).
+/// WindowExpansion, or the start of the row's session (3, the plan's
+/// SessionSpec; column is its event time column).
 struct KeySpec {
   int column = -1;
   Type type = Type::kInt64;
@@ -79,6 +81,22 @@ struct WindowSpec {
   int64_t end_offset = 0;
 };
 
+/// GROUP BY session(ts, gap): the key part `key_part` is the start of the
+/// row's session. Events of one value of the other key parts at most `gap`
+/// microseconds apart belong to one session (exactly `gap` apart: the same
+/// session, as in Flink); a session is the group of its events, its start
+/// their least event time, its end their greatest, which the plan's
+/// aggregate `end_agg` (max over `column`, added for it) holds. Sessions
+/// merge as events arrive, in any order: a group whose start moves is
+/// re-keyed, groups that an event joins are combined into the earliest.
+/// A NULL event time makes a group with a NULL session.
+struct SessionSpec {
+  int key_part = -1;
+  int column = -1;
+  int64_t gap = 0;
+  int end_agg = -1;
+};
+
 /// What the engine runs for a view: filter, keys, aggregates.
 struct ViewPlan {
   std::optional<Predicate> filter;
@@ -87,6 +105,7 @@ struct ViewPlan {
   StartSnapshot start;
   WindowSpec window;
   WindowExpansion expand;
+  SessionSpec session;
 };
 
 /// Sets used[c] = 1 for every stream column `plan` reads (filter, keys,
@@ -170,8 +189,10 @@ class ViewAggregator {
   // merges each flush's delta into it, so it knows which groups are new and
   // writes final values without reading the result table.
 
-  /// The end of group g's window (WindowSpec; microseconds, saturating):
-  /// false if the plan has no window or the group's window key is NULL.
+  /// The end of group g's window (WindowSpec; microseconds, saturating;
+  /// a session's: its last event + gap + 1, the first time no event of it
+  /// may have): false if the plan has no window or the group's window key is
+  /// NULL.
   bool window_end(uint32_t g, int64_t* end) const;
   /// Appends to `out` the groups (not removed) whose window ends at or
   /// before `limit`, in key order: those that are closed once the watermark
@@ -194,14 +215,27 @@ class ViewAggregator {
   /// exceeds bigint; this aggregator is then unusable.
   bool merge(const ViewAggregator& delta, std::vector<uint32_t>* groups, std::vector<uint8_t>* created);
 
+  /// Sessions (SessionSpec): the keys of groups whose rows were written
+  /// before the last merge() and that it merged into another session or
+  /// re-keyed (their start moved): their result rows must go (the merged
+  /// groups are `created` again under their new keys). Encoded keys; decode
+  /// them with key_of().
+  const std::vector<std::string>& gone_keys() const { return gone_keys_; }
+  /// Key part `part` of encoded key `key` (as key(g, part) decodes a group's).
+  KeyValue key_of(std::string_view key, size_t part) const;
+
   /// Appends the keys and partial states of groups[0..n) to `out` in a compact
   /// binary form ("VSG2": u32 magic, u32 count, u32 aggregates, then per
   /// group u32 key length, key bytes, and each aggregate's state as its
   /// AggregateFunction::serialize writes it; host byte order. For
   /// the native ones: the count, then the sum / extreme, integers as zigzag
-  /// LEB128 varints, float8 and numeric raw). Returns false (error() set) if
-  /// an external aggregate's serialise function fails.
-  bool encode_groups(const uint32_t* groups, size_t n, std::string* out) const;
+  /// LEB128 varints, float8 and numeric raw). A session plan's ("VSS2" /
+  /// "VSS3") first lists `tombstones` (u32 count, then u32 length and bytes
+  /// of each key): groups load_groups removes before it loads the others.
+  /// Returns false (error() set) if an external aggregate's serialise
+  /// function fails.
+  bool encode_groups(const uint32_t* groups, size_t n, std::string* out,
+                     const std::vector<std::string>* tombstones = nullptr) const;
   /// All groups, for a snapshot.
   bool encode_all(std::string* out) const;
   /// Reads bytes written by encode_groups: each group's states replace the
@@ -239,6 +273,23 @@ class ViewAggregator {
   // k: the row's index in the expanded selection (its window's start and
   // end in win_start_[k], win_end_[k]).
   bool encode_key(const RecordBatch& b, size_t row, size_t k, std::string* out) const;
+  // Sessions (view_aggregator_sessions.cpp).
+  // The byte offset of key part `part`'s value in encoded key `key`.
+  size_t part_offset(std::string_view key, size_t part) const;
+  // The session start of group g (its key's session part; false: NULL).
+  bool session_start(uint32_t g, int64_t* start) const;
+  // Places the events [s, e] of plain key `pk` (an encoded key whose session
+  // part holds 0, at byte offset `off`) into this aggregator's sessions:
+  // merges every session within gap of it into the earliest (combining
+  // their states, redirecting redirect_), re-keys it when its start moves,
+  // or adds a session. track: note in gone_keys_ the keys of groups not
+  // fresh_ that leave or move, and mark the result fresh_. Returns the
+  // group, or UINT32_MAX with error_ set if combining failed.
+  uint32_t place_session(std::string_view pk, size_t off, int64_t s, int64_t e, bool track);
+  // Rebuilds sessions_ and session_end_ from the groups (after load_groups).
+  void index_sessions();
+  bool consume_sessions(const RecordBatch& b);
+  bool merge_sessions(const ViewAggregator& delta, std::vector<uint32_t>* groups, std::vector<uint8_t>* created);
   // Replaces sel_ by one entry per (row, window) of plan_.expand, setting
   // win_start_ / win_end_; rows without a window leave, those whose windows
   // are out of range go to row_errors_. Returns the rows that left.
@@ -313,6 +364,16 @@ class ViewAggregator {
   std::vector<uint8_t> dropped_;     // rows prepare() refused, per batch row
   std::vector<uint8_t> removed_;     // per group id: removed by remove_groups (empty: none ever)
   size_t removed_count_ = 0;
+  // Sessions: the session groups of each plain key (its encoded key with 0
+  // as session start), each group's last event time, merged-away groups'
+  // survivors (consume), groups created or re-keyed by the current merge,
+  // and the keys of written groups that left (gone_keys()).
+  absl::flat_hash_map<std::string, std::vector<uint32_t>> sessions_;
+  std::vector<int64_t> session_end_;
+  std::vector<uint32_t> redirect_;
+  std::vector<uint8_t> fresh_;
+  std::vector<std::string> gone_keys_;
+  std::string pk_buf_;
   uint64_t rows_in_ = 0, rows_selected_ = 0;
   mutable std::string error_;
 };

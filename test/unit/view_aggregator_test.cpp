@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <random>
+#include <tuple>
 #include <set>
 #include <string>
 
@@ -1063,4 +1065,128 @@ TEST(ViewAggregator, HopAndCumulateCountARowInEachOfItsWindows) {
     for (const auto& [k, w] : got) total += w.first;
     if (kind == WindowExpansion::Kind::kHop) EXPECT_EQ(total, 4 * static_cast<int64_t>(r.ts.size() - 1));
   }
+}
+
+namespace {
+// Sessions of each origin as batch SQL computes them (gaps and islands:
+// sorted by time, a new session where the gap to the previous event
+// exceeds `gap`): (origin, start) -> (events, sum of delay, last event).
+std::map<std::pair<std::string, int64_t>, std::tuple<int64_t, int64_t, int64_t>> session_oracle(
+    const Rows& r, int64_t gap) {
+  std::map<std::string, std::vector<std::pair<int64_t, int64_t>>> by;
+  for (size_t i = 0; i < r.ts.size(); ++i) by[r.origin[i]].push_back({r.ts[i], r.delay[i]});
+  std::map<std::pair<std::string, int64_t>, std::tuple<int64_t, int64_t, int64_t>> out;
+  for (auto& [o, ev] : by) {
+    std::sort(ev.begin(), ev.end());
+    int64_t start = ev[0].first, prev = ev[0].first;
+    for (const auto& [t, d] : ev) {
+      if (t - prev > gap) start = t;
+      prev = t;
+      auto& s = out[{o, start}];
+      std::get<0>(s)++;
+      std::get<1>(s) += d;
+      std::get<2>(s) = t;
+    }
+  }
+  return out;
+}
+
+ViewPlan session_plan(int64_t gap) {
+  ViewPlan p;
+  p.keys.push_back({kOrigin, Type::kText, 0, 0});
+  p.keys.push_back({kTs, Type::kInt64, 0, 0, 3});
+  p.aggs.push_back({AggFunc::kCountStar, -1, Type::kInt64});
+  p.aggs.push_back({AggFunc::kSum, kDelay, Type::kInt64});
+  p.aggs.push_back({AggFunc::kMax, kTs, Type::kInt64});  // the session's end
+  p.session.key_part = 1;
+  p.session.column = kTs;
+  p.session.gap = gap;
+  p.session.end_agg = 2;
+  return p;
+}
+
+std::map<std::pair<std::string, int64_t>, std::tuple<int64_t, int64_t, int64_t>> sessions_of(
+    const ViewAggregator& v) {
+  std::map<std::pair<std::string, int64_t>, std::tuple<int64_t, int64_t, int64_t>> out;
+  for (uint32_t g : v.groups_in_key_order())
+    out[{std::string(v.key(g, 0).s), v.key(g, 1).i}] = {v.state(g, 0).n, static_cast<int64_t>(v.state(g, 1).i),
+                                                        static_cast<int64_t>(v.state(g, 2).i)};
+  return out;
+}
+}  // namespace
+
+// Session windows: events in random order, fed in batches, each batch's
+// delta merged into a store (as a worker does), equal the gaps-and-islands
+// oracle: sessions merge and re-key as out-of-order events bridge them,
+// events exactly `gap` apart share a session, and the store's changelog
+// (deltas' groups with tombstones for the sessions that left) replays to the
+// same sessions.
+TEST(ViewAggregator, SessionsMergeOutOfOrderAndReplayWithTombstones) {
+  const int64_t gap = 30;
+  std::mt19937 rng(7);
+  Rows all;
+  for (int i = 0; i < 3000; ++i) {
+    all.origin.push_back(std::string(1, static_cast<char>('A' + rng() % 5)));
+    all.delay.push_back(static_cast<int64_t>(rng() % 100));
+    // clustered times with holes, some exactly `gap` apart
+    all.ts.push_back(static_cast<int64_t>((rng() % 400) * 10 + (rng() % 3 == 0 ? 0 : rng() % 4) * 1000));
+  }
+  ViewPlan p = session_plan(gap);
+  ViewAggregator store(p), replayed(p);
+  std::string changelog_error;
+  for (size_t from = 0; from < all.ts.size(); from += 250) {
+    Rows part;
+    for (size_t i = from; i < std::min(all.ts.size(), from + 250); ++i) {
+      part.origin.push_back(all.origin[i]);
+      part.delay.push_back(all.delay[i]);
+      part.ts.push_back(all.ts[i]);
+    }
+    RecordBatch b;
+    fill(part, &b);
+    ViewAggregator delta(p);
+    ASSERT_TRUE(delta.consume(b)) << delta.error();
+    std::vector<uint32_t> ids;
+    std::vector<uint8_t> created;
+    ASSERT_TRUE(store.merge(delta, &ids, &created)) << store.error();
+    // the changelog entry of this flush: the merged groups and the keys that left
+    std::string entry;
+    ASSERT_TRUE(store.encode_groups(ids.data(), ids.size(), &entry, &store.gone_keys()));
+    ASSERT_TRUE(replayed.load_groups(entry.data(), entry.size(), &changelog_error)) << changelog_error;
+    // every gone key is a session no longer in the store
+    for (const std::string& k : store.gone_keys()) {
+      const int64_t start = store.key_of(k, 1).i;
+      const std::string origin(store.key_of(k, 0).s);
+      EXPECT_EQ(sessions_of(store).count({origin, start}), 0u) << origin << " " << start;
+    }
+  }
+  const auto want = session_oracle(all, gap);
+  EXPECT_EQ(sessions_of(store), want);
+  EXPECT_EQ(sessions_of(replayed), want);
+  EXPECT_GT(want.size(), 20u);
+  // window_end: the last event + gap + 1; closing removes whole sessions.
+  std::vector<uint32_t> closing;
+  store.groups_ending_by(1000 + gap, &closing);  // sessions whose last event is before 1000
+  for (uint32_t g : closing) {
+    int64_t end;
+    ASSERT_TRUE(store.window_end(g, &end));
+    EXPECT_EQ(end, static_cast<int64_t>(store.state(g, 2).i) + gap + 1);
+    EXPECT_LE(end, 1000 + gap);
+  }
+  ASSERT_TRUE(store.remove_groups(closing.data(), closing.size()));
+  size_t left = 0;
+  for (const auto& [k, s] : want) left += std::get<2>(s) + gap + 1 > 1000 + gap;
+  EXPECT_EQ(store.live_group_count(), left);
+  // an event after the closed ones starts or joins only open sessions
+  Rows more;
+  more.origin = {"A"};
+  more.delay = {1};
+  more.ts = {100000};
+  RecordBatch b;
+  fill(more, &b);
+  ViewAggregator delta(p);
+  ASSERT_TRUE(delta.consume(b));
+  std::vector<uint32_t> ids;
+  std::vector<uint8_t> created;
+  ASSERT_TRUE(store.merge(delta, &ids, &created));
+  EXPECT_EQ(created, (std::vector<uint8_t>{1}));
 }
