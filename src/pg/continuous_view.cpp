@@ -392,15 +392,19 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
     const char* option = opts.retention != nullptr && !(opts.emit && strcmp(opts.emit, "final") == 0)
                              ? "velostream.retention"
                              : "velostream.emit = 'final'";
+    const bool session = d->plan->session.key_part >= 0;
     int part = d->plan->window.end_part;
-    if (part < 0)
+    if (opts.retention != nullptr && session)
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                      errmsg("velostream.retention is not supported with session windows yet")));
+    if (part < 0 && !session)
       ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                       errmsg("option %s needs a window", option),
                       errdetail("Only a window's row is ever complete: the view has no tumble(), hop() or cumulate() "
                                 "window in its GROUP BY."),
                       errhint("Group by tumble(%s, size).", get_attname(d->stream, (AttrNumber)(event_time.column + 1),
                                                                         false))));
-    if (d->plan->keys[part].column != event_time.column)
+    if ((session ? d->plan->session.column : d->plan->keys[part].column) != event_time.column)
       ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                       errmsg("option %s needs a window over the stream's event time \"%s\"", option,
                              get_attname(d->stream, (AttrNumber)(event_time.column + 1), false)),
@@ -482,6 +486,13 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
   if (stmt_location >= 0 && stmt_len > 0) definition = pnstrdup(query_string + stmt_location, stmt_len);
   else if (stmt_location > 0) definition = pstrdup(query_string + stmt_location);
   bool owned = register_view(view_oid, query, d, definition, nullptr);
+  if (d->plan->session.key_part >= 0 && !owned)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("session windows are not supported yet for a view whose groups several partitions update"),
+                    errdetail("Stream \"%s\" routes its rows by another column than the view groups by, or has "
+                              "none.", get_rel_name(d->stream)),
+                    errhint("Group by the stream's routing column (the first GROUP BY column of its first view), or "
+                            "give the stream OPTIONS (partitions '1').")));
   if (((opts.emit != nullptr && strcmp(opts.emit, "final") == 0) || opts.retention != nullptr) && !owned)
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                     errmsg("%s is not supported yet for a view whose groups several partitions update",

@@ -93,9 +93,11 @@ ViewUpsert* velostream_prepare_upsert(const ViewDesc* d, Oid view_oid, Oid state
   if (nsets == 0) appendStringInfoString(&sql, "NOTHING");
   else appendStringInfo(&sql, "UPDATE SET %s", sets.data);
   u->set_plan = prepare(sql.data, d->ncolumns, argtypes);
-  if (d->having != nullptr) {
-    // Groups that fail HAVING leave the table: DELETE by key, with conditions
-    // the unique index on the keys serves (= under its collation; IS NULL).
+  if (d->having != nullptr || d->plan->session.key_part >= 0) {
+    // Groups that fail HAVING, and sessions merged into another or re-keyed
+    // (velostream_delete_owned_keys), leave the table: DELETE by key, with
+    // conditions the unique index on the keys serves (= under its collation;
+    // IS NULL).
     Oid* key_types = (Oid*)palloc0(sizeof(Oid) * (d->nkeys + 1));
     Oid* elem_types = (Oid*)palloc0(sizeof(Oid) * (d->nkeys + 1));
     char** key_exprs = (char**)palloc0(sizeof(char*) * (d->nkeys + 1));
@@ -631,6 +633,24 @@ Datum velostream_merge_states(PG_FUNCTION_ARGS) {
   if (!merge_bytes(*merging, VARDATA_ANY(a), VARSIZE_ANY_EXHDR(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), out))
     ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION), errmsg("velostream: %s", merging->error().c_str())));
   PG_RETURN_BYTEA_P(to_bytea(*out));
+}
+
+void velostream_delete_owned_keys(const ViewDesc* d, const ViewUpsert* u, const eng::ViewAggregator& store,
+                                  const std::vector<std::string>& keys) {
+  if (keys.empty()) return;
+  RowSink* gone = new_sink(d, keys.size());
+  Datum* row = (Datum*)palloc0(sizeof(Datum) * (d->ncolumns + 1));
+  bool* row_nulls = (bool*)palloc0(sizeof(bool) * (d->ncolumns + 1));
+  for (const std::string& key : keys) {
+    for (int k = 0; k < d->nkeys; ++k) {
+      const ViewColumn& c = d->columns[d->key_column[k]];
+      eng::KeyValue v = store.key_of(key, k);
+      row_nulls[d->key_column[k]] = v.is_null;
+      row[d->key_column[k]] = v.is_null ? (Datum)0 : to_datum(c.type, v.i, v.f, v.d, v.s);
+    }
+    sink_add(gone, false, row, row_nulls);
+  }
+  sink_write(gone, u, nullptr);
 }
 
 uint64 velostream_write_owned(const ViewDesc* d, const ViewUpsert* u, eng::ViewAggregator& store,

@@ -53,3 +53,10 @@ uint64 velostream_upsert_delta(const ViewDesc* desc, const ViewUpsert* upsert,
 uint64 velostream_write_owned(const ViewDesc* desc, const ViewUpsert* upsert,
                               velostream::engine::ViewAggregator& store, const uint32_t* groups,
                               const uint8_t* created, size_t n);
+
+/// Deletes the rows of an owned view whose encoded keys (of `store`'s plan)
+/// are `keys`: ViewAggregator::gone_keys(), the sessions its last merge
+/// combined into another or re-keyed. SPI connected, as the view's owner;
+/// raises on SQL errors.
+void velostream_delete_owned_keys(const ViewDesc* desc, const ViewUpsert* upsert,
+                                  const velostream::engine::ViewAggregator& store, const std::vector<std::string>& keys);

@@ -671,10 +671,19 @@ ViewDesc* velostream_translate_query(Query* query) {
   describing = nullptr;
   if (query->commandType != CMD_SELECT || query->utilityStmt != NULL)
     unsupported("a statement other than SELECT", nullptr, query, nullptr);
-  if (calls_session((Node*)query, nullptr))
-    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                    errmsg("session windows are not supported by continuous views yet"),
-                    errhint("Group by tumble(ts, size) windows for now.")));
+  // session() only as a GROUP BY key (and select-list expressions of it):
+  // not in WHERE, nor in an aggregate's arguments or FILTER.
+  if (calls_session(query->jointree->quals, nullptr))
+    unsupported("session() in WHERE", nullptr, query, "Group by session(ts, gap).");
+  {
+    List* aggs = pull_var_clause((Node*)query->targetList, PVC_INCLUDE_AGGREGATES | PVC_RECURSE_WINDOWFUNCS |
+                                                               PVC_RECURSE_PLACEHOLDERS);
+    aggs = list_concat(aggs, pull_var_clause(query->havingQual, PVC_INCLUDE_AGGREGATES));
+    ListCell* lc;
+    foreach (lc, aggs)
+      if (IsA(lfirst(lc), Aggref) && calls_session((Node*)lfirst(lc), nullptr))
+        unsupported("session() in an aggregate", (Node*)lfirst(lc), query, "Group by session(ts, gap).");
+  }
   // FROM stream s, hop(s.ts, slide, size) w (or cumulate): the window
   // function is range table entry 2, its columns window_start and
   // window_end GROUP BY keys.
@@ -791,6 +800,28 @@ ViewDesc* velostream_translate_query(Query* query) {
         d->ncolumns++;
         continue;
       }
+      if (IsA(key, FuncExpr) && is_window_function(((FuncExpr*)key)->funcid, "session")) {
+        // session(ts, gap): the start of the row's session (engine SessionSpec)
+        FuncExpr* f = (FuncExpr*)key;
+        Node* ts = (Node*)linitial(f->args);
+        while (IsA(ts, RelabelType)) ts = (Node*)((RelabelType*)ts)->arg;
+        if (!IsA(ts, Var) || exprType(ts) != TIMESTAMPTZOID)
+          unsupported("session() over anything but a timestamptz column", (Node*)tle->expr, query, nullptr);
+        if (d->plan->session.key_part >= 0)
+          unsupported("a second session() key", (Node*)tle->expr, query, nullptr);
+        eng::KeySpec ks;
+        ks.column = column_of((Var*)ts, query);
+        ks.type = eng::Type::kInt64;
+        ks.window_part = 3;
+        d->plan->session.key_part = d->nkeys;
+        d->plan->session.column = ks.column;
+        d->plan->session.gap = window_interval((Node*)lsecond(f->args), "session", "gap", (Node*)f, query);
+        d->plan->keys.push_back(ks);
+        d->key_column[d->nkeys++] = d->ncolumns;
+        row.keys = lappend(row.keys, tle->expr);
+        d->ncolumns++;
+        continue;
+      }
       if (!IsA(key, Var) && !(IsA(key, FuncExpr) && is_tumble(((FuncExpr*)key)->funcid)))
         key = (Node*)computed_var(d, (Node*)tle->expr, query, "a GROUP BY expression", kGuardWhere);
       d->plan->keys.push_back(translate_key(key, query));
@@ -864,6 +895,23 @@ ViewDesc* velostream_translate_query(Query* query) {
     } else {
       d->plan->filter = std::move(valid);
     }
+  }
+  if (d->plan->session.key_part >= 0) {
+    // One window per view: a session is not combined with another window.
+    if (window_call != nullptr || d->plan->window.end_part >= 0)
+      unsupported("session() beside another window", nullptr, query, "Group by one window: session(ts, gap).");
+    // The session's end (its last event): a hidden max(ts), which the
+    // changelog carries with the other states.
+    d->agg_type = (Oid*)repalloc(d->agg_type, sizeof(Oid) * (d->naggs + 1));
+    d->agg_column = (int*)repalloc(d->agg_column, sizeof(int) * (d->naggs + 1));
+    eng::AggSpec end;
+    end.func = eng::AggFunc::kMax;
+    end.column = d->plan->session.column;
+    end.input = eng::Type::kInt64;
+    d->plan->aggs.push_back(end);
+    d->agg_type[d->naggs] = TIMESTAMPTZOID;
+    d->agg_column[d->naggs] = -1;
+    d->plan->session.end_agg = d->naggs++;
   }
   describing = nullptr;
   return d;

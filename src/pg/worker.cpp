@@ -193,7 +193,7 @@ bool load_state(const WorkerView* v, eng::ViewAggregator* into, const char* data
   return ok;
 }
 
-bool merge_delta(WorkerView* v, uint32_t* groups, uint8_t* created, char* error, size_t error_len) {
+bool merge_delta(WorkerView* v, uint32_t* groups, uint8_t* created, size_t* count, char* error, size_t error_len) {
   try {
     std::vector<uint32_t> g;
     std::vector<uint8_t> c;
@@ -203,6 +203,7 @@ bool merge_delta(WorkerView* v, uint32_t* groups, uint8_t* created, char* error,
     }
     memcpy(groups, g.data(), sizeof(uint32_t) * g.size());
     memcpy(created, c.data(), c.size());
+    *count = g.size();
     return true;
   } catch (const std::exception& e) {
     snprintf(error, error_len, "%s", e.what());
@@ -215,7 +216,11 @@ bool encode_groups(const eng::ViewAggregator* from, const uint32_t* groups, size
                    char* error, size_t error_len) {
   try {
     out->clear();
-    bool ok = groups == nullptr ? from->encode_all(out) : from->encode_groups(groups, n, out);
+    // A session view's changelog entry also lists the sessions that left
+    // (merged into another or re-keyed) since the last merge.
+    bool ok = groups == nullptr ? from->encode_all(out)
+                                : from->encode_groups(groups, n, out,
+                                                      from->plan().session.key_part >= 0 ? &from->gone_keys() : nullptr);
     if (!ok) snprintf(error, error_len, "%s", from->error().c_str());
     return ok;
   } catch (const std::exception& e) {
@@ -912,6 +917,10 @@ uint64 read_log(Oid log_oid, Snapshot snap, uint64 max_rows, TimestampTz start) 
   return consumed;
 }
 
+// True if the plan's groups are windows that close (a tumble, hop or
+// cumulate window, or a session).
+bool has_window(const eng::ViewPlan& plan) { return plan.window.end_part >= 0 || plan.session.key_part >= 0; }
+
 // a - b, saturating at PG_INT64_MIN.
 int64 minus(int64 a, int64 b) {
   int64 r;
@@ -996,7 +1005,7 @@ void delete_retained(WorkerView* v) {
 uint64 close_windows(WorkerView* v) {
   v->has_new_closed = false;
   int64 close;
-  if (v->store->plan().window.end_part < 0) return 0;
+  if (!has_window(v->store->plan())) return 0;
   if (!closing_watermark(&close)) {
     delete_retained(v);
     return 0;
@@ -1044,9 +1053,13 @@ uint64 write_view(WorkerView* v) {
     uint32_t* ids = (uint32_t*)palloc(sizeof(uint32_t) * (n ? n : 1));
     uint8_t* created = (uint8_t*)palloc(n ? n : 1);
     char error[256];
-    if (!merge_delta(v, ids, created, error, sizeof(error)))
+    if (!merge_delta(v, ids, created, &n, error, sizeof(error)))
       ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
                       errmsg("velostream: continuous view \"%s\" failed: %s", get_rel_name(v->view), error)));
+    // Sessions merged into another or re-keyed: their rows go (the merged
+    // sessions are written again under their keys).
+    if (!v->emit_final && v->store->plan().session.key_part >= 0 && !v->store->gone_keys().empty())
+      velostream_delete_owned_keys(v->desc, v->upsert, *v->store, v->store->gone_keys());
     // emit = 'final': rows appear when their window closes (close_windows)
     groups = v->emit_final ? 0 : velostream_write_owned(v->desc, v->upsert, *v->store, ids, created, n);
     write_changelog(v, ids, n);
@@ -1062,7 +1075,7 @@ uint64 write_view(WorkerView* v) {
 // past the one it closed through.
 bool close_due(const WorkerView* v) {
   int64 close;
-  if (v->store == nullptr || v->store->plan().window.end_part < 0) return false;
+  if (v->store == nullptr || !has_window(v->store->plan())) return false;
   if (!closing_watermark(&close)) {
     int64 limit;
     return retention_limit(v, &limit);
