@@ -14,6 +14,13 @@
 // committed rows: EXCEPT ALL both ways, and per group the count difference
 // (events lost, events doubled).
 //
+// Both streams have an event time (ts, watermark delay 30 minutes), and
+// event-time views (emit final, retention) beside the others: they are
+// checked once the watermarks converged, against their batch query over the
+// windows the watermark closed (emit final) or retention keeps. The flights
+// are in time order, and each pass over them is shifted 32 days later, so
+// no event may be late.
+//
 // What committed is known exactly: a chunk's transaction either commits the
 // stream rows and the oracle rows together or neither; one whose COMMIT
 // outcome is unknown (the connection died) is resolved by looking for its
@@ -34,6 +41,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <cstdarg>
@@ -109,6 +117,7 @@ struct Options {
   double phase_min = 3, phase_max = 5;  // seconds of data flow per cycle, faults inside
   int catchup_timeout = 90;     // seconds a cycle waits for the views
   int liveness_timeout = 20;    // seconds a sibling view gets to progress past a raising trigger
+  int converge_timeout = 20;    // seconds the event-time views get to close their windows through the watermark
 };
 Options opt;
 
@@ -234,6 +243,68 @@ std::string tabs(const std::string& csv) {
   return t;
 }
 
+// Days since 1970-01-01 of a proleptic Gregorian date, and back (Howard
+// Hinnant's days_from_civil / civil_from_days).
+long long days_from_civil(long long y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const long long era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = (unsigned)(y - era * 400);
+  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + (long long)doe - 719468;
+}
+void civil_from_days(long long z, long long* y, unsigned* m, unsigned* d) {
+  z += 719468;
+  const long long era = (z >= 0 ? z : z - 146096) / 146097;
+  const unsigned doe = (unsigned)(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  *d = doy - (153 * mp + 2) / 5 + 1;
+  *m = mp < 10 ? mp + 3 : mp - 9;
+  *y = (long long)yoe + era * 400 + (*m <= 2);
+}
+
+// `line` (a flight: CSV, its first field the departure time as
+// YYYY-MM-DD?hh:mm:ss followed by an optional zone, e.g.
+// 2001-01-01T00:01:00Z or 2001-01-01 00:01:00) with that time `days` days
+// later, in the same format (separator and zone kept). Throws on a line
+// without such a time.
+std::string shift_days(const std::string& line, long long days) {
+  if (days == 0) return line;
+  auto digits = [&](size_t at, size_t n) {
+    long long v = 0;
+    for (size_t i = at; i < at + n; ++i) {
+      if (i >= line.size() || !isdigit((unsigned char)line[i]))
+        throw std::runtime_error("no YYYY-MM-DD hh:mm:ss time at the start of the flight line: " + line);
+      v = v * 10 + (line[i] - '0');
+    }
+    return v;
+  };
+  if (line.size() < 19 || line[4] != '-' || line[7] != '-' || line[13] != ':' || line[16] != ':' ||
+      (line[10] != 'T' && line[10] != ' '))
+    throw std::runtime_error("no YYYY-MM-DD hh:mm:ss time at the start of the flight line: " + line);
+  long long y = digits(0, 4);
+  unsigned mo = (unsigned)digits(5, 2), d = (unsigned)digits(8, 2);
+  int h = (int)digits(11, 2), mi = (int)digits(14, 2), se = (int)digits(17, 2);
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+    throw std::runtime_error("bad time at the start of the flight line: " + line);
+  civil_from_days(days_from_civil(y, mo, d) + days, &y, &mo, &d);
+  char buf[64];
+  snprintf(buf, sizeof(buf), "%04lld-%02u-%02u%c%02d:%02d:%02d", y, mo, d, line[10], h, mi, se);
+  return buf + line.substr(19);
+}
+
+// The index-th flight the loader or the producer sends: the lines are reused
+// cyclically, and on the w-th pass over them (w = index / lines.size()) the
+// departure time is w * 32 days later, so that event time keeps increasing
+// (January's flights span 31 days; the file is in time order, so each
+// stream's rows stay in time order). The oracle tables get the same text.
+const long long kShiftDaysPerPass = 32;
+std::string flight(size_t index) {
+  return shift_days(lines[index % lines.size()], (long long)(index / lines.size()) * kShiftDaysPerPass);
+}
+
 // A thread that can be paused between two of its transactions.
 struct Pausable {
   std::mutex mu;
@@ -275,7 +346,7 @@ struct Loader : Pausable {
   std::atomic<long long> rows{0};
   std::atomic<int> retried{0}, in_doubt{0}, in_doubt_committed{0};
   std::atomic<int> slow_commit{-1};  // the chunk whose slow COMMIT is under way, else -1
-  size_t pos = 0;
+  size_t pos = 0;  // the next flight to send (flight(pos): counts every pass over the lines)
   std::mt19937 rng;
   std::unique_ptr<pqxx::connection> c;
 
@@ -301,7 +372,7 @@ struct Loader : Pausable {
       int n = size_d(rng);
       std::string stream_data, plain_data;
       for (int i = 0; i < n; ++i) {
-        const std::string t = tabs(lines[(pos + i) % lines.size()]);
+        const std::string t = tabs(flight(pos + i));
         stream_data += t;
         plain_data += t + "\t" + std::to_string(chunk);
         if (i + 1 < n) {
@@ -354,7 +425,7 @@ struct Loader : Pausable {
         }
       }
       if (committed) {
-        pos = (pos + n) % lines.size();
+        pos += n;
         rows += n;
         next_chunk = chunk + 1;
         sleep_ms(pause_d(rng));
@@ -377,7 +448,7 @@ struct Producer : Pausable {
   rd_kafka_t* rk = nullptr;
   rd_kafka_topic_t* rkt = nullptr;
   std::atomic<long long> produced{0};
-  size_t pos = 0;
+  size_t pos = 0;  // the next flight to produce (flight(pos))
 
   void open() {
     char err[512];
@@ -406,7 +477,7 @@ struct Producer : Pausable {
     auto next = Clock::now();
     while (checkpoint()) {
       for (int i = 0; i < per_tick; ++i) {
-        const std::string& l = lines[pos % lines.size()];
+        const std::string l = flight(pos);
         int32_t part = (int32_t)(produced.load() % opt.topic_partitions);
         while (rd_kafka_produce(rkt, part, RD_KAFKA_MSG_F_COPY, (void*)l.data(), l.size(), nullptr, 0, nullptr) ==
                -1)
@@ -536,28 +607,49 @@ struct View {
   std::string body;   // SELECT ... with {src} for the FROM item
   std::vector<std::string> keys;
   bool filtered;      // has a WHERE: counts only some events
+  std::string alias;  // the FROM item's alias in body (e.g. "f" for FROM {src}, hop(f.ts, ...)), if any
+  std::string with;   // more WITH options after velostream.continuous (", velostream.emit = 'final'")
+  // Event-time views (emit final, retention): the rows of the batch query the
+  // view holds, a condition on its output columns with {stream} for the
+  // stream's name (empty: all of them).
+  std::string oracle_where;
+  bool event_time = false;  // emit final or retention: checked once the watermarks converged
+  bool retention = false;   // retention: partition 0 deletes after the others closed their windows
   int from_chunk = 0; // COPY views: counts chunks >= from_chunk (re-created views)
   int generation = 0;
   long long lost = 0, doubled = 0;  // at the last check (since its CREATE)
+  long long late = 0;               // late events at the last check (since its CREATE)
+  long long late_total = 0;         // late events over the run (every generation)
   bool ever_wrong = false;
   int first_wrong_cycle = 0;
 };
 std::vector<View> views;
 
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+  return s;
+}
 std::string replace_src(const std::string& body, const std::string& src) {
   std::string s = body;
   size_t at = s.find("{src}");
   s.replace(at, 5, src);
   return s;
 }
+std::string stream_name(char stream) { return stream == 'c' ? "flights" : "flights_k"; }
 std::string view_sql(const View& v) {
-  return "CREATE MATERIALIZED VIEW " + v.name + " WITH (velostream.continuous) AS " +
-         replace_src(v.body, v.stream == 'c' ? "flights" : "flights_k");
+  return "CREATE MATERIALIZED VIEW " + v.name + " WITH (velostream.continuous" + v.with + ") AS " +
+         replace_src(v.body, stream_name(v.stream) + (v.alias.empty() ? "" : " " + v.alias));
 }
 std::string oracle_sql(const View& v) {
-  if (v.stream == 'k') return replace_src(v.body, "faults.k_plain");
-  return replace_src(v.body, "(SELECT * FROM faults.copy_plain WHERE chunk >= " + std::to_string(v.from_chunk) +
-                                 ") AS committed");
+  std::string q;
+  if (v.stream == 'k')
+    q = replace_src(v.body, "faults.k_plain" + (v.alias.empty() ? "" : " AS " + v.alias));
+  else
+    q = replace_src(v.body, "(SELECT * FROM faults.copy_plain WHERE chunk >= " + std::to_string(v.from_chunk) +
+                                ") AS " + (v.alias.empty() ? "committed" : v.alias));
+  if (v.oracle_where.empty()) return q;
+  // The watermark in a scalar subquery: computed once, not per row.
+  return "SELECT * FROM (" + q + ") batch WHERE " + replace_all(v.oracle_where, "{stream}", stream_name(v.stream));
 }
 
 void define_views() {
@@ -590,7 +682,35 @@ void define_views() {
       {"origin", "destination"}, true);
   add("c_totals", 'c', "SELECT count(*) AS n, sum(delay) AS total_delay, max(ts) AS last_departure FROM {src}", {},
       false);
-  // Kafka stream: every view merges partial states in SQL.
+  // Event-time views (the streams have event_time 'ts', watermark_delay '30
+  // minutes'), owned (they group by origin, the routing column): hop()
+  // windows with emit final, whose rows are those of the windows the
+  // watermark closed; hourly tumble windows with retention '2 days', whose
+  // rows are those of the windows that ended less than 2 days behind it.
+  const char* hop_final =
+      "SELECT f.origin, w.window_start, w.window_end, count(*) AS n, sum(f.delay) AS total_delay "
+      "FROM {src}, hop(f.ts, interval '15 minutes', interval '1 hour') AS w "
+      "GROUP BY f.origin, w.window_start, w.window_end";
+  auto emit_final = [&](const char* name, char stream) {
+    add(name, stream, hop_final, {"origin", "window_start", "window_end"}, false);
+    View& v = views.back();
+    v.alias = "f";
+    v.with = ", velostream.emit = 'final'";
+    v.oracle_where = "window_end <= (SELECT velostream.watermark('{stream}'))";
+    v.event_time = true;
+  };
+  emit_final("c_hop_final", 'c');
+  add("c_hourly_retained", 'c',
+      "SELECT origin, tumble(ts, interval '1 hour') AS hour, count(*) AS n FROM {src} "
+      "GROUP BY origin, tumble(ts, interval '1 hour')",
+      {"origin", "hour"}, false);
+  views.back().with = ", velostream.retention = '2 days'";
+  views.back().oracle_where =
+      "hour + interval '1 hour' > (SELECT velostream.watermark('{stream}')) - interval '2 days'";
+  views.back().event_time = views.back().retention = true;
+  // Kafka stream: routed by origin too (its workers route what they consume),
+  // so the views grouping by origin own their groups; totals merges partial
+  // states in SQL.
   add("k_by_origin", 'k',
       "SELECT origin, count(*) AS n, sum(delay) AS total_delay, max(distance) AS longest FROM {src} GROUP BY origin",
       {"origin"}, false);
@@ -602,6 +722,7 @@ void define_views() {
       "SELECT origin, count(*) AS n, avg(delay) AS avg_delay FROM {src} WHERE delay > 15 GROUP BY origin",
       {"origin"}, true);
   add("k_totals", 'k', "SELECT count(*) AS n, sum(distance) AS miles FROM {src}", {}, false);
+  emit_final("k_hop_final", 'k');
 }
 
 struct Check {
@@ -615,7 +736,8 @@ struct Check {
   }
 };
 
-Check check_view(Db& db, const View& v) {
+// quick: only whether the view is exact (no damage count, no samples).
+Check check_view(Db& db, const View& v, bool quick = false) {
   Check c;
   std::string o = oracle_sql(v);
   std::string on;  // the flights have no NULL keys
@@ -628,7 +750,7 @@ Check check_view(Db& db, const View& v) {
     c.extra = r[0][0].as<long long>();
     c.missing = r[0][1].as<long long>();
     c.exact = c.extra == 0 && c.missing == 0;
-    if (c.exact) return c;
+    if (c.exact || quick) return c;
     r = db.exec("WITH o AS (" + o + ") SELECT coalesce(sum(greatest(coalesce(o.n, 0) - coalesce(v.n, 0), 0)), 0), "
                 "coalesce(sum(greatest(coalesce(v.n, 0) - coalesce(o.n, 0), 0)), 0) FROM o FULL JOIN " + v.name +
                 " v ON " + on);
@@ -678,11 +800,12 @@ void setup() {
            "CREATE FUNCTION faults.raise() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
            "RAISE EXCEPTION 'fault injection: a trigger on %% refuses the write', TG_TABLE_NAME; END $$;"
            "CREATE FOREIGN TABLE flights (ts timestamptz, delay int, distance int, origin text, destination text) "
-           "SERVER velostream OPTIONS (partitions '%d');"
+           "SERVER velostream OPTIONS (partitions '%d', event_time 'ts', watermark_delay '30 minutes');"
            "CREATE SERVER kafka FOREIGN DATA WRAPPER velostream OPTIONS (brokers '%s', \"socket.keepalive.enable\" "
            "'false');"
            "CREATE FOREIGN TABLE flights_k (ts timestamptz, delay int, distance int, origin text, destination text) "
-           "SERVER kafka OPTIONS (topic '%s', format 'csv', start_offset 'earliest', partitions '%d');",
+           "SERVER kafka OPTIONS (topic '%s', format 'csv', start_offset 'earliest', partitions '%d', "
+           "event_time 'ts', watermark_delay '30 minutes');",
            opt.copy_partitions, opt.brokers.c_str(), opt.topic.c_str(), opt.kafka_workers);
   db.exec(sql);
   for (const auto& v : views) db.exec(view_sql(v));
@@ -809,7 +932,7 @@ std::string inject(Fault f, int cycle, bool* liveness_ok) {
       });
       v.from_chunk = from;
       ++v.generation;
-      v.lost = v.doubled = 0;
+      v.lost = v.doubled = v.late = 0;
       loader.resume();
       return "DROP + CREATE of " + v.name + " (counts chunks from " + std::to_string(from) + ")";
     }
@@ -941,6 +1064,59 @@ bool catch_up(std::string* why) {
   return ok;
 }
 
+// The event-time views are checked once their stream is quiet and its
+// watermarks converged: every partition's watermark (what its views close
+// windows at) equals the stream's, velostream.watermark, and every
+// event-time view closed its windows through it on every partition; then a
+// retention view until it equals its batch query (partition 0 deletes once
+// every partition closed). Waits up to `timeout_s`; false with the details
+// in `why`. `marks` gets the streams' watermarks.
+bool wait_event_time(double timeout_s, std::string* why, std::string* marks) {
+  auto deadline = Clock::now() + std::chrono::milliseconds((long)(timeout_s * 1000));
+  std::set<char> streams;
+  for (const auto& v : views)
+    if (v.event_time) streams.insert(v.stream);
+  for (;;) {
+    std::string lag;
+    *marks = "";
+    for (char st : streams) {
+      std::string n = stream_name(st);
+      pqxx::result r = db.exec(
+          "WITH w AS (SELECT velostream.watermark('" + n + "') AS wm) SELECT (SELECT wm FROM w), "
+          "(SELECT string_agg(partition || '=' || coalesce(watermark::text, 'NULL'), ' ' ORDER BY partition) "
+          "   FROM velostream.stream_partitions WHERE stream = '" + n + "'::regclass "
+          "    AND watermark IS DISTINCT FROM (SELECT wm FROM w))");
+      *marks += std::string(marks->empty() ? "" : ", ") + n + " " + (r[0][0].is_null() ? "NULL" : r[0][0].c_str());
+      if (!r[0][1].is_null())
+        lag += " " + n + " (watermark " + (r[0][0].is_null() ? "NULL" : r[0][0].c_str()) +
+               "; partitions behind it: " + r[0][1].c_str() + ")";
+    }
+    for (const auto& v : views) {
+      if (!v.event_time) continue;
+      pqxx::result r = db.exec(
+          "SELECT count(*), string_agg(partition || ': ' || coalesce(watermark::text, 'NULL') || ' of ' || "
+          "coalesce(partition_watermark::text, 'NULL'), ', ' ORDER BY partition) FILTER (WHERE watermark IS "
+          "DISTINCT FROM partition_watermark) FROM velostream.stats WHERE view = '" + v.name + "'::regclass");
+      if (r[0][0].as<long long>() == 0) lag += " " + v.name + " (no row in velostream.stats)";
+      else if (!r[0][1].is_null()) lag += " " + v.name + " (closed through " + r[0][1].c_str() + ")";
+    }
+    if (lag.empty())
+      for (const auto& v : views)
+        if (v.retention && !check_view(db, v, true).exact) lag += " " + v.name + " (retention not applied yet)";
+    if (lag.empty()) return true;
+    if (Clock::now() > deadline) {
+      *why = lag;
+      return false;
+    }
+    sleep_ms(50);
+  }
+}
+
+// The streams' watermarks now (to tell whether one moved during a check).
+std::string stream_watermarks() {
+  return db.scalar("SELECT concat_ws(' ', velostream.watermark('flights'), velostream.watermark('flights_k'))");
+}
+
 }  // namespace
 
 int driver_main(int argc, char** argv) {
@@ -1013,6 +1189,16 @@ int driver_main(int argc, char** argv) {
     if (lines.empty()) {
       fprintf(stderr, "no rows in %s\n", opt.data.c_str());
       return 2;
+    }
+    // Every line must have a departure time to shift (checked here, not in
+    // the loader's and producer's threads).
+    for (const auto& l : lines) {
+      try {
+        shift_days(l, kShiftDaysPerPass);
+      } catch (const std::exception& e) {
+        fprintf(stderr, "%s: %s\n", opt.data.c_str(), e.what());
+        return 2;
+      }
     }
   }
   mock = fopen(opt.mock_fifo.c_str(), "w");
@@ -1111,13 +1297,23 @@ int driver_main(int argc, char** argv) {
     }
     std::string stalled;
     bool caught_up = catch_up(&stalled);
+    // The event-time views: until the watermarks converged (the streams are
+    // quiet now).
+    std::string unconverged, marks;
+    auto converge_start = Clock::now();
+    bool converged = !caught_up || wait_event_time(opt.converge_timeout, &unconverged, &marks);
+    double converge_s = std::chrono::duration<double>(Clock::now() - converge_start).count();
     int workers = (int)backends("velostream worker").size();
     if (workers > expected_workers()) duplicate_worker_cycles.push_back(cycle);
     // Compare; a view still moving gets a few more seconds (stop when stable).
+    // Should a watermark move during a check (a partition quiet for
+    // idle_timeout stops holding it back), the event-time views wait for the
+    // watermarks again, and that check does not count as stable.
     std::vector<Check> checks, prev;
     auto settle = Clock::now() + std::chrono::seconds(15);
     int stable = 0;
     for (;;) {
+      std::string before = stream_watermarks();
       checks.clear();
       bool all = true;
       for (const auto& v : views) {
@@ -1125,20 +1321,53 @@ int driver_main(int argc, char** argv) {
         all = all && checks.back().exact;
       }
       if (all) break;
-      stable = (checks == prev) ? stable + 1 : 0;
+      bool moved = stream_watermarks() != before;
+      stable = (checks == prev && !moved) ? stable + 1 : 0;
       if (stable >= 2 || Clock::now() > settle) break;
       prev = checks;
       sleep_ms(1000);
+      if (converged) converged = wait_event_time(opt.converge_timeout, &unconverged, &marks);
     }
+    // Late events: the flights are in time order in each stream, none is late.
+    std::map<std::string, long long> late_now;
+    for (const auto& r : db.exec("SELECT view::text, sum(late_events) FROM velostream.stats GROUP BY 1"))
+      late_now[r[0].c_str()] = r[1].as<long long>();
     long long chunks = loader.next_chunk.load();
     say("cycle %d checked: %lld chunks (%lld rows) committed, %d COPYs retried, %d COMMITs in doubt (%d committed); "
         "Kafka %lld messages in the topic (%lld produced%s); workers %d (expected %d)",
         cycle, chunks, loader.rows.load(), loader.retried.load(), loader.in_doubt.load(),
         loader.in_doubt_committed.load(), readback.total, producer.produced.load(),
         flushed ? "" : ", NOT all delivered", workers, expected_workers());
+    if (!marks.empty()) {
+      std::string rows;
+      for (const auto& v : views)
+        if (v.event_time) rows += ", " + v.name + " " + db.scalar("SELECT count(*) FROM " + v.name) + " rows";
+      say("  watermarks: %s (converged after %.2f s)%s", marks.c_str(), converge_s, rows.c_str());
+    }
     std::string errs = log_errors();
     if (!errs.empty()) say("  %s", errs.c_str());
-    bool cycle_ok = live && caught_up;
+    bool cycle_ok = live && caught_up && converged;
+    if (!converged)
+      verdict(false, "faults %s seed %u cycle %d: the event-time views' watermarks did not converge within %d s:%s",
+              opt.profile.c_str(), opt.seed, cycle, opt.converge_timeout, unconverged.c_str());
+    for (View& v : views) {
+      long long now = late_now.count(v.name) ? late_now[v.name] : 0;
+      if (now > v.late) {
+        cycle_ok = false;
+        v.late_total += now - v.late;
+        verdict(false, "faults %s seed %u cycle %d: %s: %lld late events (%lld since the last check), yet the flights "
+                "are in time order",
+                opt.profile.c_str(), opt.seed, cycle, v.name.c_str(), now, now - v.late);
+        try {
+          for (const auto& r : db.exec("SELECT partition, payload, reason FROM velostream.errors WHERE reason LIKE "
+                                       "'late: continuous view \"" + v.name + "\"%' ORDER BY id DESC LIMIT 3"))
+            say("      partition %s: %s: %s", r[0].c_str(), r[1].c_str(), r[2].c_str());
+        } catch (const std::exception& e) {
+          say("      (reading velostream.errors: %s)", one_line(e.what()).c_str());
+        }
+      }
+      v.late = now;
+    }
     if (!caught_up) {
       for (Fault f : faults) ++fstats[f].stalls;
       verdict(false, "faults %s seed %u cycle %d: views did not catch up within %d s:%s", opt.profile.c_str(), opt.seed,
@@ -1218,6 +1447,9 @@ int driver_main(int argc, char** argv) {
     if (v.ever_wrong)
       verdict(false, "faults %s seed %u: %s wrong since cycle %d (now %lld events lost, %lld doubled)",
               opt.profile.c_str(), opt.seed, v.name.c_str(), v.first_wrong_cycle, v.lost, v.doubled);
+    else if (v.late_total)
+      verdict(false, "faults %s seed %u: %s counted %lld events as late", opt.profile.c_str(), opt.seed,
+              v.name.c_str(), v.late_total);
     else
       verdict(true, "faults %s seed %u: %s equals its batch query after every cycle", opt.profile.c_str(), opt.seed,
               v.name.c_str());
