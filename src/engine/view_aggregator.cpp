@@ -469,6 +469,20 @@ bool ViewAggregator::encode_all(std::string* out) const {
   return encode_groups(all.data(), all.size(), out);
 }
 
+bool ViewAggregator::encode_chunk(uint32_t* next, size_t max_bytes, std::string* out) const {
+  // Groups are encoded one by one into a scratch string, then framed.
+  std::vector<uint32_t> ids;
+  size_t bytes = 0;
+  uint32_t g = *next;
+  for (; g < keys_.size() && (ids.empty() || bytes < max_bytes); ++g) {
+    if (!removed_.empty() && removed_[g]) continue;
+    ids.push_back(g);
+    bytes += keys_[g].size() + stride_ + 8;  // (an estimate: states serialise to about their size)
+  }
+  *next = g;
+  return encode_groups(ids.data(), ids.size(), out);
+}
+
 bool ViewAggregator::window_end(uint32_t g, int64_t* end) const {
   if (plan_.session.key_part >= 0) {  // a session ends gap after its last event
     int64_t s;

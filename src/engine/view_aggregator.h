@@ -238,6 +238,12 @@ class ViewAggregator {
                      const std::vector<std::string>* tombstones = nullptr) const;
   /// All groups, for a snapshot.
   bool encode_all(std::string* out) const;
+  /// A snapshot in chunks: encodes (as encode_groups) the live groups from
+  /// group id *next on until the encoding reaches `max_bytes` (at least one
+  /// group), and sets *next past the last one encoded; *next ==
+  /// group_count() after the last chunk. So no snapshot value nears
+  /// PostgreSQL's 1 GB limit on a bytea.
+  bool encode_chunk(uint32_t* next, size_t max_bytes, std::string* out) const;
   /// Reads bytes written by encode_groups: each group's states replace the
   /// stored ones (later writes win). Returns false with `error` set if the
   /// bytes are corrupt or of another plan's shape: keys must have this plan's

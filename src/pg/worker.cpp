@@ -299,25 +299,67 @@ void load_changelog(WorkerView* v) {
   SPI_keepplan(v->log_delete);
 }
 
+// A snapshot is written in chunks of about this many bytes, one changelog row
+// each: no value nears PostgreSQL's 1 GB limit on a bytea.
+constexpr size_t kSnapshotChunkBytes = 64 << 20;
+
+// Encodes the next snapshot chunk of owned view v's store (C++ kept inside),
+// as its owner; raises on failure.
+void encode_chunk(WorkerView* v, uint32_t* next, std::string* out) {
+  char error[256] = "";
+  OwnerContext owner;
+  enter_owner(v, &owner);
+  try {
+    out->clear();
+    if (!v->store->encode_chunk(next, kSnapshotChunkBytes, out)) snprintf(error, sizeof(error), "%s", v->store->error().c_str());
+  } catch (const std::exception& e) {
+    snprintf(error, sizeof(error), "%s", e.what());
+  }
+  if (error[0])
+    ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION),
+                    errmsg("velostream: could not save the state of continuous view \"%s\": %s", get_rel_name(v->view),
+                           error)));
+  leave_owner(owner);
+}
+
+// Replaces the changelog of this partition by a snapshot of every group of
+// the store, in chunks (kSnapshotChunkBytes), in the flush's transaction.
+void write_snapshot(WorkerView* v) {
+  Datum args[2] = {Int32GetDatum(partition_no), (Datum)0};
+  if (SPI_execute_plan(v->log_delete, args, NULL, false, 0) != SPI_OK_DELETE)
+    elog(ERROR, "velostream: compacting the state of %s failed", get_rel_name(v->view));
+  uint32_t next = 0;
+  int64 total = 0;
+  do {
+    encode_chunk(v, &next, v->encoded);
+    bytea* data = to_bytea(*v->encoded);
+    args[1] = PointerGetDatum(data);
+    if (SPI_execute_plan(v->log_insert, args, NULL, false, 0) != SPI_OK_INSERT)
+      elog(ERROR, "velostream: writing the state of %s failed", get_rel_name(v->view));
+    total += (int64)v->encoded->size();
+    pfree(data);
+  } while (next < v->store->group_count());
+  v->snapshot_bytes = total;
+  v->log_bytes = 0;
+  if (v->encoded->capacity() > kKeepEncodedBytes) std::string().swap(*v->encoded);
+}
+
 // Appends the changed groups' states to the changelog, or replaces the
 // changelog by a snapshot of every group when it has grown large enough.
 // Runs in the flush's transaction, so state and result rows commit together.
 void write_changelog(WorkerView* v, const uint32_t* groups, size_t n) {
   bool snapshot = v->log_bytes > 4 * v->snapshot_bytes + kSnapshotSlack;
-  encode_state(v, v->store, snapshot ? nullptr : groups, n, v->encoded);
+  if (snapshot) {
+    write_snapshot(v);
+    return;
+  }
+  encode_state(v, v->store, groups, n, v->encoded);
   size_t len = v->encoded->size();
   bytea* data = to_bytea(*v->encoded);
   Datum args[2] = {Int32GetDatum(partition_no), PointerGetDatum(data)};
-  if (snapshot && SPI_execute_plan(v->log_delete, args, NULL, false, 0) != SPI_OK_DELETE)
-    elog(ERROR, "velostream: compacting the state of %s failed", get_rel_name(v->view));
   if (SPI_execute_plan(v->log_insert, args, NULL, false, 0) != SPI_OK_INSERT)
     elog(ERROR, "velostream: writing the state of %s failed", get_rel_name(v->view));
-  if (snapshot) {
-    v->snapshot_bytes = (int64)len;
-    v->log_bytes = 0;
-  } else {
-    v->log_bytes += (int64)len;
-  }
+  v->log_bytes += (int64)len;
   pfree(data);
   // A snapshot, or a cycle that changed many groups, grew the buffer to their
   // size: give it back rather than keep a copy's worth of every group's bytes.

@@ -993,6 +993,22 @@ TEST(ViewAggregator, ClosedWindowsLeaveTheStoreAndItCompacts) {
   std::string why;
   ASSERT_TRUE(loaded.load_groups(bytes.data(), bytes.size(), &why)) << why;
   EXPECT_EQ(loaded.live_group_count(), 200u);
+  // ... also in chunks of about 1 KB, each a loadable batch.
+  ViewAggregator chunked(p);
+  uint32_t next = 0;
+  int chunks = 0;
+  do {
+    bytes.clear();
+    ASSERT_TRUE(store.encode_chunk(&next, 1024, &bytes));
+    ASSERT_TRUE(chunked.load_groups(bytes.data(), bytes.size(), &why)) << why;
+    ++chunks;
+  } while (next < store.group_count());
+  EXPECT_GT(chunks, 5);
+  EXPECT_EQ(chunked.live_group_count(), 200u);
+  std::string a, b2;
+  ASSERT_TRUE(loaded.encode_all(&a));
+  ASSERT_TRUE(chunked.encode_all(&b2));
+  EXPECT_EQ(a, b2);
   // A view without a window never closes a group.
   ViewAggregator plain(by_origin_plan());
   plain.add_empty_group();
