@@ -36,6 +36,22 @@ BEGIN
   END LOOP;
 END $$;
 
+-- Bounded state: an owned view's worker evicts the coldest groups of a view
+-- without windows beyond velostream.state_memory to its state table, one row
+-- per group keyed by the group's encoded key (the changelog rows have no key),
+-- and reads a group back when its key reappears.
+DO $$
+DECLARE
+  t regclass;
+BEGIN
+  FOR t IN SELECT v.state_table FROM velostream.views v WHERE v.owned AND v.state_table IS NOT NULL
+            ORDER BY v.view LOOP
+    EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS key bytea', t);
+    EXECUTE format('CREATE UNIQUE INDEX IF NOT EXISTS %I ON %s (partition, key) WHERE key IS NOT NULL',
+                   (SELECT c.relname || '_key' FROM pg_class c WHERE c.oid = t), t);
+  END LOOP;
+END $$;
+
 -- Dump and restore carry the new columns.
 CREATE OR REPLACE FUNCTION velostream._dump_rows() RETURNS SETOF velostream.dump_data
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -76,8 +92,9 @@ BEGIN
   FOR vw IN SELECT * FROM velostream.views WHERE state_table IS NOT NULL ORDER BY view LOOP
     IF vw.owned THEN
       RETURN QUERY EXECUTE format(
-        'SELECT %L::text, %s::oid::regclass, partition, id, NULL::xid8, NULL::jsonb, data FROM %s ORDER BY id',
-        'changelog', vw.view::oid, vw.state_table);
+        'SELECT %L::text, %s::oid::regclass, partition, id, NULL::xid8, '
+        'CASE WHEN key IS NOT NULL THEN jsonb_build_object(%L, encode(key, %L)) END, data FROM %s ORDER BY id',
+        'changelog', vw.view::oid, 'key', 'hex', vw.state_table);
     ELSE
       RETURN QUERY EXECUTE format(
         'SELECT %L::text, %s::oid::regclass, NULL::int, NULL::bigint, NULL::xid8, to_jsonb(t), NULL::bytea FROM %s t',
@@ -176,8 +193,8 @@ BEGIN
       RAISE EXCEPTION 'velostream: the dump holds % rows of "%", which has no state table here', NEW.kind, NEW.object;
     END IF;
     IF NEW.kind = 'changelog' THEN
-      EXECUTE format('INSERT INTO %s (id, partition, data) OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3)', t)
-        USING NEW.seq, NEW.partition, NEW.data;
+      EXECUTE format('INSERT INTO %s (id, partition, data, key) OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4)', t)
+        USING NEW.seq, NEW.partition, NEW.data, decode(i->>'key', 'hex');
       PERFORM setval(pg_get_serial_sequence(t::text, 'id'), NEW.seq);
     ELSE
       EXECUTE format('INSERT INTO %s SELECT * FROM jsonb_populate_record(NULL::%s, $1)', t, t) USING i;

@@ -55,21 +55,28 @@ ViewAggregator::ViewAggregator(ViewPlan plan) : plan_(std::move(plan)) {
   }
 }
 
-void ViewAggregator::clear() {
+void ViewAggregator::clear() { clear(false); }
+
+void ViewAggregator::clear(bool release) {
   // A delta that held many groups gives its memory back (the next cycle
   // grows it again), so that a worker does not keep a second copy's worth of
   // a large view's groups between flushes; a small one keeps it for reuse.
-  if (states_.capacity() * sizeof(Unit) + keys_.capacity() * sizeof(std::string_view) + key_bytes_.capacity() >
-      kKeepBytes) {
+  if (release ||
+      states_.capacity() * sizeof(Unit) + keys_.capacity() * sizeof(std::string_view) + key_bytes_.capacity() >
+          kKeepBytes) {
     index_ = decltype(index_)(0, GroupHash{&keys_}, GroupEq{&keys_});
     std::vector<std::string_view>().swap(keys_);
     key_bytes_.release();
     std::vector<Unit>().swap(states_);
+    std::vector<uint32_t>().swap(touched_);
+    std::vector<int16_t>().swap(key_scales_);
+    std::vector<uint8_t>().swap(removed_);
   }
   index_.clear();
   keys_.clear();
   removed_.clear();
   removed_count_ = 0;
+  touched_.clear();
   sessions_.clear();
   session_end_.clear();
   redirect_.clear();
@@ -86,6 +93,7 @@ void ViewAggregator::clear() {
 uint32_t ViewAggregator::add_group(std::string_view key, const int16_t* scales) {
   const uint32_t g = static_cast<uint32_t>(keys_.size());
   keys_.push_back(key_bytes_.copy(key.data(), key.size()));
+  touched_.push_back(epoch_);
   if (!removed_.empty()) removed_.push_back(0);
   if (plan_.session.key_part >= 0) {
     session_end_.push_back(0);
@@ -433,6 +441,7 @@ uint32_t ViewAggregator::find_or_add(std::string_view key, bool* added, const in
 bool ViewAggregator::merge(const ViewAggregator& delta, std::vector<uint32_t>* groups,
                            std::vector<uint8_t>* created) {
   if (plan_.session.key_part >= 0) return merge_sessions(delta, groups, created);
+  ++epoch_;
   std::vector<uint32_t> order = delta.groups_in_key_order();
   groups->resize(order.size());
   created->resize(order.size());
@@ -443,6 +452,7 @@ bool ViewAggregator::merge(const ViewAggregator& delta, std::vector<uint32_t>* g
                                    nnumeric_ ? &delta.key_scales_[static_cast<size_t>(dg) * nnumeric_] : nullptr);
     (*groups)[j] = g;
     (*created)[j] = added ? 1 : 0;
+    touched_[g] = epoch_;
     for (size_t a = 0; a < fns_.size(); ++a) {
       if (!fns_[a]->combine(delta.state_ptr(dg, a), row(g) + offsets_[a], &error_)) return false;
     }
@@ -535,17 +545,57 @@ bool ViewAggregator::remove_groups(const uint32_t* groups, size_t n) {
     }
   }
   if (removed_count_ < kCompactMin || removed_count_ < live_group_count()) return true;
-  // Compact: the live groups, re-encoded and loaded into a cleared
-  // aggregator (encode skips removed groups).
+  return compact();
+}
+
+bool ViewAggregator::compact() {
+  // The live groups, re-encoded and loaded into a cleared aggregator
+  // (encode skips removed groups); their recency is kept.
+  std::vector<uint32_t> live;
+  for (uint32_t g = 0; g < keys_.size(); ++g)
+    if (removed_.empty() || !removed_[g]) live.push_back(g);
+  std::vector<uint32_t> marks(live.size());
+  for (size_t i = 0; i < live.size(); ++i) marks[i] = touched_[live[i]];
+  const uint32_t epoch = epoch_;
   std::string bytes;
-  if (!encode_all(&bytes)) return false;
-  clear();
+  if (!encode_groups(live.data(), live.size(), &bytes)) return false;
+  clear(true);
   std::string why;
   if (!load_groups(bytes.data(), bytes.size(), &why)) {
     error_ = why;
     return false;
   }
+  epoch_ = epoch;
+  for (size_t i = 0; i < marks.size() && i < touched_.size(); ++i) touched_[i] = marks[i];  // loaded in order
   return true;
+}
+
+size_t ViewAggregator::memory_bytes() const {
+  return states_.capacity() * sizeof(Unit) + keys_.capacity() * sizeof(std::string_view) + key_bytes_.capacity() +
+         index_.capacity() * (sizeof(uint32_t) + 1) + touched_.capacity() * sizeof(uint32_t) +
+         key_scales_.capacity() * sizeof(int16_t) + removed_.capacity();
+}
+
+void ViewAggregator::coldest_groups(size_t keep_bytes, std::vector<uint32_t>* out) const {
+  const size_t live = live_group_count();
+  const size_t total = memory_bytes();
+  if (live == 0 || total <= keep_bytes) return;
+  const size_t per_group = std::max<size_t>(1, total / std::max<size_t>(1, keys_.size()));
+  size_t evict = std::min(live, (total - keep_bytes + per_group - 1) / per_group);
+  std::vector<uint32_t> order;
+  order.reserve(live);
+  for (uint32_t g = 0; g < keys_.size(); ++g)
+    if (removed_.empty() || !removed_[g]) order.push_back(g);
+  std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(evict - 1), order.end(),
+                   [this](uint32_t a, uint32_t b) { return touched_[a] < touched_[b]; });
+  out->insert(out->end(), order.begin(), order.begin() + static_cast<std::ptrdiff_t>(evict));
+}
+
+void ViewAggregator::missing_keys(const ViewAggregator& delta, std::vector<uint32_t>* out) const {
+  for (uint32_t g = 0; g < delta.keys_.size(); ++g) {
+    if (!delta.removed_.empty() && delta.removed_[g]) continue;
+    if (index_.find(delta.keys_[g]) == index_.end()) out->push_back(g);
+  }
 }
 
 bool ViewAggregator::encode_groups(const uint32_t* groups, size_t n, std::string* out,

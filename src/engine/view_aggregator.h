@@ -208,6 +208,24 @@ class ViewAggregator {
   /// the aggregator is then unusable.
   bool remove_groups(const uint32_t* groups, size_t n);
 
+  // ---- Bounded state (views without windows) ---------------------------
+  /// Approximate bytes this aggregator holds: its group rows, keys, index
+  /// and recency marks, removed groups included until it compacts (not
+  /// what external aggregates hold outside their states).
+  size_t memory_bytes() const;
+  /// Appends to `out` the least recently merged live groups to evict so
+  /// that about `keep_bytes` of memory_bytes() remain, coldest first.
+  void coldest_groups(size_t keep_bytes, std::vector<uint32_t>* out) const;
+  /// Re-encodes the live groups and loads them back into cleared memory, so
+  /// removed groups' memory is freed; every group id changes. False (error()
+  /// set) if an external aggregate's serialise function fails.
+  bool compact();
+  /// Appends to `out` the ids of `delta`'s live groups whose keys this
+  /// aggregator does not hold.
+  void missing_keys(const ViewAggregator& delta, std::vector<uint32_t>* out) const;
+  /// The encoded key of group g.
+  std::string_view group_key(uint32_t g) const { return keys_[g]; }
+
   /// Merges every group of `delta` (same plan) into this one. On return
   /// `groups` holds this aggregator's ids of the merged groups in key order
   /// and `created[i]` is 1 where groups[i] did not exist before. Returns
@@ -279,6 +297,7 @@ class ViewAggregator {
   // k: the row's index in the expanded selection (its window's start and
   // end in win_start_[k], win_end_[k]).
   bool encode_key(const RecordBatch& b, size_t row, size_t k, std::string* out) const;
+  void clear(bool release);  // clear(); release: free the memory, whatever its size
   // Sessions (view_aggregator_sessions.cpp).
   // The byte offset of key part `part`'s value in encoded key `key`.
   size_t part_offset(std::string_view key, size_t part) const;
@@ -370,6 +389,8 @@ class ViewAggregator {
   std::vector<uint8_t> dropped_;     // rows prepare() refused, per batch row
   std::vector<uint8_t> removed_;     // per group id: removed by remove_groups (empty: none ever)
   size_t removed_count_ = 0;
+  std::vector<uint32_t> touched_;    // per group: the merge() that last touched it (epoch_)
+  uint32_t epoch_ = 0;
   // Sessions: the session groups of each plain key (its encoded key with 0
   // as session start), each group's last event time, merged-away groups'
   // survivors (consume), groups created or re-keyed by the current merge,

@@ -304,12 +304,19 @@ static bool register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
   if (owned) {
     // 3a. The state changelog of an owned view: per partition, the states of
     //     the groups each flush changed (ViewAggregator::encode_groups), with
-    //     a full snapshot now and then; a restarted worker replays it in id order.
+    //     a full snapshot now and then; a restarted worker replays it in id
+    //     order. Rows with a key are groups evicted beyond
+    //     velostream.state_memory (worker.cpp), read back by key.
     char state_name[NAMEDATALEN];
     snprintf(state_name, sizeof(state_name), "view_%u_state", view_oid);
     state_oid = velostream_create_blob_table(
-        state_name, "(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, partition int4 NOT NULL, data bytea NOT NULL)",
+        state_name,
+        "(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, partition int4 NOT NULL, data bytea NOT NULL, key bytea)",
         "data");
+    resetStringInfo(&sql);
+    appendStringInfo(&sql, "CREATE UNIQUE INDEX %s_key ON velostream.%s (partition, key) WHERE key IS NOT NULL",
+                     state_name, state_name);
+    velostream_spi_exec(sql.data, SPI_OK_UTILITY);
     resetStringInfo(&sql);
     appendStringInfo(&sql, "ALTER TABLE velostream.%s OWNER TO %s", state_name, owner_name);
     velostream_spi_exec(sql.data, SPI_OK_UTILITY);

@@ -14,6 +14,7 @@ char* velostream_database = nullptr;
 int velostream_partitions = 2;
 int velostream_flush_interval_ms = 100;
 int velostream_batch_size = 8192;
+int velostream_state_memory_kb = 256 * 1024;
 
 // velostream.batch_size's maximum: the rows of one stream log batch, which
 // the engine's decode_batch accepts up to kMaxBatchRows.
@@ -44,6 +45,12 @@ void _PG_init(void) {
   DefineCustomIntVariable("velostream.batch_size",
                           "Stream rows per engine batch, and per stream log row written by INSERT/COPY.",
                           NULL, &velostream_batch_size, 8192, 64, kMaxBatchSize, PGC_SIGHUP, 0, NULL, NULL, NULL);
+  DefineCustomIntVariable("velostream.state_memory",
+                          "Memory a partition worker keeps for the state of one continuous view without windows.",
+                          "Beyond it the least recently updated groups are evicted to the view's state table and "
+                          "read back when their key reappears (views that own their groups).",
+                          &velostream_state_memory_kb, 256 * 1024, 1024, INT_MAX, PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL,
+                          NULL);
   DefineCustomBoolVariable("velostream.fast_copy",
                            "COPY FROM STDIN into a stream converts common fields without PostgreSQL's executor.",
                            "Integers, ISO 8601 timestamps with a zone and text are read directly; any other field "

@@ -8,6 +8,9 @@ extern char* velostream_database;
 extern int velostream_partitions;
 extern int velostream_flush_interval_ms;
 extern int velostream_batch_size;
+/// velostream.state_memory, in kB: an owned view's state on one partition
+/// beyond which its coldest groups are evicted (views without windows).
+extern int velostream_state_memory_kb;
 extern bool velostream_fast_copy;
 extern bool velostream_native_expressions;
 

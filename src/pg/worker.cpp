@@ -53,6 +53,11 @@ struct WorkerView {
   std::string* encoded;        // reused encode buffer
   SPIPlanPtr log_insert;
   SPIPlanPtr log_delete;
+  // Bounded state (owned views without windows): groups evicted beyond
+  // velostream.state_memory are rows of the state table with their key.
+  SPIPlanPtr spill_take;       // DELETE ... WHERE key = ANY($2) RETURNING data
+  SPIPlanPtr spill_put;        // INSERT ... ON CONFLICT (partition, key) DO UPDATE
+  bool has_spill;              // this partition has evicted groups
   int64 log_bytes;             // changelog bytes written since the last snapshot
   int64 snapshot_bytes;        // size of the last snapshot
   // Failure isolation: a view whose flush failed is set aside. Its delta
@@ -265,7 +270,7 @@ void replay_changelog(WorkerView* v) {
   v->snapshot_bytes = 0;
   Oid argtypes[1] = {INT4OID};
   Datum args[1] = {Int32GetDatum(partition_no)};
-  char* sql = psprintf("SELECT data FROM %s WHERE partition = $1 ORDER BY id", qstate);
+  char* sql = psprintf("SELECT data FROM %s WHERE partition = $1 AND key IS NULL ORDER BY id", qstate);
   if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
     elog(ERROR, "velostream: reading the state of %s failed", get_rel_name(v->view));
   for (uint64 i = 0; i < SPI_processed; ++i) {
@@ -292,11 +297,30 @@ void load_changelog(WorkerView* v) {
   const char* qstate = quote_qualified_identifier("velostream", get_rel_name(v->state));
   Oid types[2] = {INT4OID, BYTEAOID};
   v->log_insert = SPI_prepare(psprintf("INSERT INTO %s (partition, data) VALUES ($1, $2)", qstate), 2, types);
-  v->log_delete = SPI_prepare(psprintf("DELETE FROM %s WHERE partition = $1", qstate), 1, types);
+  v->log_delete = SPI_prepare(psprintf("DELETE FROM %s WHERE partition = $1 AND key IS NULL", qstate), 1, types);
   if (v->log_insert == nullptr || v->log_delete == nullptr)
     elog(ERROR, "velostream: could not prepare the state writes of %s", get_rel_name(v->view));
   SPI_keepplan(v->log_insert);
   SPI_keepplan(v->log_delete);
+  // Evicted groups (a state table from before 0.6 got its key column from
+  // the update).
+  Oid stypes[3] = {INT4OID, BYTEAARRAYOID, BYTEAARRAYOID};
+  v->spill_take = SPI_prepare(
+      psprintf("DELETE FROM %s WHERE partition = $1 AND key = ANY($2) RETURNING data", qstate), 2, stypes);
+  v->spill_put = SPI_prepare(psprintf("INSERT INTO %s AS s (partition, key, data) SELECT $1, k, d FROM unnest($2, $3) "
+                                      "AS u(k, d) ON CONFLICT (partition, key) WHERE key IS NOT NULL DO UPDATE SET "
+                                      "data = excluded.data",
+                                      qstate),
+                             3, stypes);
+  if (v->spill_take == nullptr || v->spill_put == nullptr)
+    elog(ERROR, "velostream: could not prepare the evicted state of %s", get_rel_name(v->view));
+  SPI_keepplan(v->spill_take);
+  SPI_keepplan(v->spill_put);
+  Datum args[1] = {Int32GetDatum(partition_no)};
+  v->has_spill = SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE partition = $1 AND key IS NOT NULL LIMIT 1",
+                                                qstate),
+                                       1, types, args, NULL, true, 1) == SPI_OK_SELECT &&
+                 SPI_processed > 0;
 }
 
 // A snapshot is written in chunks of about this many bytes, one changelog row
@@ -384,6 +408,8 @@ void remove_view(WorkerView* v) {
   if (v->upsert && v->upsert->set_plan) SPI_freeplan(v->upsert->set_plan);
   if (v->log_insert) SPI_freeplan(v->log_insert);
   if (v->log_delete) SPI_freeplan(v->log_delete);
+  if (v->spill_take) SPI_freeplan(v->spill_take);
+  if (v->spill_put) SPI_freeplan(v->spill_put);
   MemoryContextDelete(v->cxt);  // runs delete_aggregator and the plan's deleter
   pfree(v);
 }
@@ -1072,6 +1098,137 @@ uint64 close_windows(WorkerView* v) {
   return written;
 }
 
+// Bounded state: the delta's groups that are not in owned view v's store but
+// were evicted come back from the state table (their rows deleted there, in
+// the flush's transaction) before the delta is merged, so they are updated,
+// not created again.
+void take_spilled(WorkerView* v) {
+  if (!v->has_spill || has_window(v->store->plan())) return;
+  std::vector<uint32_t>* missing = nullptr;
+  bool failed = false;
+  try {
+    missing = new std::vector<uint32_t>();
+    v->store->missing_keys(*v->agg, missing);
+  } catch (const std::exception&) {
+    failed = true;
+  }
+  if (failed) {
+    delete missing;
+    ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+  }
+  size_t n = missing->size();
+  Datum* keys = (Datum*)palloc(sizeof(Datum) * (n ? n : 1));
+  for (size_t i = 0; i < n; ++i) {
+    std::string_view k = v->agg->group_key((*missing)[i]);
+    bytea* b = (bytea*)palloc(VARHDRSZ + k.size());
+    SET_VARSIZE(b, VARHDRSZ + k.size());
+    memcpy(VARDATA(b), k.data(), k.size());
+    keys[i] = PointerGetDatum(b);
+  }
+  delete missing;
+  if (n == 0) return;
+  Datum args[2] = {Int32GetDatum(partition_no),
+                   PointerGetDatum(construct_array(keys, (int)n, BYTEAOID, -1, false, TYPALIGN_INT))};
+  if (SPI_execute_plan(v->spill_take, args, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+    elog(ERROR, "velostream: reading the evicted state of %s failed", get_rel_name(v->view));
+  for (uint64 i = 0; i < SPI_processed; ++i) {
+    bool isnull;
+    bytea* data = DatumGetByteaP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+    char error[256];
+    if (!load_state(v, v->store, VARDATA(data), VARSIZE(data) - VARHDRSZ, error, sizeof(error)))
+      ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+                      errmsg("velostream: evicted state of continuous view \"%s\" is unreadable: %s",
+                             get_rel_name(v->view), error)));
+  }
+}
+
+// Bounded state: when owned view v's store (no windows) holds more than
+// velostream.state_memory, its least recently updated groups, down to half
+// of it, are written to the state table by key and leave the store, which
+// compacts. In the flush's transaction, after the changelog write.
+void evict_cold(WorkerView* v) {
+  if (has_window(v->store->plan())) return;
+  const size_t budget = (size_t)velostream_state_memory_kb * 1024;
+  if (v->store->memory_bytes() <= budget) return;
+  // 1. C++ only: the coldest groups, each encoded (key and group bytes
+  //    side by side in one buffer).
+  std::vector<uint32_t>* cold = nullptr;
+  std::string* buf = nullptr;
+  std::vector<size_t>* ends = nullptr;  // per group: end of its key, end of its bytes
+  char error[256] = "";
+  OwnerContext owner;
+  enter_owner(v, &owner);
+  try {
+    cold = new std::vector<uint32_t>();
+    buf = new std::string();
+    ends = new std::vector<size_t>();
+    v->store->coldest_groups(budget / 2, cold);
+    for (uint32_t g : *cold) {
+      std::string_view k = v->store->group_key(g);
+      buf->append(k.data(), k.size());
+      ends->push_back(buf->size());
+      if (!v->store->encode_groups(&g, 1, buf)) {
+        snprintf(error, sizeof(error), "%s", v->store->error().c_str());
+        break;
+      }
+      ends->push_back(buf->size());
+    }
+  } catch (const std::exception& e) {
+    snprintf(error, sizeof(error), "%s", e.what());
+  }
+  leave_owner(owner);
+  // 2. The rows, by key, in the flush's transaction.
+  size_t n = error[0] || ends == nullptr ? 0 : ends->size() / 2;
+  if (n > 0) {
+    Datum* keys = (Datum*)palloc(sizeof(Datum) * n);
+    Datum* datas = (Datum*)palloc(sizeof(Datum) * n);
+    size_t at = 0;
+    for (size_t i = 0; i < n; ++i) {
+      for (int part = 0; part < 2; ++part) {
+        size_t end = (*ends)[2 * i + part];
+        bytea* b = (bytea*)palloc(VARHDRSZ + end - at);
+        SET_VARSIZE(b, VARHDRSZ + end - at);
+        memcpy(VARDATA(b), buf->data() + at, end - at);
+        (part == 0 ? keys : datas)[i] = PointerGetDatum(b);
+        at = end;
+      }
+    }
+    Datum args[3] = {Int32GetDatum(partition_no),
+                     PointerGetDatum(construct_array(keys, (int)n, BYTEAOID, -1, false, TYPALIGN_INT)),
+                     PointerGetDatum(construct_array(datas, (int)n, BYTEAOID, -1, false, TYPALIGN_INT))};
+    int rc = 0;
+    PG_TRY();
+    { rc = SPI_execute_plan(v->spill_put, args, NULL, false, 0); }
+    PG_CATCH();
+    {
+      delete cold;  // the C++ buffers, before the error leaves this frame
+      delete buf;
+      delete ends;
+      PG_RE_THROW();
+    }
+    PG_END_TRY();
+    if (rc != SPI_OK_INSERT) snprintf(error, sizeof(error), "writing the evicted groups failed");
+    else v->has_spill = true;
+  }
+  // 3. Out of the store, which compacts.
+  if (!error[0]) {
+    try {
+      if (!v->store->remove_groups(cold->data(), cold->size()) || !v->store->compact())
+        snprintf(error, sizeof(error), "%s", v->store->error().c_str());
+    } catch (const std::exception& e) {
+      snprintf(error, sizeof(error), "%s", e.what());
+    }
+  }
+  delete cold;
+  delete buf;
+  delete ends;
+  if (error[0])
+    ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION),
+                    errmsg("velostream: could not evict state of continuous view \"%s\": %s", get_rel_name(v->view),
+                           error)));
+  elog(DEBUG1, "velostream: %s/%d evicted %zu groups of %s", stream_name, partition_no, n, get_rel_name(v->view));
+}
+
 // Writes view v's delta into its tables, as the view's owner in a restricted
 // security context (triggers, defaults or constraints the owner put on the
 // table never run with the worker's superuser rights). Returns the groups
@@ -1095,6 +1252,7 @@ uint64 write_view(WorkerView* v) {
     uint32_t* ids = (uint32_t*)palloc(sizeof(uint32_t) * (n ? n : 1));
     uint8_t* created = (uint8_t*)palloc(n ? n : 1);
     char error[256];
+    take_spilled(v);
     if (!merge_delta(v, ids, created, &n, error, sizeof(error)))
       ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
                       errmsg("velostream: continuous view \"%s\" failed: %s", get_rel_name(v->view), error)));
@@ -1106,6 +1264,7 @@ uint64 write_view(WorkerView* v) {
     groups = v->emit_final ? 0 : velostream_write_owned(v->desc, v->upsert, *v->store, ids, created, n);
     write_changelog(v, ids, n);
     groups += close_windows(v);
+    evict_cold(v);
   } else {
     groups = velostream_upsert_delta(v->desc, v->upsert, *v->agg, *v->merger);
   }

@@ -1206,3 +1206,63 @@ TEST(ViewAggregator, SessionsMergeOutOfOrderAndReplayWithTombstones) {
   ASSERT_TRUE(store.merge(delta, &ids, &created));
   EXPECT_EQ(created, (std::vector<uint8_t>{1}));
 }
+
+// Bounded state: the coldest groups are evicted (encoded one by one, as a
+// worker stores them by key), the store compacts and shrinks, and a group
+// whose key comes back is loaded from its evicted bytes before the delta is
+// merged: the totals equal a store that never evicted.
+TEST(ViewAggregator, EvictedGroupsComeBackWithTheirStates) {
+  ViewPlan p = by_origin_plan();
+  ViewAggregator store(p), reference(p);
+  std::map<std::string, std::string> spilled;  // key -> encoded group
+  auto feed = [&](int from, int to) {
+    Rows r;
+    for (int i = from; i < to; ++i) {
+      r.origin.push_back("k" + std::to_string(i % 20000));
+      r.delay.push_back(i % 13);
+      r.ts.push_back(i);
+    }
+    RecordBatch b;
+    fill(r, &b);
+    ViewAggregator delta(p);
+    ASSERT_TRUE(delta.consume(b));
+    // bring back the evicted groups the delta touches
+    std::vector<uint32_t> missing;
+    store.missing_keys(delta, &missing);
+    for (uint32_t g : missing) {
+      auto it = spilled.find(std::string(delta.group_key(g)));
+      if (it == spilled.end()) continue;
+      std::string why;
+      ASSERT_TRUE(store.load_groups(it->second.data(), it->second.size(), &why)) << why;
+      spilled.erase(it);
+    }
+    std::vector<uint32_t> ids;
+    std::vector<uint8_t> created;
+    ASSERT_TRUE(store.merge(delta, &ids, &created));
+    ASSERT_TRUE(reference.merge(delta, &ids, &created));
+    // evict down to half of 256 KB
+    if (store.memory_bytes() > (256 << 10)) {
+      std::vector<uint32_t> cold;
+      store.coldest_groups(128 << 10, &cold);
+      ASSERT_FALSE(cold.empty());
+      for (uint32_t g : cold) {
+        std::string bytes;
+        ASSERT_TRUE(store.encode_groups(&g, 1, &bytes));
+        spilled[std::string(store.group_key(g))] = bytes;
+      }
+      ASSERT_TRUE(store.remove_groups(cold.data(), cold.size()));
+      ASSERT_TRUE(store.compact());
+      EXPECT_LE(store.memory_bytes(), static_cast<size_t>(256 << 10));
+    }
+  };
+  for (int i = 0; i < 200000; i += 5000) feed(i, i + 5000);
+  EXPECT_GT(spilled.size(), 1000u);
+  // everything: the store's groups plus the evicted ones equal the reference
+  ViewAggregator all(p);
+  std::string bytes, why;
+  ASSERT_TRUE(store.encode_all(&bytes));
+  ASSERT_TRUE(all.load_groups(bytes.data(), bytes.size(), &why)) << why;
+  for (const auto& [k, b] : spilled) ASSERT_TRUE(all.load_groups(b.data(), b.size(), &why)) << why;
+  EXPECT_EQ(collect(all), collect(reference));
+  EXPECT_EQ(all.live_group_count(), 20000u);
+}
