@@ -1142,28 +1142,74 @@ void take_spilled(WorkerView* v) {
   }
 }
 
+// Groups evicted per statement (and per encode buffer).
+constexpr size_t kEvictChunk = 8192;
+
 // Bounded state: when owned view v's store (no windows) holds more than
 // velostream.state_memory, its least recently updated groups, down to half
 // of it, are written to the state table by key and leave the store, which
 // compacts. In the flush's transaction, after the changelog write.
+void evict_chunk(WorkerView* v, const uint32_t* groups, size_t count);
+
 void evict_cold(WorkerView* v) {
   if (has_window(v->store->plan())) return;
+  // The budget bounds the peak: the store (at most half of it) plus the
+  // cycle's delta (an eighth: cycle_max_rows) plus what compacting takes
+  // (the store, its live groups encoded and loaded back).
   const size_t budget = (size_t)velostream_state_memory_kb * 1024;
-  if (v->store->memory_bytes() <= budget) return;
-  // 1. C++ only: the coldest groups, each encoded (key and group bytes
-  //    side by side in one buffer).
+  if (v->store->memory_bytes() <= budget / 2) return;
+  // The coldest groups, down to a quarter of the budget, then written in
+  // chunks (small buffers), then out of the store, which compacts.
   std::vector<uint32_t>* cold = nullptr;
+  char error[256] = "";
+  try {
+    cold = new std::vector<uint32_t>();
+    v->store->coldest_groups(budget / 4, cold);
+  } catch (const std::exception& e) {
+    snprintf(error, sizeof(error), "%s", e.what());
+  }
+  size_t n = error[0] ? 0 : cold->size();
+  PG_TRY();
+  {
+    for (size_t at = 0; at < n; at += kEvictChunk) evict_chunk(v, cold->data() + at, Min(kEvictChunk, n - at));
+  }
+  PG_CATCH();
+  {
+    delete cold;
+    PG_RE_THROW();
+  }
+  PG_END_TRY();
+  if (!error[0]) {
+    try {
+      if (!v->store->remove_groups(cold->data(), cold->size()) || !v->store->compact())
+        snprintf(error, sizeof(error), "%s", v->store->error().c_str());
+    } catch (const std::exception& e) {
+      snprintf(error, sizeof(error), "%s", e.what());
+    }
+  }
+  delete cold;
+  if (error[0])
+    ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION),
+                    errmsg("velostream: could not evict state of continuous view \"%s\": %s", get_rel_name(v->view),
+                           error)));
+  malloc_trim(0);  // the compacted store's old memory back to the system
+  elog(DEBUG1, "velostream: %s/%d evicted %zu groups of %s", stream_name, partition_no, n, get_rel_name(v->view));
+}
+
+// Writes groups[0..count) of owned view v's store to its state table, by key.
+void evict_chunk(WorkerView* v, const uint32_t* groups, size_t count) {
+  // 1. C++ only: each group encoded (key and group bytes side by side in
+  //    one buffer).
   std::string* buf = nullptr;
   std::vector<size_t>* ends = nullptr;  // per group: end of its key, end of its bytes
   char error[256] = "";
   OwnerContext owner;
   enter_owner(v, &owner);
   try {
-    cold = new std::vector<uint32_t>();
     buf = new std::string();
     ends = new std::vector<size_t>();
-    v->store->coldest_groups(budget / 2, cold);
-    for (uint32_t g : *cold) {
+    for (size_t i = 0; i < count; ++i) {
+      uint32_t g = groups[i];
       std::string_view k = v->store->group_key(g);
       buf->append(k.data(), k.size());
       ends->push_back(buf->size());
@@ -1177,8 +1223,11 @@ void evict_cold(WorkerView* v) {
     snprintf(error, sizeof(error), "%s", e.what());
   }
   leave_owner(owner);
-  // 2. The rows, by key, in the flush's transaction.
+  // 2. The rows, by key, in the flush's transaction (their copies in a
+  //    context of their own, freed after the statement).
   size_t n = error[0] || ends == nullptr ? 0 : ends->size() / 2;
+  MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "velostream eviction", ALLOCSET_DEFAULT_SIZES);
+  MemoryContext old = MemoryContextSwitchTo(tmp);
   if (n > 0) {
     Datum* keys = (Datum*)palloc(sizeof(Datum) * n);
     Datum* datas = (Datum*)palloc(sizeof(Datum) * n);
@@ -1201,8 +1250,7 @@ void evict_cold(WorkerView* v) {
     { rc = SPI_execute_plan(v->spill_put, args, NULL, false, 0); }
     PG_CATCH();
     {
-      delete cold;  // the C++ buffers, before the error leaves this frame
-      delete buf;
+      delete buf;  // the C++ buffers, before the error leaves this frame
       delete ends;
       PG_RE_THROW();
     }
@@ -1210,23 +1258,14 @@ void evict_cold(WorkerView* v) {
     if (rc != SPI_OK_INSERT) snprintf(error, sizeof(error), "writing the evicted groups failed");
     else v->has_spill = true;
   }
-  // 3. Out of the store, which compacts.
-  if (!error[0]) {
-    try {
-      if (!v->store->remove_groups(cold->data(), cold->size()) || !v->store->compact())
-        snprintf(error, sizeof(error), "%s", v->store->error().c_str());
-    } catch (const std::exception& e) {
-      snprintf(error, sizeof(error), "%s", e.what());
-    }
-  }
-  delete cold;
+  MemoryContextSwitchTo(old);
+  MemoryContextDelete(tmp);
   delete buf;
   delete ends;
   if (error[0])
     ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION),
                     errmsg("velostream: could not evict state of continuous view \"%s\": %s", get_rel_name(v->view),
                            error)));
-  elog(DEBUG1, "velostream: %s/%d evicted %zu groups of %s", stream_name, partition_no, n, get_rel_name(v->view));
 }
 
 // Writes view v's delta into its tables, as the view's owner in a restricted
@@ -1457,6 +1496,25 @@ void end_event_time() {
                         4, argtypes, args, nulls, false, 0);
 }
 
+// The most rows one cycle consumes: 64 batches, or fewer when a view with
+// bounded state (an owned view without windows) would otherwise build a
+// delta of more than an eighth of velostream.state_memory, at the bytes per
+// group its store holds now (128 before it holds any): every row may be a
+// new group, and the delta is held beside the store until the flush.
+uint64 cycle_max_rows(size_t capacity) {
+  uint64 max_rows = 64 * (uint64)capacity;
+  ListCell* lc;
+  foreach (lc, views) {
+    WorkerView* v = (WorkerView*)lfirst(lc);
+    if (v->store == nullptr || has_window(v->store->plan())) continue;
+    size_t live = v->store->live_group_count();
+    size_t per_group = live > 1000 ? v->store->memory_bytes() / live : 128;
+    uint64 rows = (uint64)velostream_state_memory_kb * 1024 / 8 / Max(per_group, (size_t)16);
+    max_rows = Min(max_rows, Max(rows, (uint64)capacity));
+  }
+  return max_rows;
+}
+
 // One transaction: consume, aggregate, flush. Returns the rows consumed.
 uint64 run_cycle() {
   router = nullptr;  // freed with an aborted cycle's memory
@@ -1517,7 +1575,7 @@ uint64 run_cycle() {
   PopActiveSnapshot();
   begin_event_time(kafka != nullptr && OidIsValid(log_oid));
   const size_t capacity = (size_t)velostream_batch_size;
-  const uint64 max_rows = 64 * (uint64)capacity;  // bounds one transaction
+  const uint64 max_rows = cycle_max_rows(capacity);  // bounds one transaction
   TimestampTz start = GetCurrentTimestamp();
   uint64 consumed = 0;
   if (kafka != nullptr && velostream_kafka_config_changed(kafka)) {
