@@ -182,6 +182,9 @@ class ViewAggregator {
 
   /// Forgets the delta (after it was merged into the database).
   void clear();
+  /// clear(), and frees its memory whatever its size (clear() keeps up to
+  /// kKeepBytes for reuse).
+  void release() { clear(true); }
 
   // ---- Partition-owned state -------------------------------------------
   // A worker that owns every group of a view (its rows are routed by a key

@@ -1387,7 +1387,13 @@ void flush_view(WorkerView* v) {
   v->failures = 0;
   drop_pending(v);
   record_stats(v, groups);
-  v->agg->clear();
+  // A view with bounded state keeps no more than an eighth of its budget
+  // for the next delta.
+  if (v->store != nullptr && !has_window(v->store->plan()) &&
+      v->agg->memory_bytes() > (size_t)velostream_state_memory_kb * 1024 / 8)
+    v->agg->release();
+  else
+    v->agg->clear();
 }
 
 // Event time, at the start of a cycle: the stream's options (watermark_delay

@@ -11,10 +11,15 @@
 #     sums doubled), nothing lost or counted twice.
 #  3. Restart with the default budget: the view is unchanged and keeps
 #     counting (replay reads the changelog, not the evicted rows).
+#  4. pg_dump -Fc, restored into a fresh cluster with a 1MB budget: the
+#     evicted groups travel with their keys, and every key once more is
+#     counted onto them.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/test/cluster.sh"
-trap 'cluster_stop' EXIT
+work=$(mktemp -d /tmp/velostream-bounded.XXXXXX)
+chmod 755 "$work"
+trap 'cluster_stop; rm -rf "$work"' EXIT
 cluster_start /tmp/velostream-bounded-pg 55449 "velostream.flush_interval = 50" "velostream.state_memory = '1MB'"
 npass=0; nfail=0
 pass() { echo "PASS: $*"; npass=$((npass + 1)); }
@@ -70,6 +75,21 @@ runuser -u postgres -- "$PGBIN/pg_ctl" -D "$VS_DIR/data" -m fast -w restart -l "
 psql_c "INSERT INTO s SELECT g, 1, 'z' FROM generate_series(0, 999) g; INSERT INTO truth SELECT g, 1, 'z' FROM generate_series(0, 999) g;"
 wait_view by_k
 same by_k oracle "restarted: replay and evicted groups"
+
+# 4. dump and restore
+evicted=$(psql_c "SELECT count(*) FROM $state WHERE key IS NOT NULL")
+"$PGBIN/pg_dump" -h "$VS_DIR" -p "$VS_PORT" -U postgres -d postgres -Fc -f "$work/db.dump" || failed "pg_dump"
+chmod 644 "$work/db.dump"
+cluster_stop
+cluster_start /tmp/velostream-bounded-pg2 55451 "velostream.flush_interval = 50" "velostream.state_memory = '1MB'"
+out=$("$PGBIN/pg_restore" -h "$VS_DIR" -p "$VS_PORT" -U postgres -d postgres "$work/db.dump" 2>&1) \
+  && ! echo "$out" | grep -qi error && pass "pg_restore of a view with $evicted evicted groups" || failed "pg_restore: $out"
+state=$(psql_c "SELECT state_table FROM velostream.views WHERE view = 'by_k'::regclass")
+got=$(psql_c "SELECT count(*) FROM $state WHERE key IS NOT NULL")
+[ "$got" = "$evicted" ] && pass "restored: $got evicted groups with their keys" || failed "restored evicted groups: $got (want $evicted)"
+psql_c "INSERT INTO s SELECT g, 3, 'r' FROM generate_series(0, 399999) g; INSERT INTO truth SELECT g, 3, 'r' FROM generate_series(0, 399999) g;"
+wait_view by_k
+same by_k oracle "restored, every key once more"
 
 echo "$npass passed, $nfail failed"
 [ $nfail = 0 ]
