@@ -5,13 +5,13 @@
 # measured in the same run, and bench/freshness.png. About 30 minutes on 2
 # cores. As root on Debian 12 (installs what it needs, like the tests).
 #   BENCH_RUNS=n (default 3): runs per figure (medians)
-#   BENCH_ONLY="engine copy kafka freshness memory fallback scaling": a subset
+#   BENCH_ONLY="engine copy kafka freshness memory state fallback scaling": a subset
 #     (RESULTS.md then keeps only those sections)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 runs=${BENCH_RUNS:-3}
-only=" ${BENCH_ONLY:-engine copy kafka freshness memory fallback scaling} "
+only=" ${BENCH_ONLY:-engine copy kafka freshness memory state fallback scaling} "
 bash scripts/install-deps.sh
 command -v gnuplot >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q gnuplot-nox >/dev/null
 data="$root/../shared/data/flights-3m.csv.gz"
@@ -135,6 +135,19 @@ if want memory; then
     echo "count/sum/avg view."
     echo
     bash bench/memory_bench.sh || failed_bench
+  } >> "$tmp/RESULTS.md"
+fi
+
+if want state; then
+  echo "== bounded state" >&2
+  {
+    section "Bounded state: 10M keys under velostream.state_memory"
+    echo "Command: \`bash bench/state_memory_bench.sh\` (10,000,000 distinct keys, GROUP BY k with count, sum and"
+    echo "avg, one worker, fed in INSERTs of 1,000,000 rows; the worker's private memory, RssAnon, sampled every"
+    echo "0.2 s). Baseline in the same run: a budget the state never reaches. Goal: memory bounded by the budget,"
+    echo "not by the number of keys."
+    echo
+    bash bench/state_memory_bench.sh || failed_bench
   } >> "$tmp/RESULTS.md"
 fi
 
