@@ -216,32 +216,7 @@ KeyValue ViewAggregator::key_of(std::string_view enc, size_t part) const {
 }
 
 KeyValue ViewAggregator::key(uint32_t g, size_t part) const {
-  const std::string_view enc = keys_[g];
-  const char* p = enc.data();
-  KeyValue v;
-  for (size_t k = 0; k <= part; ++k) {
-    v = KeyValue();
-    if (*p++ == 1) {
-      v.is_null = true;
-      continue;
-    }
-    switch (plan_.keys[k].type) {
-      case Type::kInt64: v.i = get<int64_t>(p); break;
-      case Type::kFloat64: v.f = get<double>(p); break;
-      case Type::kNumeric:
-        v.d.kind = static_cast<Decimal::Kind>(*p++);
-        v.d.scale = get<int16_t>(p);
-        v.d.coef = get<__int128>(p);
-        break;
-      case Type::kText: {
-        uint32_t len = get<uint32_t>(p);
-        v.s = std::string_view(p, len);
-        p += len;
-        break;
-      }
-      case Type::kInterval: break;  // (never a key)
-    }
-  }
+  KeyValue v = key_of(keys_[g], part);
   if (!v.is_null && numeric_part_[part] >= 0) rescale(&v.d, key_scales_[g * nnumeric_ + numeric_part_[part]]);
   return v;
 }
