@@ -99,6 +99,9 @@ CREATE MATERIALIZED VIEW bad_w4 WITH (velostream.continuous) AS
 CREATE MATERIALIZED VIEW bad_w5 WITH (velostream.continuous) AS
   SELECT f.origin, w.window_start, count(*) FROM fl3 f, cumulate(f.ts, interval '25 minutes', interval '1 hour') AS w
   GROUP BY 1, 2;
+CREATE MATERIALIZED VIEW bad_w7 WITH (velostream.continuous) AS
+  SELECT f.origin, w.window_start, (w.window_end AT TIME ZONE 'UTC') AS ends, count(*)
+  FROM fl3 f, hop(f.ts, interval '15 minutes', interval '1 hour') AS w GROUP BY 1, 2, 3;
 CREATE MATERIALIZED VIEW bad_w6 WITH (velostream.continuous) AS
   SELECT f.origin, w.window_start, count(*) FROM fl3 f, hop(f.ts, interval '1 month', interval '2 months') AS w
   GROUP BY 1, 2;
@@ -119,6 +122,8 @@ CREATE MATERIALIZED VIEW bad_s4 WITH (velostream.continuous) AS
   SELECT origin, session(ts, interval '30 minutes') AS s, tumble(ts, interval '1 day') AS d, count(*) FROM fl5 GROUP BY 1, 2, 3;
 CREATE MATERIALIZED VIEW bad_s5 WITH (velostream.continuous) AS
   SELECT origin, session(ts, interval '0') AS s, count(*) FROM fl5 GROUP BY 1, 2;
+CREATE MATERIALIZED VIEW bad_s7 WITH (velostream.continuous) AS
+  SELECT origin, session(ts, interval '30 minutes') AT TIME ZONE 'UTC' AS s, count(*) FROM fl5 GROUP BY 1, 2;
 CREATE MATERIALIZED VIEW bad_s6 WITH (velostream.continuous, velostream.retention = '1 day') AS
   SELECT origin, session(ts, interval '30 minutes') AS s, count(*) FROM fl5 GROUP BY 1, 2;
 DROP FOREIGN TABLE fl5 CASCADE;

@@ -455,17 +455,21 @@ bool ViewAggregator::encode_all(std::string* out) const {
 }
 
 bool ViewAggregator::encode_chunk(uint32_t* next, size_t max_bytes, std::string* out) const {
-  // Groups are encoded one by one into a scratch string, then framed.
-  std::vector<uint32_t> ids;
-  size_t bytes = 0;
+  // The header with no groups, then groups until the encoding (states as
+  // they serialise, external ones included) reaches max_bytes; then the
+  // header's count is set.
+  const size_t start = out->size();
+  if (!encode_groups(nullptr, 0, out)) return false;
+  uint32_t count = 0;
   uint32_t g = *next;
-  for (; g < keys_.size() && (ids.empty() || bytes < max_bytes); ++g) {
+  for (; g < keys_.size() && (count == 0 || out->size() - start < max_bytes); ++g) {
     if (!removed_.empty() && removed_[g]) continue;
-    ids.push_back(g);
-    bytes += keys_[g].size() + stride_ + 8;  // (an estimate: states serialise to about their size)
+    if (!encode_group(g, out)) return false;
+    ++count;
   }
   *next = g;
-  return encode_groups(ids.data(), ids.size(), out);
+  std::memcpy(&(*out)[start + sizeof(uint32_t)], &count, sizeof(count));
+  return true;
 }
 
 bool ViewAggregator::window_end(uint32_t g, int64_t* end) const {
@@ -588,15 +592,18 @@ bool ViewAggregator::encode_groups(const uint32_t* groups, size_t n, std::string
         out->append(k);
       }
   }
-  for (size_t j = 0; j < n; ++j) {
-    const uint32_t g = groups[j];
-    const std::string_view key = keys_[g];
-    put<uint32_t>(out, static_cast<uint32_t>(key.size()));
-    out->append(key.data(), key.size());
-    for (int j = 0; j < nnumeric_; ++j) put<int16_t>(out, key_scales_[static_cast<size_t>(g) * nnumeric_ + j]);
-    for (size_t a = 0; a < fns_.size(); ++a)
-      if (!fns_[a]->serialize(state_ptr(g, a), out, &error_)) return false;
-  }
+  for (size_t j = 0; j < n; ++j)
+    if (!encode_group(groups[j], out)) return false;
+  return true;
+}
+
+bool ViewAggregator::encode_group(uint32_t g, std::string* out) const {
+  const std::string_view key = keys_[g];
+  put<uint32_t>(out, static_cast<uint32_t>(key.size()));
+  out->append(key.data(), key.size());
+  for (int j = 0; j < nnumeric_; ++j) put<int16_t>(out, key_scales_[static_cast<size_t>(g) * nnumeric_ + j]);
+  for (size_t a = 0; a < fns_.size(); ++a)
+    if (!fns_[a]->serialize(state_ptr(g, a), out, &error_)) return false;
   return true;
 }
 
@@ -706,10 +713,10 @@ bool ViewAggregator::load_groups(const char* data, size_t len, std::string* erro
         }
         if (!fns_[a]->deserialize(p, end, state, error)) return false;
       }
+      if (sessions) index_session(g, added);
     }
   }
   if (p != end) goto corrupt;
-  if (sessions) index_sessions();
   return true;
 corrupt:
   *error = "state batch is truncated or corrupt";

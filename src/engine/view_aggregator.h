@@ -301,6 +301,8 @@ class ViewAggregator {
   // end in win_start_[k], win_end_[k]).
   bool encode_key(const RecordBatch& b, size_t row, size_t k, std::string* out) const;
   void clear(bool release);  // clear(); release: free the memory, whatever its size
+  // Appends group g's key, scales and states (encode_groups' per group part).
+  bool encode_group(uint32_t g, std::string* out) const;
   // Sessions (view_aggregator_sessions.cpp).
   // The byte offset of key part `part`'s value in encoded key `key`.
   size_t part_offset(std::string_view key, size_t part) const;
@@ -314,8 +316,9 @@ class ViewAggregator {
   // fresh_ that leave or move, and mark the result fresh_. Returns the
   // group, or UINT32_MAX with error_ set if combining failed.
   uint32_t place_session(std::string_view pk, size_t off, int64_t s, int64_t e, bool track);
-  // Rebuilds sessions_ and session_end_ from the groups (after load_groups).
-  void index_sessions();
+  // Sets group g's session end from its end aggregate and, if it was just
+  // added, lists it among its key's sessions (load_groups).
+  void index_session(uint32_t g, bool added);
   bool consume_sessions(const RecordBatch& b);
   bool merge_sessions(const ViewAggregator& delta, std::vector<uint32_t>* groups, std::vector<uint8_t>* created);
   // Replaces sel_ by one entry per (row, window) of plan_.expand, setting

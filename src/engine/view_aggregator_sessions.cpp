@@ -166,33 +166,23 @@ bool ViewAggregator::merge_sessions(const ViewAggregator& delta, std::vector<uin
     (*created)[i] = fresh_[touched[i]];
     fresh_[touched[i]] = 0;
   }
-  // A key that left and came back (a session re-keyed to a start it had
-  // before) is live again: not gone.
-  size_t kept = 0;
-  for (size_t i = 0; i < gone_keys_.size(); ++i)
-    if (index_.find(std::string_view(gone_keys_[i])) == index_.end()) {
-      if (kept != i) gone_keys_[kept] = std::move(gone_keys_[i]);
-      ++kept;
-    }
-  gone_keys_.resize(kept);
+  // (A key could leave and come back only if a session's start moved later,
+  // which merging never does; if it did, its row is deleted before the
+  // fresh group is inserted, and its tombstone loads before it: both right.)
   // Removed (merged-away) groups were fresh or not: forget their marks.
   for (uint32_t g = 0; g < fresh_.size(); ++g)
     if (!removed_.empty() && removed_[g]) fresh_[g] = 0;
   return true;
 }
 
-void ViewAggregator::index_sessions() {
-  sessions_.clear();
-  const size_t part = static_cast<size_t>(plan_.session.key_part);
-  for (uint32_t g = 0; g < keys_.size(); ++g) {
-    if (!removed_.empty() && removed_[g]) continue;
-    int64_t s;
-    if (!session_start(g, &s)) continue;
-    session_end_[g] = static_cast<int64_t>(state(g, static_cast<size_t>(plan_.session.end_agg)).i);
-    std::string pk(keys_[g]);
-    std::memset(&pk[part_offset(pk, part)], 0, sizeof(int64_t));
-    sessions_[pk].push_back(g);
-  }
+void ViewAggregator::index_session(uint32_t g, bool added) {
+  int64_t s;
+  if (!session_start(g, &s)) return;
+  session_end_[g] = static_cast<int64_t>(state(g, static_cast<size_t>(plan_.session.end_agg)).i);
+  if (!added) return;  // already in its key's list
+  std::string pk(keys_[g]);
+  std::memset(&pk[part_offset(pk, static_cast<size_t>(plan_.session.key_part))], 0, sizeof(int64_t));
+  sessions_[pk].push_back(g);
 }
 
 }  // namespace velostream::engine

@@ -74,7 +74,7 @@ bool velostream_stream_watermark(Oid stream, const StreamEventTime& et, int64* w
                             "SELECT k.max_event_time, coalesce(k.last_input_at, s.created_at) "
                             "FROM velostream.kafka_offsets k JOIN velostream.streams s USING (stream) "
                             "WHERE k.stream = $1 AND s.kind = 'kafka'",
-                            1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+                            1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
     elog(ERROR, "velostream: reading the event times of stream %s failed", get_rel_name(stream));
   int n = (int)SPI_processed;
   std::vector<eng::PartitionEventTime> parts(n);

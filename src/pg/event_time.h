@@ -36,5 +36,6 @@ bool velostream_stream_event_time(Oid stream, StreamEventTime* out);
 /// partitions are its partition logs (velostream.stream_partitions), a Kafka
 /// stream's its topic partitions (velostream.kafka_offsets); one that never
 /// received rows counts its idle time from the stream's creation. In
-/// microseconds since 2000-01-01; false: no watermark yet. SPI connected.
+/// microseconds since 2000-01-01; false: no watermark yet. SPI connected;
+/// reads with the active snapshot.
 bool velostream_stream_watermark(Oid stream, const StreamEventTime& et, int64* watermark);

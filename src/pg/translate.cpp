@@ -822,8 +822,19 @@ ViewDesc* velostream_translate_query(Query* query) {
         d->ncolumns++;
         continue;
       }
-      if (!IsA(key, Var) && !(IsA(key, FuncExpr) && is_tumble(((FuncExpr*)key)->funcid)))
+      if (!IsA(key, Var) && !(IsA(key, FuncExpr) && is_tumble(((FuncExpr*)key)->funcid))) {
+        // A computed key is evaluated per stream row: it may not read a
+        // window's bounds or a session (group by them as they are).
+        WindowVarSearch in_key{2, true};
+        if (window_call != nullptr && finds_window_var(key, &in_key))
+          unsupported(psprintf("an expression of %s()'s window_start or window_end in GROUP BY (\"%s\")",
+                               get_func_name(window_call->funcid), tle->resname ? tle->resname : "?"),
+                      nullptr, query, "Group by w.window_start and w.window_end themselves.");
+        if (calls_session(key, nullptr))
+          unsupported("an expression of session() in GROUP BY", (Node*)tle->expr, query,
+                      "Group by session(ts, gap) itself.");
         key = (Node*)computed_var(d, (Node*)tle->expr, query, "a GROUP BY expression", kGuardWhere);
+      }
       d->plan->keys.push_back(translate_key(key, query));
       if (d->plan->keys.back().tumble_size > 0 && d->plan->window.end_part < 0 && window_call == nullptr) {
         // the view's window: its first tumble() key (start + size)

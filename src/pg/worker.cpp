@@ -282,9 +282,9 @@ void replay_changelog(WorkerView* v) {
                       errmsg("velostream: state of continuous view \"%s\" is unreadable: %s", get_rel_name(v->view),
                              error),
                       errhint("Drop and re-create the continuous view.")));
-    int64 size = VARSIZE(data) - VARHDRSZ;
-    if (i == 0) v->snapshot_bytes = size;
-    else v->log_bytes += size;
+    // (a snapshot may span several rows: everything replayed counts as the
+    // snapshot, so the next one comes after four times as much again)
+    v->snapshot_bytes += VARSIZE(data) - VARHDRSZ;
   }
 }
 
@@ -985,9 +985,19 @@ uint64 read_log(Oid log_oid, Snapshot snap, uint64 max_rows, TimestampTz start) 
   return consumed;
 }
 
-// True if the plan's groups are windows that close (a tumble, hop or
-// cumulate window, or a session).
-bool has_window(const eng::ViewPlan& plan) { return plan.window.end_part >= 0 || plan.session.key_part >= 0; }
+// True if the plan's groups are windows the watermark closes: a tumble,
+// hop or cumulate window, or a session, over the stream's event time (a
+// window over another column never closes: no row is late by it).
+bool closes_windows(const eng::ViewPlan& plan) {
+  if (!has_event_time) return false;
+  if (plan.session.key_part >= 0) return plan.session.column == event_time.column;
+  return plan.window.end_part >= 0 && plan.keys[plan.window.end_part].column == event_time.column;
+}
+
+// True if the plan's state is bounded by velostream.state_memory (evicting
+// cold groups): a view whose windows do not close, but not sessions (their
+// merging needs every session of a key in memory).
+bool evicts(const eng::ViewPlan& plan) { return !closes_windows(plan) && plan.session.key_part < 0; }
 
 // a - b, saturating at PG_INT64_MIN.
 int64 minus(int64 a, int64 b) {
@@ -1073,7 +1083,7 @@ void delete_retained(WorkerView* v) {
 uint64 close_windows(WorkerView* v) {
   v->has_new_closed = false;
   int64 close;
-  if (!has_window(v->store->plan())) return 0;
+  if (!closes_windows(v->store->plan())) return 0;
   if (!closing_watermark(&close)) {
     delete_retained(v);
     return 0;
@@ -1103,7 +1113,7 @@ uint64 close_windows(WorkerView* v) {
 // the flush's transaction) before the delta is merged, so they are updated,
 // not created again.
 void take_spilled(WorkerView* v) {
-  if (!v->has_spill || has_window(v->store->plan())) return;
+  if (!v->has_spill || !evicts(v->store->plan())) return;
   std::vector<uint32_t>* missing = nullptr;
   bool failed = false;
   try {
@@ -1152,7 +1162,7 @@ constexpr size_t kEvictChunk = 8192;
 void evict_chunk(WorkerView* v, const uint32_t* groups, size_t count);
 
 void evict_cold(WorkerView* v) {
-  if (has_window(v->store->plan())) return;
+  if (!evicts(v->store->plan())) return;
   // The budget bounds the peak: the store (at most half of it) plus the
   // cycle's delta (an eighth: cycle_max_rows) plus what compacting takes
   // (the store, its live groups encoded and loaded back).
@@ -1301,7 +1311,7 @@ uint64 write_view(WorkerView* v) {
       velostream_delete_owned_keys(v->desc, v->upsert, *v->store, v->store->gone_keys());
     // emit = 'final': rows appear when their window closes (close_windows)
     groups = v->emit_final ? 0 : velostream_write_owned(v->desc, v->upsert, *v->store, ids, created, n);
-    write_changelog(v, ids, n);
+    if (n > 0) write_changelog(v, ids, n);
     groups += close_windows(v);
     evict_cold(v);
   } else {
@@ -1315,7 +1325,7 @@ uint64 write_view(WorkerView* v) {
 // past the one it closed through.
 bool close_due(const WorkerView* v) {
   int64 close;
-  if (v->store == nullptr || !has_window(v->store->plan())) return false;
+  if (v->store == nullptr || !closes_windows(v->store->plan())) return false;
   if (!closing_watermark(&close)) {
     int64 limit;
     return retention_limit(v, &limit);
@@ -1389,7 +1399,7 @@ void flush_view(WorkerView* v) {
   record_stats(v, groups);
   // A view with bounded state keeps no more than an eighth of its budget
   // for the next delta.
-  if (v->store != nullptr && !has_window(v->store->plan()) &&
+  if (v->store != nullptr && evicts(v->store->plan()) &&
       v->agg->memory_bytes() > (size_t)velostream_state_memory_kb * 1024 / 8)
     v->agg->release();
   else
@@ -1413,7 +1423,7 @@ void begin_event_time(bool routed) {
     Datum args[1] = {ObjectIdGetDatum(stream_oid)};
     if (SPI_execute_with_args("SELECT partition, source_watermark, watermark FROM velostream.stream_partitions "
                               "WHERE stream = $1",
-                              1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+                              1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
       elog(ERROR, "velostream: reading the watermarks of stream %s failed", stream_name);
     bool others_known = true;  // every other partition committed a source watermark
     int64 others_min = PG_INT64_MAX;
@@ -1512,7 +1522,7 @@ uint64 cycle_max_rows(size_t capacity) {
   ListCell* lc;
   foreach (lc, views) {
     WorkerView* v = (WorkerView*)lfirst(lc);
-    if (v->store == nullptr || has_window(v->store->plan())) continue;
+    if (v->store == nullptr || !evicts(v->store->plan())) continue;
     size_t live = v->store->live_group_count();
     size_t per_group = live > 1000 ? v->store->memory_bytes() / live : 128;
     uint64 rows = (uint64)velostream_state_memory_kb * 1024 / 8 / Max(per_group, (size_t)16);
@@ -1578,8 +1588,11 @@ uint64 run_cycle() {
   Snapshot snap = RegisterSnapshot(GetLatestSnapshot());
   PushActiveSnapshot(snap);
   refresh_views();
-  PopActiveSnapshot();
+  // The watermarks with the log's snapshot too: a routed batch is read in
+  // this cycle iff the source watermark its router committed with it is
+  // seen here (read_only SPI queries use the active snapshot).
   begin_event_time(kafka != nullptr && OidIsValid(log_oid));
+  PopActiveSnapshot();
   const size_t capacity = (size_t)velostream_batch_size;
   const uint64 max_rows = cycle_max_rows(capacity);  // bounds one transaction
   TimestampTz start = GetCurrentTimestamp();

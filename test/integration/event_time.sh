@@ -31,6 +31,11 @@
 #     every session, its merged sessions' rows replaced, never duplicated.
 #     On a stream of two partitions, sess_final (grouping by destination,
 #     not the routing column) is refused with 0A000.
+#  6. Idle sources: a stream of two partitions whose rows all reach one
+#     partition (one origin), with idle_timeout '1 s': the other partition
+#     stops holding the watermark back once idle, and when input stops
+#     altogether the windows still close (emit final rows appear) after the
+#     timeout.
 #  The issue's views, verbatim, beside them: hop_final (hop() windows, emit
 #  final) equals the batch hop() query over the windows the watermark closed
 #  and has no row of an open window; hourly (allowed lateness, retention
@@ -346,6 +351,22 @@ same one.sessions one.oracle_sessions "sessions, emit changes, merged as rows ar
 got=$(psql_c "SELECT (SELECT count(*) FROM one.sessions) - (SELECT count(DISTINCT (destination, session_start)) FROM one.sessions),
                      (SELECT count(*) FROM one.oracle_sessions) > (SELECT count(*) FROM one.sess_final)")
 [ "$got" = "0|t" ] && pass "sessions: one row per session; sess_final holds the closed ones only" || failed "sessions: duplicates|open = $got"
+
+# 6. Idle sources close windows.
+psql_c "CREATE FOREIGN TABLE fi (ts timestamptz, delay int, origin text)
+  SERVER velostream OPTIONS (event_time 'ts', watermark_delay '5 minutes', idle_timeout '1 s', partitions '2');
+CREATE MATERIALIZED VIEW fi_hourly WITH (velostream.continuous, velostream.emit = 'final') AS
+  SELECT origin, tumble(ts, interval '1 hour') AS hour, count(*) AS n FROM fi GROUP BY 1, 2;
+INSERT INTO fi SELECT '2001-01-01 00:00+00'::timestamptz + g * interval '1 minute', 1, 'ORD' FROM generate_series(0, 299) g;"
+wait_view fi_hourly
+got=""
+for _ in $(seq 1 100); do
+  got=$(psql_c "SELECT count(*), sum(n), max(hour) FROM fi_hourly")
+  [ "$got" = "4|240|2001-01-01 03:00:00+00" ] && break
+  sleep 0.1
+done
+[ "$got" = "4|240|2001-01-01 03:00:00+00" ] && pass "idle sources: with input stopped, the windows behind the last event minus the delay closed after the idle timeout ($got)" \
+  || failed "idle sources: closed windows count|rows|last = '$got' (want 4|240|2001-01-01 03:00:00+00: the watermark stays the last event minus the delay); watermarks $(psql_c "SELECT string_agg(partition || '=' || coalesce(watermark::text, '-'), ' ') FROM velostream.stream_partitions WHERE stream = 'fi'::regclass")"
 
 echo "(all checks done after ${SECONDS}s)"
 echo "$npass passed, $nfail failed"

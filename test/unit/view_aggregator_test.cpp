@@ -1003,7 +1003,7 @@ TEST(ViewAggregator, ClosedWindowsLeaveTheStoreAndItCompacts) {
     ASSERT_TRUE(chunked.load_groups(bytes.data(), bytes.size(), &why)) << why;
     ++chunks;
   } while (next < store.group_count());
-  EXPECT_GT(chunks, 5);
+  EXPECT_GE(chunks, 5);  // 200 groups of ~29 bytes in chunks of 1 KB
   EXPECT_EQ(chunked.live_group_count(), 200u);
   std::string a, b2;
   ASSERT_TRUE(loaded.encode_all(&a));
