@@ -1108,6 +1108,14 @@ uint64 close_windows(WorkerView* v) {
   return written;
 }
 
+// Deletes a C++ object when the memory context it is registered with goes
+// (velostream_on_context_reset): frees it also when an ERROR leaves the
+// frame that made it.
+template <class T>
+void delete_with_context(void* arg) {
+  delete static_cast<T*>(arg);
+}
+
 // Bounded state: the delta's groups that are not in owned view v's store but
 // were evicted come back from the state table (their rows deleted there, in
 // the flush's transaction) before the delta is merged, so they are updated,
@@ -1118,14 +1126,19 @@ void take_spilled(WorkerView* v) {
   bool failed = false;
   try {
     missing = new std::vector<uint32_t>();
+  } catch (const std::exception&) {
+    failed = true;
+  }
+  if (failed) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+  // freed with the flush's memory, also when a palloc below fails
+  MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "velostream evicted keys", ALLOCSET_SMALL_SIZES);
+  velostream_on_context_reset(tmp, delete_with_context<std::vector<uint32_t>>, missing);
+  try {
     v->store->missing_keys(*v->agg, missing);
   } catch (const std::exception&) {
     failed = true;
   }
-  if (failed) {
-    delete missing;
-    ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-  }
+  if (failed) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
   size_t n = missing->size();
   Datum* keys = (Datum*)palloc(sizeof(Datum) * (n ? n : 1));
   for (size_t i = 0; i < n; ++i) {
@@ -1135,7 +1148,7 @@ void take_spilled(WorkerView* v) {
     memcpy(VARDATA(b), k.data(), k.size());
     keys[i] = PointerGetDatum(b);
   }
-  delete missing;
+  MemoryContextDelete(tmp);  // (deletes `missing`)
   if (n == 0) return;
   Datum args[2] = {Int32GetDatum(partition_no),
                    PointerGetDatum(construct_array(keys, (int)n, BYTEAOID, -1, false, TYPALIGN_INT))};
@@ -1174,21 +1187,18 @@ void evict_cold(WorkerView* v) {
   char error[256] = "";
   try {
     cold = new std::vector<uint32_t>();
+  } catch (const std::exception&) {
+  }
+  if (cold == nullptr) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+  MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "velostream eviction list", ALLOCSET_SMALL_SIZES);
+  velostream_on_context_reset(tmp, delete_with_context<std::vector<uint32_t>>, cold);  // freed on ERROR too
+  try {
     v->store->coldest_groups(budget / 4, cold);
   } catch (const std::exception& e) {
     snprintf(error, sizeof(error), "%s", e.what());
   }
   size_t n = error[0] ? 0 : cold->size();
-  PG_TRY();
-  {
-    for (size_t at = 0; at < n; at += kEvictChunk) evict_chunk(v, cold->data() + at, Min(kEvictChunk, n - at));
-  }
-  PG_CATCH();
-  {
-    delete cold;
-    PG_RE_THROW();
-  }
-  PG_END_TRY();
+  for (size_t at = 0; at < n; at += kEvictChunk) evict_chunk(v, cold->data() + at, Min(kEvictChunk, n - at));
   if (!error[0]) {
     try {
       if (!v->store->remove_groups(cold->data(), cold->size()) || !v->store->compact())
@@ -1197,7 +1207,7 @@ void evict_cold(WorkerView* v) {
       snprintf(error, sizeof(error), "%s", e.what());
     }
   }
-  delete cold;
+  MemoryContextDelete(tmp);  // (deletes cold)
   if (error[0])
     ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION),
                     errmsg("velostream: could not evict state of continuous view \"%s\": %s", get_rel_name(v->view),
@@ -1210,14 +1220,26 @@ void evict_cold(WorkerView* v) {
 void evict_chunk(WorkerView* v, const uint32_t* groups, size_t count) {
   // 1. C++ only: each group encoded (key and group bytes side by side in
   //    one buffer).
+  // Everything of one chunk lives in a context of its own, the C++ buffers
+  // included (deleted with it, also when an ERROR leaves this frame).
+  MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "velostream eviction", ALLOCSET_DEFAULT_SIZES);
   std::string* buf = nullptr;
   std::vector<size_t>* ends = nullptr;  // per group: end of its key, end of its bytes
   char error[256] = "";
+  try {
+    buf = new std::string();
+  } catch (const std::exception&) {
+  }
+  if (buf != nullptr) velostream_on_context_reset(tmp, delete_with_context<std::string>, buf);
+  try {
+    ends = new std::vector<size_t>();
+  } catch (const std::exception&) {
+  }
+  if (ends != nullptr) velostream_on_context_reset(tmp, delete_with_context<std::vector<size_t>>, ends);
+  if (buf == nullptr || ends == nullptr) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
   OwnerContext owner;
   enter_owner(v, &owner);
   try {
-    buf = new std::string();
-    ends = new std::vector<size_t>();
     for (size_t i = 0; i < count; ++i) {
       uint32_t g = groups[i];
       std::string_view k = v->store->group_key(g);
@@ -1235,8 +1257,7 @@ void evict_chunk(WorkerView* v, const uint32_t* groups, size_t count) {
   leave_owner(owner);
   // 2. The rows, by key, in the flush's transaction (their copies in a
   //    context of their own, freed after the statement).
-  size_t n = error[0] || ends == nullptr ? 0 : ends->size() / 2;
-  MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "velostream eviction", ALLOCSET_DEFAULT_SIZES);
+  size_t n = error[0] ? 0 : ends->size() / 2;
   MemoryContext old = MemoryContextSwitchTo(tmp);
   if (n > 0) {
     Datum* keys = (Datum*)palloc(sizeof(Datum) * n);
@@ -1255,23 +1276,12 @@ void evict_chunk(WorkerView* v, const uint32_t* groups, size_t count) {
     Datum args[3] = {Int32GetDatum(partition_no),
                      PointerGetDatum(construct_array(keys, (int)n, BYTEAOID, -1, false, TYPALIGN_INT)),
                      PointerGetDatum(construct_array(datas, (int)n, BYTEAOID, -1, false, TYPALIGN_INT))};
-    int rc = 0;
-    PG_TRY();
-    { rc = SPI_execute_plan(v->spill_put, args, NULL, false, 0); }
-    PG_CATCH();
-    {
-      delete buf;  // the C++ buffers, before the error leaves this frame
-      delete ends;
-      PG_RE_THROW();
-    }
-    PG_END_TRY();
+    int rc = SPI_execute_plan(v->spill_put, args, NULL, false, 0);
     if (rc != SPI_OK_INSERT) snprintf(error, sizeof(error), "writing the evicted groups failed");
     else v->has_spill = true;
   }
   MemoryContextSwitchTo(old);
-  MemoryContextDelete(tmp);
-  delete buf;
-  delete ends;
+  MemoryContextDelete(tmp);  // (deletes buf and ends)
   if (error[0])
     ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION),
                     errmsg("velostream: could not evict state of continuous view \"%s\": %s", get_rel_name(v->view),
