@@ -613,6 +613,9 @@ struct View {
   // view holds, a condition on its output columns with {stream} for the
   // stream's name (empty: all of them).
   std::string oracle_where;
+  // The batch query, with {src} for the committed rows, when it is not body
+  // itself (session(): numbered with lag() and a running sum); empty: body.
+  std::string oracle_body;
   bool event_time = false;  // emit final or retention: checked once the watermarks converged
   bool retention = false;   // retention: partition 0 deletes after the others closed their windows
   int from_chunk = 0; // COPY views: counts chunks >= from_chunk (re-created views)
@@ -642,11 +645,12 @@ std::string view_sql(const View& v) {
 }
 std::string oracle_sql(const View& v) {
   std::string q;
+  const std::string& body = v.oracle_body.empty() ? v.body : v.oracle_body;
   if (v.stream == 'k')
-    q = replace_src(v.body, "faults.k_plain" + (v.alias.empty() ? "" : " AS " + v.alias));
+    q = replace_src(body, "faults.k_plain" + (v.alias.empty() ? "" : " AS " + v.alias));
   else
-    q = replace_src(v.body, "(SELECT * FROM faults.copy_plain WHERE chunk >= " + std::to_string(v.from_chunk) +
-                                ") AS " + (v.alias.empty() ? "committed" : v.alias));
+    q = replace_src(body, "(SELECT * FROM faults.copy_plain WHERE chunk >= " + std::to_string(v.from_chunk) +
+                              ") AS " + (v.alias.empty() ? "committed" : v.alias));
   if (v.oracle_where.empty()) return q;
   // The watermark in a scalar subquery: computed once, not per row.
   return "SELECT * FROM (" + q + ") batch WHERE " + replace_all(v.oracle_where, "{stream}", stream_name(v.stream));
@@ -723,6 +727,29 @@ void define_views() {
       {"origin"}, true);
   add("k_totals", 'k', "SELECT count(*) AS n, sum(distance) AS miles FROM {src}", {}, false);
   emit_final("k_hop_final", 'k');
+  // Session windows on the COPY stream (owned: grouped by origin), with emit
+  // changes (every session's row as it grows) and emit final (a session's
+  // row once the watermark passed its last event plus the gap: it ends gap
+  // after its last event, and closes when that end is behind the watermark).
+  // The batch query numbers the sessions with lag() and a running sum; a
+  // re-created view's batch query reads the chunks committed after its
+  // CREATE, as for the other COPY views.
+  const char* session =
+      "SELECT origin, session(ts, interval '30 minutes') AS session_start, count(*) AS n, max(ts) AS last_ts, "
+      "sum(delay) AS total_delay FROM {src} GROUP BY origin, session(ts, interval '30 minutes')";
+  const char* session_batch =
+      "SELECT origin, min(ts) AS session_start, count(*) AS n, max(ts) AS last_ts, sum(delay) AS total_delay "
+      "FROM (SELECT *, sum(CASE WHEN ts - prev > interval '30 minutes' THEN 1 ELSE 0 END) "
+      "OVER (PARTITION BY origin ORDER BY ts) AS session_no "
+      "FROM (SELECT *, lag(ts) OVER (PARTITION BY origin ORDER BY ts) AS prev FROM {src}) x) y "
+      "GROUP BY origin, session_no";
+  add("c_session", 'c', session, {"origin", "session_start"}, false);
+  views.back().oracle_body = session_batch;
+  add("c_session_final", 'c', session, {"origin", "session_start"}, false);
+  views.back().oracle_body = session_batch;
+  views.back().with = ", velostream.emit = 'final'";
+  views.back().oracle_where = "last_ts + interval '30 minutes' < (SELECT velostream.watermark('{stream}'))";
+  views.back().event_time = true;
 }
 
 struct Check {
