@@ -290,7 +290,7 @@ std::string shift_days(const std::string& line, long long days) {
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
     throw std::runtime_error("bad time at the start of the flight line: " + line);
   civil_from_days(days_from_civil(y, mo, d) + days, &y, &mo, &d);
-  char buf[64];
+  char buf[96];  // (room for any int, so the compiler sees no truncation)
   snprintf(buf, sizeof(buf), "%04lld-%02u-%02u%c%02d:%02d:%02d", y, mo, d, line[10], h, mi, se);
   return buf + line.substr(19);
 }
