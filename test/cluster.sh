@@ -63,6 +63,19 @@ poll() {
   return 1
 }
 
+# kill_worker [SUFFIX]: kills (SIGKILL) a partition worker of the cluster,
+# the first whose process title is "velostream worker SUFFIX..." (any worker
+# without SUFFIX), and waits until the postmaster, which resets every backend
+# and recovers after it, serves queries again (pg_isready can answer before
+# the postmaster has noticed the dead worker).
+kill_worker() {
+  local pid
+  pid=$(pgrep -P "$(head -n 1 "$VS_DIR/data/postmaster.pid")" -f "velostream worker ${1:-}" | head -n 1)
+  [ -n "$pid" ] && kill -9 "$pid" && echo "killed worker $pid"
+  sleep 1
+  for _ in $(seq 1 600); do psql_c "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
+}
+
 # kafka_mock_start WORK --topic NAME:PARTITIONS ...: starts the embedded Kafka
 # broker (build/velostream-kafka-mock, built if missing) with its log in
 # WORK/mock.log and its stdin kept open on file descriptor 9 (write "down" /

@@ -221,11 +221,16 @@ KeyValue ViewAggregator::key(uint32_t g, size_t part) const {
   return v;
 }
 
-std::vector<uint32_t> ViewAggregator::groups_in_key_order() const {
-  std::vector<uint32_t> order;
-  order.reserve(live_group_count());
+std::vector<uint32_t> ViewAggregator::live_groups() const {
+  std::vector<uint32_t> live;
+  live.reserve(live_group_count());
   for (uint32_t g = 0; g < keys_.size(); ++g)
-    if (removed_.empty() || !removed_[g]) order.push_back(g);
+    if (is_live(g)) live.push_back(g);
+  return live;
+}
+
+std::vector<uint32_t> ViewAggregator::groups_in_key_order() const {
+  std::vector<uint32_t> order = live_groups();
   std::sort(order.begin(), order.end(), [this](uint32_t a, uint32_t b) { return keys_[a] < keys_[b]; });
   return order;
 }
@@ -447,10 +452,7 @@ constexpr uint32_t kSessionsScalesMagic = 0x33535356;
 }  // namespace
 
 bool ViewAggregator::encode_all(std::string* out) const {
-  std::vector<uint32_t> all;
-  all.reserve(live_group_count());
-  for (uint32_t g = 0; g < keys_.size(); ++g)
-    if (removed_.empty() || !removed_[g]) all.push_back(g);
+  const std::vector<uint32_t> all = live_groups();
   return encode_groups(all.data(), all.size(), out);
 }
 
@@ -463,7 +465,7 @@ bool ViewAggregator::encode_chunk(uint32_t* next, size_t max_bytes, std::string*
   uint32_t count = 0;
   uint32_t g = *next;
   for (; g < keys_.size() && (count == 0 || out->size() - start < max_bytes); ++g) {
-    if (!removed_.empty() && removed_[g]) continue;
+    if (!is_live(g)) continue;
     if (!encode_group(g, out)) return false;
     ++count;
   }
@@ -494,7 +496,7 @@ void ViewAggregator::groups_ending_by(int64_t limit, std::vector<uint32_t>* out)
   if (plan_.window.end_part < 0 && plan_.session.key_part < 0) return;
   const size_t first = out->size();
   for (uint32_t g = 0; g < keys_.size(); ++g) {
-    if (!removed_.empty() && removed_[g]) continue;
+    if (!is_live(g)) continue;
     int64_t end;
     if (window_end(g, &end) && end <= limit) out->push_back(g);
   }
@@ -513,9 +515,7 @@ bool ViewAggregator::remove_groups(const uint32_t* groups, size_t n) {
     index_.erase(g);
     int64_t s;
     if (plan_.session.key_part >= 0 && session_start(g, &s)) {  // out of its key's session list
-      std::string pk(keys_[g]);
-      std::memset(&pk[part_offset(pk, static_cast<size_t>(plan_.session.key_part))], 0, sizeof(int64_t));
-      auto it = sessions_.find(pk);
+      auto it = sessions_.find(session_pk(keys_[g]));
       if (it != sessions_.end()) {
         auto& list = it->second;
         list.erase(std::remove(list.begin(), list.end(), g), list.end());
@@ -530,9 +530,7 @@ bool ViewAggregator::remove_groups(const uint32_t* groups, size_t n) {
 bool ViewAggregator::compact() {
   // The live groups, re-encoded and loaded into a cleared aggregator
   // (encode skips removed groups); their recency is kept.
-  std::vector<uint32_t> live;
-  for (uint32_t g = 0; g < keys_.size(); ++g)
-    if (removed_.empty() || !removed_[g]) live.push_back(g);
+  const std::vector<uint32_t> live = live_groups();
   std::vector<uint32_t> marks(live.size());
   for (size_t i = 0; i < live.size(); ++i) marks[i] = touched_[live[i]];
   const uint32_t epoch = epoch_;
@@ -561,10 +559,7 @@ void ViewAggregator::coldest_groups(size_t keep_bytes, std::vector<uint32_t>* ou
   if (live == 0 || total <= keep_bytes) return;
   const size_t per_group = std::max<size_t>(1, total / std::max<size_t>(1, keys_.size()));
   size_t evict = std::min(live, (total - keep_bytes + per_group - 1) / per_group);
-  std::vector<uint32_t> order;
-  order.reserve(live);
-  for (uint32_t g = 0; g < keys_.size(); ++g)
-    if (removed_.empty() || !removed_[g]) order.push_back(g);
+  std::vector<uint32_t> order = live_groups();
   std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(evict - 1), order.end(),
                    [this](uint32_t a, uint32_t b) { return touched_[a] < touched_[b]; });
   out->insert(out->end(), order.begin(), order.begin() + static_cast<std::ptrdiff_t>(evict));
@@ -572,7 +567,7 @@ void ViewAggregator::coldest_groups(size_t keep_bytes, std::vector<uint32_t>* ou
 
 void ViewAggregator::missing_keys(const ViewAggregator& delta, std::vector<uint32_t>* out) const {
   for (uint32_t g = 0; g < delta.keys_.size(); ++g) {
-    if (!delta.removed_.empty() && delta.removed_[g]) continue;
+    if (!delta.is_live(g)) continue;
     if (index_.find(delta.keys_[g]) == index_.end()) out->push_back(g);
   }
 }

@@ -301,6 +301,13 @@ class ViewAggregator {
   // end in win_start_[k], win_end_[k]).
   bool encode_key(const RecordBatch& b, size_t row, size_t k, std::string* out) const;
   void clear(bool release);  // clear(); release: free the memory, whatever its size
+  // True unless group g was removed (remove_groups, a session merge).
+  bool is_live(uint32_t g) const { return removed_.empty() || !removed_[g]; }
+  // The ids of the live groups, ascending.
+  std::vector<uint32_t> live_groups() const;
+  // A session plan's plain key of encoded key `key`: the key with 0 as its
+  // session start (sessions_' index).
+  std::string session_pk(std::string_view key) const;
   // Appends group g's key, scales and states (encode_groups' per group part).
   bool encode_group(uint32_t g, std::string* out) const;
   // Sessions (view_aggregator_sessions.cpp).

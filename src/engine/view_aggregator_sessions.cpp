@@ -35,6 +35,12 @@ size_t ViewAggregator::part_offset(std::string_view key, size_t part) const {
   return static_cast<size_t>(p - key.data()) + 1;  // after the part's NULL flag
 }
 
+std::string ViewAggregator::session_pk(std::string_view key) const {
+  std::string pk(key);
+  std::memset(&pk[part_offset(pk, static_cast<size_t>(plan_.session.key_part))], 0, sizeof(int64_t));
+  return pk;
+}
+
 bool ViewAggregator::session_start(uint32_t g, int64_t* start) const {
   const std::string_view key = keys_[g];
   const size_t off = part_offset(key, static_cast<size_t>(plan_.session.key_part));
@@ -171,7 +177,7 @@ bool ViewAggregator::merge_sessions(const ViewAggregator& delta, std::vector<uin
   // fresh group is inserted, and its tombstone loads before it: both right.)
   // Removed (merged-away) groups were fresh or not: forget their marks.
   for (uint32_t g = 0; g < fresh_.size(); ++g)
-    if (!removed_.empty() && removed_[g]) fresh_[g] = 0;
+    if (!is_live(g)) fresh_[g] = 0;
   return true;
 }
 
@@ -180,9 +186,7 @@ void ViewAggregator::index_session(uint32_t g, bool added) {
   if (!session_start(g, &s)) return;
   session_end_[g] = static_cast<int64_t>(state(g, static_cast<size_t>(plan_.session.end_agg)).i);
   if (!added) return;  // already in its key's list
-  std::string pk(keys_[g]);
-  std::memset(&pk[part_offset(pk, static_cast<size_t>(plan_.session.key_part))], 0, sizeof(int64_t));
-  sessions_[pk].push_back(g);
+  sessions_[session_pk(keys_[g])].push_back(g);
 }
 
 }  // namespace velostream::engine

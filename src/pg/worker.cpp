@@ -248,11 +248,17 @@ void encode_state(const WorkerView* v, const eng::ViewAggregator* from, const ui
 }
 
 // A palloc'd bytea copy of `s`.
-bytea* to_bytea(const std::string& s) {
+bytea* to_bytea(std::string_view s) {
   bytea* data = (bytea*)palloc(VARHDRSZ + s.size());
   SET_VARSIZE(data, VARHDRSZ + s.size());
   memcpy(VARDATA(data), s.data(), s.size());
   return data;
+}
+
+// a - b, saturating at PG_INT64_MIN.
+int64 minus(int64 a, int64 b) {
+  int64 r;
+  return pg_sub_s64_overflow(a, b, &r) ? PG_INT64_MIN : r;
 }
 
 // Empties an owned view's store (C++ calls kept inside).
@@ -778,9 +784,7 @@ void set_late_reference(bool has, int64 wm) {
   ListCell* lc;
   foreach (lc, views) {
     WorkerView* v = (WorkerView*)lfirst(lc);
-    int64 before = 0;
-    if (has && pg_sub_s64_overflow(wm, v->lateness_us, &before)) before = PG_INT64_MIN;
-    v->agg->set_late_before(has && has_event_time ? event_time.column : -1, before);
+    v->agg->set_late_before(has && has_event_time ? event_time.column : -1, has ? minus(wm, v->lateness_us) : 0);
   }
 }
 
@@ -999,12 +1003,6 @@ bool closes_windows(const eng::ViewPlan& plan) {
 // merging needs every session of a key in memory).
 bool evicts(const eng::ViewPlan& plan) { return !closes_windows(plan) && plan.session.key_part < 0; }
 
-// a - b, saturating at PG_INT64_MIN.
-int64 minus(int64 a, int64 b) {
-  int64 r;
-  return pg_sub_s64_overflow(a, b, &r) ? PG_INT64_MIN : r;
-}
-
 // The groups of owned view v's store whose window ends by `limit` (C++ kept
 // inside): a palloc'd array, its length in *n.
 uint32_t* groups_ending_by(WorkerView* v, int64 limit, size_t* n) {
@@ -1142,11 +1140,7 @@ void take_spilled(WorkerView* v) {
   size_t n = missing->size();
   Datum* keys = (Datum*)palloc(sizeof(Datum) * (n ? n : 1));
   for (size_t i = 0; i < n; ++i) {
-    std::string_view k = v->agg->group_key((*missing)[i]);
-    bytea* b = (bytea*)palloc(VARHDRSZ + k.size());
-    SET_VARSIZE(b, VARHDRSZ + k.size());
-    memcpy(VARDATA(b), k.data(), k.size());
-    keys[i] = PointerGetDatum(b);
+    keys[i] = PointerGetDatum(to_bytea(v->agg->group_key((*missing)[i])));
   }
   MemoryContextDelete(tmp);  // (deletes `missing`)
   if (n == 0) return;
@@ -1266,10 +1260,7 @@ void evict_chunk(WorkerView* v, const uint32_t* groups, size_t count) {
     for (size_t i = 0; i < n; ++i) {
       for (int part = 0; part < 2; ++part) {
         size_t end = (*ends)[2 * i + part];
-        bytea* b = (bytea*)palloc(VARHDRSZ + end - at);
-        SET_VARSIZE(b, VARHDRSZ + end - at);
-        memcpy(VARDATA(b), buf->data() + at, end - at);
-        (part == 0 ? keys : datas)[i] = PointerGetDatum(b);
+        (part == 0 ? keys : datas)[i] = PointerGetDatum(to_bytea(std::string_view(*buf).substr(at, end - at)));
         at = end;
       }
     }

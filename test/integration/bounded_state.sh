@@ -57,11 +57,7 @@ for i in $(seq 7 -1 0); do
   psql_c "INSERT INTO s SELECT g, g % 89, 'm' || (g % 777) FROM generate_series($i * 50000, $i * 50000 + 49999) g;
           INSERT INTO truth SELECT g, g % 89, 'm' || (g % 777) FROM generate_series($i * 50000, $i * 50000 + 49999) g;"
   if [ "$i" = 4 ]; then
-    pid=$(pgrep -P "$(head -n 1 "$VS_DIR/data/postmaster.pid")" -f "velostream worker" | head -n 1)
-    kill -9 "$pid" && echo "killed worker $pid"
-    # the postmaster resets every backend and recovers: wait until it serves queries again
-    sleep 1
-    for _ in $(seq 1 600); do psql_c "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
+    kill_worker
   fi
 done
 wait_view by_k

@@ -227,11 +227,7 @@ for c in "$work"/r.*; do
   psql_c "\\copy fl2 FROM '$c' (FORMAT csv)" || failed "COPY $c"
   i=$((i + 1))
   if [ "$i" = 10 ]; then
-    pid=$(pgrep -P "$(head -n 1 "$VS_DIR/data/postmaster.pid")" -f "velostream worker" | head -n 1)
-    kill -9 "$pid" && echo "killed worker $pid"
-    # the postmaster resets every backend and recovers: wait until it serves queries again
-    sleep 1
-    for _ in $(seq 1 600); do psql_c "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
+    kill_worker
   fi
 done
 wait_view reordered; wait_view reordered_hop; wait_view reordered_cum
@@ -327,11 +323,7 @@ for c in "$work"/s.*; do
   psql_c "\\copy one.fl FROM '$c' (FORMAT csv)" || failed "COPY $c"
   i=$((i + 1))
   if [ "$i" = 5 ]; then
-    pid=$(pgrep -P "$(head -n 1 "$VS_DIR/data/postmaster.pid")" -f "velostream worker $(psql_c "SELECT 'one.fl'::regclass::oid")/0" | head -n 1)
-    [ -n "$pid" ] && kill -9 "$pid" && echo "killed worker $pid of one.fl"
-    # the postmaster resets every backend and recovers: wait until it serves queries again
-    sleep 1
-    for _ in $(seq 1 600); do psql_c "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
+    kill_worker "$(psql_c "SELECT 'one.fl'::regclass::oid")/0"
   fi
 done
 for v in hop_final sess_final hourly sessions; do wait_view "one.$v"; done
