@@ -503,6 +503,20 @@ void ViewAggregator::groups_ending_by(int64_t limit, std::vector<uint32_t>* out)
   std::sort(out->begin() + first, out->end(), [this](uint32_t a, uint32_t b) { return keys_[a] < keys_[b]; });
 }
 
+uint32_t ViewAggregator::owner_partition(uint32_t g, uint32_t nparts) const {
+  if (nparts <= 1) return 0;
+  std::string_view key = keys_[g];
+  uint64_t h;
+  int64_t start;
+  if (plan_.session.key_part >= 0 && session_start(g, &start)) {
+    const std::string pk = session_pk(key);  // a NULL session is a group of its own: its whole key
+    h = XXH3_64bits(pk.data(), pk.size());
+  } else {
+    h = XXH3_64bits(key.data(), key.size());
+  }
+  return static_cast<uint32_t>(h % nparts);
+}
+
 bool ViewAggregator::remove_groups(const uint32_t* groups, size_t n) {
   if (n == 0) return true;
   if (removed_.empty()) removed_.assign(keys_.size(), 0);
@@ -534,9 +548,12 @@ bool ViewAggregator::compact() {
   std::vector<uint32_t> marks(live.size());
   for (size_t i = 0; i < live.size(); ++i) marks[i] = touched_[live[i]];
   const uint32_t epoch = epoch_;
+  const uint64_t rows_in = rows_in_, rows_selected = rows_selected_;  // a delta's counts stay
   std::string bytes;
   if (!encode_groups(live.data(), live.size(), &bytes)) return false;
   clear(true);
+  rows_in_ = rows_in;
+  rows_selected_ = rows_selected;
   std::string why;
   if (!load_groups(bytes.data(), bytes.size(), &why)) {
     error_ = why;

@@ -229,6 +229,20 @@ class ViewAggregator {
   /// The encoded key of group g.
   std::string_view group_key(uint32_t g) const { return keys_[g]; }
 
+  // ---- Exchanged groups ------------------------------------------------
+  // A view whose groups several partitions' rows reach, but that needs each
+  // group in one worker (emit final, retention, sessions), exchanges them:
+  // each worker aggregates its rows into its delta as usual, sends the
+  // groups another partition owns there (encode_groups) and merges the ones
+  // it receives into its delta (load_groups into a scratch aggregator, then
+  // merge) -- local-global aggregation, as Flink's two-phase aggregation.
+
+  /// The partition, in [0, nparts), that owns group g: XXH3 of its encoded
+  /// key (a total function of the group's values, the same in every
+  /// process), with a session plan's session start left out, so every
+  /// session of a key has one owner that can merge them.
+  uint32_t owner_partition(uint32_t g, uint32_t nparts) const;
+
   /// Merges every group of `delta` (same plan) into this one. On return
   /// `groups` holds this aggregator's ids of the merged groups in key order
   /// and `created[i]` is 1 where groups[i] did not exist before. Returns

@@ -11,6 +11,7 @@ namespace {
 /// What pg_restore carried for a continuous view (velostream._restore_view).
 struct RestoredView {
   bool owned;              ///< the view owned its groups in the dumped database
+  bool exchange;           ///< ... by exchanging them between partitions (catalog 0.7)
   const char* snapshot;    ///< its start snapshot there (pg_snapshot text)
   TimestampTz created_at;
 };
@@ -224,9 +225,12 @@ static Oid create_shared_state(Oid view_oid, const ViewDesc* d, const char* owne
 // decides whether the view owns its groups, creates its state table (a member
 // of the extension, owned by the view's owner) and inserts its catalog row.
 // `restore` is NULL for CREATE MATERIALIZED VIEW, or what pg_restore carried
-// (velostream_restore_view). SPI connected. Returns whether the view owns its
-// groups.
-static bool register_view(Oid view_oid, Query* query, ViewDesc* d, const char* definition, const RestoredView* restore) {
+// (velostream_restore_view). `needs_owner`: the view needs each group in one
+// worker (emit final, retention, sessions), so if the stream's routing does
+// not give it that, its groups are exchanged between the partitions.
+// SPI connected. Returns whether the view owns its groups.
+static bool register_view(Oid view_oid, Query* query, ViewDesc* d, const char* definition, const RestoredView* restore,
+                          bool needs_owner) {
   // The state table and the catalog row belong to velostream (the workers
   // write them); the result table belongs to the view's creator.
   Oid save_userid;
@@ -292,6 +296,19 @@ static bool register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
     if (!d->plan->keys[k].is_window() && d->plan->keys[k].column < d->stream_columns &&
         d->plan->keys[k].column + 1 == route)
       owned = true;
+  // Exchanged groups: a view that needs each group in one worker but whose
+  // rows reach several partitions owns its groups all the same: each worker
+  // aggregates the rows it reads and sends the groups another partition owns
+  // (by the hash of the group's key) to that partition's log, in the
+  // transaction that consumes them (worker.cpp). Needs the partition logs.
+  bool exchange = false;
+  if (restore != nullptr && restore->exchange) {
+    exchange = true;
+    owned = true;
+  } else if (restore == nullptr && !owned && needs_owner && routes) {
+    exchange = true;
+    owned = true;
+  }
   if (restore != nullptr && owned != restore->owned)
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("cannot restore continuous view \"%s\": its stream no longer routes rows as it did",
@@ -333,9 +350,9 @@ static bool register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
     if (!d->plan->keys[k].is_window() && d->plan->keys[k].column < d->stream_columns)  // not computed
       keycols[nkeycols++] = Int16GetDatum(d->plan->keys[k].column + 1);
   ArrayType* keyarr = construct_array(keycols, nkeycols, INT2OID, 2, true, TYPALIGN_SHORT);
-  Oid argtypes[11] = {OIDOID,  OIDOID,  OIDOID,  TEXTOID, TEXTOID,       INT2ARRAYOID,
-                     BOOLOID, TEXTOID, BOOLOID, TEXTOID, TIMESTAMPTZOID};
-  Datum args[11] = {ObjectIdGetDatum(view_oid),
+  Oid argtypes[12] = {OIDOID,  OIDOID,  OIDOID,  TEXTOID, TEXTOID,        INT2ARRAYOID,
+                      BOOLOID, TEXTOID, BOOLOID, TEXTOID, TIMESTAMPTZOID, BOOLOID};
+  Datum args[12] = {ObjectIdGetDatum(view_oid),
                     ObjectIdGetDatum(d->stream),
                     ObjectIdGetDatum(state_oid),
                     CStringGetTextDatum(nodeToString(query)),
@@ -345,9 +362,10 @@ static bool register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
                     CStringGetTextDatum(velostream_query_sql(query)),
                     BoolGetDatum(restore != nullptr),
                     restore ? CStringGetTextDatum(restore->snapshot) : (Datum)0,
-                    TimestampTzGetDatum(restore ? restore->created_at : 0)};
-  char nulls[11] = {' ', ' ', OidIsValid(state_oid) ? ' ' : 'n', ' ', ' ', ' ', ' ', ' ', ' ',
-                    restore ? ' ' : 'n', restore ? ' ' : 'n'};
+                    TimestampTzGetDatum(restore ? restore->created_at : 0),
+                    BoolGetDatum(exchange)};
+  char nulls[12] = {' ', ' ', OidIsValid(state_oid) ? ' ' : 'n', ' ', ' ', ' ', ' ', ' ', ' ',
+                    restore ? ' ' : 'n', restore ? ' ' : 'n', ' '};
   // The view counts the rows of every transaction that commits after its
   // CREATE (or its restore) or with it: the start snapshot is the
   // statement's, with this transaction's own xid added as still running
@@ -360,15 +378,24 @@ static bool register_view(Oid view_oid, Query* query, ViewDesc* d, const char* d
   // query_sql from query_tree.
   Oid views_rel = get_relname_relid("views", get_namespace_oid("velostream", false));
   bool current = OidIsValid(views_rel) && get_attnum(views_rel, "query_sql") != InvalidAttrNumber;
+  bool has_exchange = current && get_attnum(views_rel, "exchange") != InvalidAttrNumber;  // catalog 0.7
   char* insert = psprintf(
       "INSERT INTO velostream.views (view, stream, state_table, start_snapshot, query_tree, definition, key_columns, "
       "owned%s) SELECT $1, $2, $3, CASE WHEN x >= pg_snapshot_xmax(s) THEN s "
       "ELSE (least(pg_snapshot_xmin(s), x) || ':' || pg_snapshot_xmax(s) || ':' || (SELECT string_agg(v::text, ',' "
       "ORDER BY v) FROM (SELECT pg_snapshot_xip(s) UNION SELECT x) u(v)))::pg_snapshot END, $4, $5, $6, $7%s "
       "FROM (SELECT pg_current_snapshot(), pg_current_xact_id()) c(s, x)",
-      current ? ", query_sql, restoring, restored_snapshot, created_at" : "",
-      current ? ", $8, $9, $10::pg_snapshot, coalesce($11, now())" : "");
-  int rc = SPI_execute_with_args(insert, current ? 11 : 7, argtypes, args, nulls, false, 0);
+      current ? (has_exchange ? ", query_sql, restoring, restored_snapshot, created_at, exchange"
+                              : ", query_sql, restoring, restored_snapshot, created_at")
+              : "",
+      current ? (has_exchange ? ", $8, $9, $10::pg_snapshot, coalesce($11, now()), $12"
+                              : ", $8, $9, $10::pg_snapshot, coalesce($11, now())")
+              : "");
+  if (exchange && !has_exchange)
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("continuous view \"%s\" needs catalog 0.7", get_rel_name(view_oid)),
+                    errhint("Run ALTER EXTENSION velostream UPDATE.")));
+  int rc = SPI_execute_with_args(insert, has_exchange ? 12 : current ? 11 : 7, argtypes, args, nulls, false, 0);
   if (rc != SPI_OK_INSERT) elog(ERROR, "velostream: could not register continuous view: %s", SPI_result_code_string(rc));
   velostream_end_as_superuser(save_userid, save_sec);
   return owned;
@@ -492,22 +519,18 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
   const char* definition = query_string;
   if (stmt_location >= 0 && stmt_len > 0) definition = pnstrdup(query_string + stmt_location, stmt_len);
   else if (stmt_location > 0) definition = pstrdup(query_string + stmt_location);
-  bool owned = register_view(view_oid, query, d, definition, nullptr);
-  if (d->plan->session.key_part >= 0 && !owned)
-    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                    errmsg("session windows are not supported yet for a view whose groups several partitions update"),
-                    errdetail("Stream \"%s\" routes its rows by another column than the view groups by, or has "
-                              "none.", get_rel_name(d->stream)),
-                    errhint("Group by the stream's routing column (the first GROUP BY column of its first view), or "
-                            "give the stream OPTIONS (partitions '1').")));
-  if (((opts.emit != nullptr && strcmp(opts.emit, "final") == 0) || opts.retention != nullptr) && !owned)
-    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                    errmsg("%s is not supported yet for a view whose groups several partitions update",
-                           opts.retention != nullptr ? "velostream.retention" : "velostream.emit = 'final'"),
-                    errdetail("Stream \"%s\" routes its rows by another column than the view groups by, or has "
-                              "none.", get_rel_name(d->stream)),
-                    errhint("Group by the stream's routing column (the first GROUP BY column of its first view), or "
-                            "give the stream OPTIONS (partitions '1').")));
+  const bool session = d->plan->session.key_part >= 0;
+  const bool needs_owner =
+      session || (opts.emit != nullptr && strcmp(opts.emit, "final") == 0) || opts.retention != nullptr;
+  bool owned = register_view(view_oid, query, d, definition, nullptr, needs_owner);
+  if (needs_owner && !owned)  // only a stream without partition logs (a Kafka stream before catalog 0.5)
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("%s needs each group of the view in one partition, and stream \"%s\" has no partition "
+                           "logs to exchange them",
+                           session ? "a session window" : opts.retention != nullptr ? "velostream.retention"
+                                                                                  : "velostream.emit = 'final'",
+                           get_rel_name(d->stream)),
+                    errhint("Run ALTER EXTENSION velostream UPDATE.")));
   if (opts.any()) {
     Oid save_userid;
     int save_sec;
@@ -534,7 +557,8 @@ PG_FUNCTION_INFO_V1(velostream_restore_view);
 }
 
 /// velostream._restore_view(view regclass, query_sql text, owned boolean,
-/// definition text, restored_snapshot pg_snapshot, created_at timestamptz):
+/// definition text, restored_snapshot pg_snapshot, created_at timestamptz
+/// [, exchange boolean (catalog 0.7)]):
 /// registers the restored table `view` as a continuous view again, from the
 /// schema-qualified SQL text of its SELECT (views.query_sql); called by the
 /// restore trigger of velostream.dump_data. Raises if the query no longer
@@ -550,6 +574,7 @@ Datum velostream_restore_view(PG_FUNCTION_ARGS) {
   char* definition = text_to_cstring(PG_GETARG_TEXT_PP(3));
   restore.snapshot = DatumGetCString(DirectFunctionCall1(pg_snapshot_out, PG_GETARG_DATUM(4)));
   restore.created_at = PG_ARGISNULL(5) ? 0 : PG_GETARG_TIMESTAMPTZ(5);
+  restore.exchange = PG_NARGS() > 6 && !PG_ARGISNULL(6) && PG_GETARG_BOOL(6);
   if (get_rel_relkind(view_oid) != RELKIND_RELATION)
     ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
                     errmsg("cannot restore continuous view \"%s\": it is not a table", get_rel_name(view_oid))));
@@ -578,7 +603,7 @@ Datum velostream_restore_view(PG_FUNCTION_ARGS) {
   table_close(rel, AccessShareLock);
   add_dependency(view_oid, d->stream, DEPENDENCY_NORMAL);
   SPI_connect();
-  register_view(view_oid, query, d, definition, &restore);
+  register_view(view_oid, query, d, definition, &restore, false);
   SPI_finish();
   PG_RETURN_VOID();
 }

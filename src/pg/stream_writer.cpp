@@ -88,12 +88,13 @@ void flush_partition(StreamWriter* w, int p) {
   bytea* data = (bytea*)palloc(VARHDRSZ + pb->bytes.size());
   SET_VARSIZE(data, VARHDRSZ + pb->bytes.size());
   memcpy(VARDATA(data), pb->bytes.data(), pb->bytes.size());
-  // (xid, rows, batch, restored_xid NULL, watermark); a log created by 0.1
-  // or 0.2 got restored_xid as its fourth column from the 0.3 upgrade, one
-  // created before 0.6 its watermark from the 0.6 upgrade.
-  Datum values[5] = {w->xid, Int32GetDatum((int32)pb->rows), PointerGetDatum(data), (Datum)0,
-                     TimestampTzGetDatum(w->watermark)};
-  bool nulls[5] = {false, false, false, true, !w->has_watermark};
+  // (xid, rows, batch, restored_xid NULL, watermark, exchange_view NULL); a
+  // log created by 0.1 or 0.2 got restored_xid as its fourth column from the
+  // 0.3 upgrade, one created before 0.6 its watermark from the 0.6 upgrade,
+  // before 0.7 its exchange_view from the 0.7 upgrade.
+  Datum values[6] = {w->xid, Int32GetDatum((int32)pb->rows), PointerGetDatum(data), (Datum)0,
+                     TimestampTzGetDatum(w->watermark), (Datum)0};
+  bool nulls[6] = {false, false, false, true, !w->has_watermark, true};
   HeapTuple tuple = heap_form_tuple(w->log_desc, values, nulls);
   heap_insert(w->logs[p], tuple, w->cid, 0, w->bistate[p]);
   heap_freetuple(tuple);
@@ -226,7 +227,7 @@ StreamWriter* open_writer(Relation rel, bool routed_only) {
     w->bistate[i] = GetBulkInsertState();
   }
   w->log_desc = RelationGetDescr(w->logs[0]);
-  if (w->log_desc->natts != 5)  // 3 before catalog 0.3, 4 before 0.6: their upgrades add the columns
+  if (w->log_desc->natts != 6)  // 3 before catalog 0.3, 4 before 0.6, 5 before 0.7: their upgrades add the columns
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("stream \"%s\" does not match its partition logs", RelationGetRelationName(rel)),
                     errhint("Drop and re-create the stream.")));

@@ -43,7 +43,10 @@ void check_kafka_stream(Oid relid, TupleDesc desc) {
 // batch in the engine's log format (engine/batch_codec.h); restored_xid is
 // set on batches pg_restore carried (the writer's transaction id in the
 // dumped database); watermark on the batches a Kafka stream's worker routed
-// (its source watermark, which their rows' lateness is judged against). A local stream's rows come from INSERT and COPY; a Kafka
+// (its source watermark, which their rows' lateness is judged against);
+// exchange_view on the batches of one view's groups that another partition's
+// worker sent to this one, which owns them (worker.cpp: encoded groups, not
+// rows, for that view alone). A local stream's rows come from INSERT and COPY; a Kafka
 // stream's from its partition workers, which route what they consume by the
 // stream's routing column (worker.cpp). Vacuumed often: every row is deleted
 // once its partition worker consumed it. SPI connected, as superuser.
@@ -53,7 +56,7 @@ Oid create_partition_log(Oid relid, int p) {
   Oid log_oid = velostream_create_blob_table(
       log_name,
       "(" VELOSTREAM_XID_COLUMN " xid8 NOT NULL, rows int4 NOT NULL, batch bytea NOT NULL, restored_xid xid8, "
-      "watermark timestamptz) "
+      "watermark timestamptz, exchange_view oid) "
       "WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000, "
       "autovacuum_vacuum_insert_threshold = -1, autovacuum_vacuum_cost_delay = 0)",
       "batch");

@@ -21,7 +21,7 @@ extern bool velostream_native_expressions;
 /// The extension version whose catalog this library reads and writes
 /// (velostream.control's default_version). Workers only run against it: a
 /// database still on an older version waits for ALTER EXTENSION ... UPDATE.
-#define VELOSTREAM_CATALOG_VERSION "0.6"
+#define VELOSTREAM_CATALOG_VERSION "0.7"
 
 /// True if the installed extension's version is VELOSTREAM_CATALOG_VERSION.
 /// Call inside a transaction.

@@ -102,6 +102,14 @@ struct WorkerView {
   int64 others_closed;
   bool has_retained;
   int64 retained_through;
+  // Exchanged groups (velostream.views.exchange; engine/view_aggregator.h):
+  // an owned view whose rows reach every partition. At each flush the
+  // groups of its delta that another partition owns go to that partition's
+  // log (send_exchanged); the batches sent here are decoded into inbox and
+  // merged into the delta (read_log). Its windows close only behind every
+  // other partition's committed closing watermark (view_closing).
+  bool exchange;
+  eng::ViewAggregator* inbox;
 };
 
 // Changelog compaction: a snapshot of all groups replaces the changelog
@@ -147,6 +155,11 @@ bool committed_source = false;  // source_wm as committed (no write needed)
 int64 committed_source_wm = 0;
 bool log_drained = false;
 bool routed_cycle = false;      // other partitions route rows to this one (begin_event_time)
+// The least closing watermark (stream_partitions.watermark) the other
+// partitions committed, as the log's snapshot sees it; others_closing_known:
+// every other partition committed one. Exchanged views close behind it.
+bool others_closing_known = false;
+int64 others_closing_min = 0;
 bool cycle_has_event = false;
 int64 cycle_max_event = 0;
 uint64 cycle_rows = 0;
@@ -416,7 +429,7 @@ void remove_view(WorkerView* v) {
   if (v->log_delete) SPI_freeplan(v->log_delete);
   if (v->spill_take) SPI_freeplan(v->spill_take);
   if (v->spill_put) SPI_freeplan(v->spill_put);
-  MemoryContextDelete(v->cxt);  // runs delete_aggregator and the plan's deleter
+  MemoryContextDelete(v->cxt);  // runs delete_aggregator (agg, store, inbox) and the plan's deleter
   pfree(v);
 }
 
@@ -540,7 +553,7 @@ void add_empty_group(WorkerView* v) {
   }
 }
 
-WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* query_tree, bool owned,
+WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* query_tree, bool owned, bool exchange,
                      const char* restored_snapshot, bool restoring) {
   WorkerView* v = (WorkerView*)MemoryContextAllocZero(TopMemoryContext, sizeof(WorkerView));
   v->view = view;
@@ -570,6 +583,11 @@ WorkerView* add_view(Oid view, Oid state, const char* snapshot, const char* quer
     velostream_on_context_reset(v->cxt, delete_string, v->encoded);
     load_changelog(v);
     MemoryContextSwitchTo(v->cxt);  // SPI calls return in SPI's own context
+    if (exchange) {
+      v->exchange = true;
+      v->inbox = new eng::ViewAggregator(*v->desc->plan);
+      velostream_on_context_reset(v->cxt, delete_aggregator, v->inbox);
+    }
   } else {
     v->merger = new eng::ViewAggregator(*v->desc->plan);
     velostream_on_context_reset(v->cxt, delete_aggregator, v->merger);
@@ -634,7 +652,7 @@ void refresh_views() {
   int rc = SPI_execute_with_args(
       "SELECT view::oid, coalesce(state_table::oid, 0), start_snapshot::text, query_tree, owned, "
       "restored_snapshot::text, restoring, (extract(epoch FROM allowed_lateness) * 1000000)::int8, late = 'drop', "
-      "emit = 'final', coalesce((extract(epoch FROM retention) * 1000000)::int8, -1) "
+      "emit = 'final', coalesce((extract(epoch FROM retention) * 1000000)::int8, -1), exchange "
       "FROM velostream.views WHERE stream = $1 ORDER BY view::oid",
       1, argtypes, args, NULL, true, 0);
   if (rc != SPI_OK_SELECT) elog(ERROR, "velostream: reading velostream.views failed");
@@ -658,7 +676,8 @@ void refresh_views() {
       bool owned = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 5, &isnull));
       char* restored = SPI_getvalue(tt->vals[i], tt->tupdesc, 6);
       bool restoring = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 7, &isnull));
-      found = add_view(view, state, snapshot, tree, owned, restored, restoring);
+      bool exchange = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 12, &isnull));
+      found = add_view(view, state, snapshot, tree, owned, exchange, restored, restoring);
       MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
       views = lappend(views, found);
       MemoryContextSwitchTo(old);
@@ -800,6 +819,24 @@ bool closing_watermark(int64* wm) {
   return has_view_wm;
 }
 
+// The watermark view v closes its windows at in this cycle: the
+// partition's (closing_watermark), and for an exchanged view no further
+// than every other partition's committed closing watermark, and only once
+// this cycle drained the log: the groups other partitions send here come
+// from rows they judged against at least their closing watermark, and the
+// ones they sent before committing it are in the log this cycle read. Else
+// the one it closed through (no move). False: none yet.
+bool view_closing(const WorkerView* v, int64* wm) {
+  if (!closing_watermark(wm)) return false;
+  if (!v->exchange) return true;
+  if (log_drained && others_closing_known) {
+    *wm = Min(*wm, others_closing_min);
+    return true;
+  }
+  *wm = v->closed_wm;
+  return v->has_closed;
+}
+
 // True if closing_watermark() differs from the committed view_wm.
 bool closing_watermark_moved() {
   int64 wm;
@@ -912,6 +949,182 @@ bool decode_log_batch(const char* data, size_t len, int64_t xid, char* error, si
   }
 }
 
+// Deletes a C++ object when the memory context it is registered with goes
+// (velostream_on_context_reset): frees it also when an ERROR leaves the
+// frame that made it.
+template <class T>
+void delete_with_context(void* arg) {
+  delete static_cast<T*>(arg);
+}
+
+// ---- Exchanged groups ------------------------------------------------------
+
+// The stream's partition logs by partition (read once: the partition count
+// is fixed), and the prepared INSERT of a batch of exchanged groups into
+// each (NULL until used).
+Oid* partition_logs = nullptr;
+int npartitions = 0;
+SPIPlanPtr* exchange_insert = nullptr;
+
+void load_partition_logs() {
+  if (partition_logs != nullptr) return;
+  Oid types[1] = {OIDOID};
+  Datum args[1] = {ObjectIdGetDatum(stream_oid)};
+  if (SPI_execute_with_args("SELECT partition, log_table::oid FROM velostream.stream_partitions WHERE stream = $1 "
+                            "ORDER BY partition",
+                            1, types, args, NULL, false, 0) != SPI_OK_SELECT)
+    elog(ERROR, "velostream: reading the partitions of stream %s failed", stream_name);
+  int n = (int)SPI_processed;
+  Oid* logs = (Oid*)MemoryContextAllocZero(TopMemoryContext, sizeof(Oid) * (n + 1));
+  for (int i = 0; i < n; ++i) {
+    bool isnull;
+    int p = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+    Datum log = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+    if (p != i || isnull) elog(ERROR, "velostream: stream %s lacks the log of partition %d", stream_name, i);
+    logs[i] = DatumGetObjectId(log);
+  }
+  exchange_insert = (SPIPlanPtr*)MemoryContextAllocZero(TopMemoryContext, sizeof(SPIPlanPtr) * (n + 1));
+  npartitions = n;
+  partition_logs = logs;
+}
+
+// Splits exchanged view v's delta (C++ kept inside): the groups partition q
+// owns, for each q but this one, encoded (encode_groups, no tombstones) into
+// (*out)[q] (empty: none), then removed from the delta, which keeps this
+// partition's groups and its row counts. *sent: the groups removed.
+bool split_exchanged(WorkerView* v, std::vector<std::string>* out, size_t* sent, char* error, size_t error_len) {
+  try {
+    out->assign((size_t)npartitions, std::string());
+    std::vector<std::vector<uint32_t>> remote((size_t)npartitions);
+    std::vector<uint32_t> all;
+    for (uint32_t g : v->agg->groups_in_key_order()) {
+      uint32_t q = v->agg->owner_partition(g, (uint32_t)npartitions);
+      if ((int)q != partition_no) remote[q].push_back(g);
+    }
+    for (size_t q = 0; q < remote.size(); ++q) {
+      if (remote[q].empty()) continue;
+      if (!v->agg->encode_groups(remote[q].data(), remote[q].size(), &(*out)[q])) {
+        snprintf(error, error_len, "%s", v->agg->error().c_str());
+        return false;
+      }
+      all.insert(all.end(), remote[q].begin(), remote[q].end());
+    }
+    *sent = all.size();
+    if (!all.empty() && !v->agg->remove_groups(all.data(), all.size())) {
+      snprintf(error, error_len, "%s", v->agg->error().c_str());
+      return false;
+    }
+    return true;
+  } catch (const std::exception& e) {
+    snprintf(error, error_len, "%s", e.what());
+    return false;
+  }
+}
+
+// Exchanged view v, before its flush: the groups of its delta another
+// partition owns go to that partition's log, one batch per partition
+// (exchange_view = the view, rows = its groups), in the cycle's transaction
+// that consumed their rows -- not in the view's flush, so they are sent even
+// while the view is set aside here. Its owner merges them into its delta
+// when it reads its log (merge_exchanged). Raises on failure (the cycle
+// rolls back: nothing sent, nothing consumed).
+void send_exchanged(WorkerView* v) {
+  if (!v->exchange || v->agg->live_group_count() == 0) return;
+  load_partition_logs();
+  if (npartitions <= 1) return;
+  std::vector<std::string>* out = nullptr;
+  bool failed = false;
+  try {
+    out = new std::vector<std::string>();
+  } catch (const std::exception&) {
+    failed = true;
+  }
+  if (failed) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+  // freed with this memory, also when an ERROR leaves the frame
+  MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "velostream exchange", ALLOCSET_SMALL_SIZES);
+  velostream_on_context_reset(tmp, delete_with_context<std::vector<std::string>>, out);
+  char error[256];
+  size_t sent = 0;
+  OwnerContext owner;
+  enter_owner(v, &owner);  // external aggregates' serialise functions run as the view's owner
+  bool ok = split_exchanged(v, out, &sent, error, sizeof(error));
+  leave_owner(owner);
+  if (!ok)
+    ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION),
+                    errmsg("velostream: could not send the groups of continuous view \"%s\" to their partitions: %s",
+                           get_rel_name(v->view), error)));
+  for (int q = 0; q < npartitions; ++q) {
+    const std::string& bytes = (*out)[(size_t)q];
+    if (bytes.empty()) continue;
+    if (exchange_insert[q] == nullptr) {
+      Oid types[3] = {INT4OID, BYTEAOID, OIDOID};
+      char* sql = psprintf("INSERT INTO velostream.%s (" VELOSTREAM_XID_COLUMN ", rows, batch, exchange_view) "
+                           "VALUES (pg_current_xact_id(), $1, $2, $3)",
+                           quote_identifier(get_rel_name(partition_logs[q])));
+      SPIPlanPtr plan = SPI_prepare(sql, 3, types);
+      if (plan == nullptr) elog(ERROR, "velostream: could not prepare the exchange of stream %s", stream_name);
+      SPI_keepplan(plan);
+      exchange_insert[q] = plan;
+    }
+    uint32_t count;
+    memcpy(&count, bytes.data() + sizeof(uint32_t), sizeof(count));  // encode_groups: magic, count, ...
+    Datum args[3] = {Int32GetDatum((int32)count), PointerGetDatum(to_bytea(bytes)), ObjectIdGetDatum(v->view)};
+    if (SPI_execute_plan(exchange_insert[q], args, NULL, false, 0) != SPI_OK_INSERT)
+      elog(ERROR, "velostream: sending the groups of %s to partition %d failed", get_rel_name(v->view), q);
+  }
+  MemoryContextDelete(tmp);  // (deletes `out`)
+  elog(DEBUG2, "velostream: %s/%d sent %zu groups of %s to their partitions", stream_name, partition_no, sent,
+       get_rel_name(v->view));
+}
+
+// A batch of view v's groups another partition sent (encoded groups):
+// loaded into its inbox and merged into its delta (C++ kept inside); false
+// with the reason in `error`.
+bool merge_exchanged(WorkerView* v, const char* data, size_t len, char* error, size_t error_len) {
+  try {
+    std::string why;
+    v->inbox->clear();
+    bool ok = v->inbox->load_groups(data, len, &why);
+    if (!ok) {
+      snprintf(error, error_len, "%s", why.c_str());
+    } else {
+      std::vector<uint32_t> ids;
+      std::vector<uint8_t> created;
+      ok = v->agg->merge(*v->inbox, &ids, &created);
+      if (!ok) snprintf(error, error_len, "%s", v->agg->error().c_str());
+    }
+    v->inbox->clear();
+    return ok;
+  } catch (const std::exception& e) {
+    snprintf(error, error_len, "%s", e.what());
+    return false;
+  }
+}
+
+// Reads a batch of exchanged groups from this partition's log into view
+// `view`'s delta, as its owner. A batch of a view dropped since is skipped
+// (its log row is deleted all the same). Raises if the batch cannot be
+// merged (the cycle rolls back and is retried).
+void receive_exchanged(Oid view, const char* data, size_t len) {
+  ListCell* lc;
+  foreach (lc, views) {
+    WorkerView* v = (WorkerView*)lfirst(lc);
+    if (v->view != view) continue;
+    if (!v->exchange) break;
+    char error[256];
+    OwnerContext owner;
+    enter_owner(v, &owner);
+    bool ok = merge_exchanged(v, data, len, error, sizeof(error));
+    leave_owner(owner);
+    if (!ok)
+      ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION),
+                      errmsg("velostream: continuous view \"%s\" failed to merge the groups another partition "
+                             "sent: %s",
+                             get_rel_name(v->view), error)));
+    return;
+  }
+}
+
 void record_stats(WorkerView* v, uint64 groups) {
   if (stats_plan == nullptr) {
     Oid types[7] = {OIDOID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID};
@@ -954,16 +1167,19 @@ uint64 read_log(Oid log_oid, Snapshot snap, uint64 max_rows, TimestampTz start) 
   HeapTuple tuple;
   bool drained = true;
   while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL) {
-    Datum values[5];
-    bool nulls[5] = {false, false, false, true, true};
-    if (desc->natts > 5) elog(ERROR, "velostream: partition log %s has unexpected columns", get_rel_name(log_oid));
-    heap_deform_tuple(tuple, desc, values, nulls);  // restored_xid: 4th column since 0.3, watermark 5th since 0.6
+    Datum values[6];
+    bool nulls[6] = {false, false, false, true, true, true};
+    if (desc->natts > 6) elog(ERROR, "velostream: partition log %s has unexpected columns", get_rel_name(log_oid));
+    // restored_xid: 4th column since 0.3, watermark 5th since 0.6, exchange_view 6th since 0.7
+    heap_deform_tuple(tuple, desc, values, nulls);
     MemoryContext old = MemoryContextSwitchTo(batch_cxt);
     bytea* data = DatumGetByteaP(values[2]);
     MemoryContextSwitchTo(old);
     int64_t xid = (int64_t)U64FromFullTransactionId(DatumGetFullTransactionId(values[0]));
     char error[256];
-    if (decode_log_batch(VARDATA(data), VARSIZE(data) - VARHDRSZ, xid, error, sizeof(error))) {
+    if (!nulls[5]) {  // groups of an exchanged view, sent here by another partition
+      receive_exchanged(DatumGetObjectId(values[5]), VARDATA(data), VARSIZE(data) - VARHDRSZ);
+    } else if (decode_log_batch(VARDATA(data), VARSIZE(data) - VARHDRSZ, xid, error, sizeof(error))) {
       restored_batch_xid = nulls[3] ? -1 : (int64_t)U64FromFullTransactionId(DatumGetFullTransactionId(values[3]));
       // Rows another worker routed here are late against the watermark
       // they carry: the one their source had when they were read.
@@ -1082,7 +1298,7 @@ uint64 close_windows(WorkerView* v) {
   v->has_new_closed = false;
   int64 close;
   if (!closes_windows(v->store->plan())) return 0;
-  if (!closing_watermark(&close)) {
+  if (!view_closing(v, &close)) {
     delete_retained(v);
     return 0;
   }
@@ -1104,14 +1320,6 @@ uint64 close_windows(WorkerView* v) {
   v->new_closed_wm = close;
   delete_retained(v);
   return written;
-}
-
-// Deletes a C++ object when the memory context it is registered with goes
-// (velostream_on_context_reset): frees it also when an ERROR leaves the
-// frame that made it.
-template <class T>
-void delete_with_context(void* arg) {
-  delete static_cast<T*>(arg);
 }
 
 // Bounded state: the delta's groups that are not in owned view v's store but
@@ -1327,7 +1535,7 @@ uint64 write_view(WorkerView* v) {
 bool close_due(const WorkerView* v) {
   int64 close;
   if (v->store == nullptr || !closes_windows(v->store->plan())) return false;
-  if (!closing_watermark(&close)) {
+  if (!view_closing(v, &close)) {
     int64 limit;
     return retention_limit(v, &limit);
   }
@@ -1340,6 +1548,7 @@ bool close_due(const WorkerView* v) {
 // is set aside and its retry is due), in a subtransaction of the cycle's
 // transaction.
 void flush_view(WorkerView* v) {
+  send_exchanged(v);
   bool has_delta = v->agg->rows_in() > 0 || v->agg->group_count() > 0 || close_due(v);
   if (!has_delta && !v->failing && !v->restoring) return;
   if (!restore_done(v)) {
@@ -1416,6 +1625,7 @@ void begin_event_time(bool routed) {
   cycle_has_event = false;
   cycle_rows = 0;
   has_source_wm = has_view_wm = has_view_cand = committed_source = false;
+  others_closing_known = false;
   log_drained = false;
   routed_cycle = routed;
   has_event_time = velostream_stream_event_time(stream_oid, &event_time);
@@ -1428,6 +1638,8 @@ void begin_event_time(bool routed) {
       elog(ERROR, "velostream: reading the watermarks of stream %s failed", stream_name);
     bool others_known = true;  // every other partition committed a source watermark
     int64 others_min = PG_INT64_MAX;
+    others_closing_known = true;
+    others_closing_min = PG_INT64_MAX;
     for (uint64 i = 0; i < SPI_processed; ++i) {
       HeapTuple t = SPI_tuptable->vals[i];
       bool null_p, null_s, null_v;
@@ -1443,10 +1655,11 @@ void begin_event_time(bool routed) {
           has_view_wm = true;
           view_wm = DatumGetTimestampTz(vw);
         }
-      } else if (null_s) {
-        others_known = false;
       } else {
-        others_min = Min(others_min, DatumGetTimestampTz(src));
+        if (null_s) others_known = false;
+        else others_min = Min(others_min, DatumGetTimestampTz(src));
+        if (null_v) others_closing_known = false;
+        else others_closing_min = Min(others_closing_min, DatumGetTimestampTz(vw));
       }
     }
     int64 now_wm;

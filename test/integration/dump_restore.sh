@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Dump and restore, upgrades and DROPs (catalog version 0.6).
+# Dump and restore, upgrades and DROPs (catalog version 0.7).
 #  1. A source cluster gets a 4-partition INSERT/COPY stream with three views
 #     (owned by origin with count/sum/avg/min/max, shared by destination with
 #     avg, a tumble hour window with WHERE), a Kafka stream with an avg view and
@@ -22,7 +22,7 @@
 #     the same dump.
 #  3. ALTER EXTENSION velostream UPDATE from 0.1 and from 0.2 with a stream,
 #     views and rows waiting: no worker runs before the UPDATE; after it the
-#     extension is 0.6 and the views count the waiting rows exactly.
+#     extension is 0.7 and the views count the waiting rows exactly.
 #  4. DROP FOREIGN TABLE ... CASCADE, DROP SCHEMA ... CASCADE and DROP OWNED BY
 #     a non-superuser remove the stream's and views' tables in schema
 #     velostream, never the extension, and the other streams go on.
@@ -239,7 +239,7 @@ restored() {
   if [ $rc = 0 ] && ! echo "$out" | grep -qi error; then pass "$label: pg_restore $how exits 0 with no error"
   else failed "$label: pg_restore $how: exit $rc: $(echo "$out" | grep -i error | head -n 8)"; fi
   got=$(psql_c "SELECT extversion FROM pg_extension WHERE extname = 'velostream'" 2>&1)
-  [ "$got" = 0.6 ] && pass "$label: extension velostream 0.6 restored" || failed "$label: extension version '$got'"
+  [ "$got" = 0.7 ] && pass "$label: extension velostream 0.7 restored" || failed "$label: extension version '$got'"
   got=$(psql_c "$VIEWS_SQL" 2>&1)
   [ "$got" = "$src_views" ] && pass "$label: velostream.views lists the same views" \
     || failed "$label: velostream.views: '$got', want '$src_views'"
@@ -324,7 +324,7 @@ up_exact() {
   same up_by_k "$1"
   same up_by_v "$1"
 }
-for from in 0.1 0.2; do
+for from in 0.1 0.2 0.6; do
   psql_c "SET client_min_messages = warning; DROP EXTENSION IF EXISTS velostream CASCADE;
           DROP TABLE IF EXISTS up_truth CASCADE;"
   for _ in $(seq 1 50); do [ "$(workers)" = 0 ] && break; sleep 0.2; done  # the dropped streams' workers exit
@@ -342,7 +342,7 @@ CREATE VIEW truth_up_by_v AS $(printf "$UP_V" up_truth);" || failed "on $from: c
     || failed "on the $from catalog: $got (want 0 workers, 0 result rows)"
   psql_c "ALTER EXTENSION velostream UPDATE" || failed "ALTER EXTENSION velostream UPDATE from $from"
   got=$(psql_c "SELECT extversion FROM pg_extension WHERE extname = 'velostream'")
-  [ "$got" = 0.6 ] && pass "ALTER EXTENSION velostream UPDATE from $from: version 0.6" \
+  [ "$got" = 0.7 ] && pass "ALTER EXTENSION velostream UPDATE from $from: version 0.7" \
     || failed "ALTER EXTENSION velostream UPDATE from $from: version '$got'"
   up_exact "updated from $from: the 20000 waiting rows"
   up_rows 5000
@@ -471,7 +471,7 @@ got="$got: $(psql_c "SELECT count(*) FILTER (WHERE log_table IS NOT NULL) || ' l
                             (SELECT coalesce(route_column::text, 'none') FROM velostream.streams
                               WHERE stream = 'upk'::regclass)
                      FROM velostream.stream_partitions WHERE stream = 'upk'::regclass")"
-[ "$got" = "0.6: 2 logs, owned false, route none" ] \
+[ "$got" = "0.7: 2 logs, owned false, route none" ] \
   && pass "UPDATE from 0.4: the Kafka stream got its logs, its view still shares ($got)" || failed "UPDATE from 0.4: $got"
 upk_caught_up() {  # upk_caught_up WHAT VIEW
   poll "SELECT coalesce(sum(n), 0) FROM $2" "$(psql_c "SELECT count(*) FROM upk_truth")" 60 >/dev/null

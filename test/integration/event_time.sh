@@ -19,18 +19,19 @@
 #     fed the reordered rows: each topic partition's largest event time is
 #     tracked, the stream's watermark is their least minus the delay, rows
 #     routed between the 2 workers are judged against the watermark they
-#     carry, and an owned emit-final hop view, an owned tumble view and a
-#     shared one are exact, with the server stopped (immediate shutdown)
-#     while the messages are consumed.
-#  5. The issue's DDL and its three views, verbatim, on a stream of one
-#     partition (velostream.partitions = 1: every view owns its groups),
-#     fed the reordered rows in 10 COPYs with a worker killed: hop_final,
-#     sess_final (sessions: the batch query numbers them with lag() and a
-#     running sum) and hourly equal their batch queries over the closed
-#     (and retained) windows, and a session view with emit changes equals
-#     every session, its merged sessions' rows replaced, never duplicated.
-#     On a stream of two partitions, sess_final (grouping by destination,
-#     not the routing column) is refused with 0A000.
+#     carry, and an owned emit-final hop view, an owned tumble view, a
+#     shared one and an emit-final session view by destination (its groups
+#     exchanged between the workers) are exact, with the server stopped
+#     (immediate shutdown) while the messages are consumed.
+#  5. The issue's DDL and its three views, verbatim, on a stream of two
+#     partitions (the default; hop_final, the first view, makes origin the
+#     routing column, so sess_final, grouping by destination, exchanges its
+#     groups between the partitions), fed the reordered rows in 10 COPYs
+#     with a worker killed: hop_final, sess_final (sessions: the batch query
+#     numbers them with lag() and a running sum) and hourly equal their
+#     batch queries over the closed (and retained) windows, and a session
+#     view with emit changes equals every session, its merged sessions'
+#     rows replaced, never duplicated.
 #  6. Idle sources: a stream of two partitions whose rows all reach one
 #     partition (one origin), with idle_timeout '1 s': the other partition
 #     stops holding the watermark back once idle, and when input stops
@@ -242,6 +243,12 @@ same reordered_cum oracle_reordered_cum "reordered, a worker killed, cumulate em
 got=$(psql_c "SELECT coalesce(sum(late_events), 0) FROM velostream.stats WHERE view IN ('reordered_hop'::regclass, 'reordered_cum'::regclass)")
 [ "$got" = 0 ] && pass "reordered: no late event in the emit final views" || failed "reordered: $got late events in the emit final views"
 
+# sessions numbered with lag() and a running sum
+SESSIONS="SELECT destination, min(ts) AS session_start, count(*) AS n, max(ts) AS last_ts, sum(delay) AS total_delay
+  FROM (SELECT *, sum(CASE WHEN ts - prev > interval '30 minutes' THEN 1 ELSE 0 END)
+                    OVER (PARTITION BY destination ORDER BY ts) AS session_no
+          FROM (SELECT *, lag(ts) OVER (PARTITION BY destination ORDER BY ts) AS prev FROM %s) x) y
+  GROUP BY destination, session_no"
 # 4. The issue's Kafka stream, verbatim (then told to read the topic from its
 #    start, so that no message produced before its workers assign is skipped).
 psql_c "CREATE SERVER kafka FOREIGN DATA WRAPPER velostream OPTIONS (brokers '$BS');
@@ -252,8 +259,14 @@ CREATE MATERIALIZED VIEW k_hourly WITH (velostream.continuous) AS $(printf "$HOU
 CREATE MATERIALIZED VIEW k_hop WITH (velostream.continuous, velostream.emit = 'final') AS $(printf "$HOP" fk);
 CREATE MATERIALIZED VIEW k_dest WITH (velostream.continuous) AS
   SELECT destination, tumble(ts, interval '1 day') AS day, count(*) AS n FROM fk GROUP BY 1, 2;
+CREATE MATERIALIZED VIEW k_sess WITH (velostream.continuous, velostream.emit = 'final') AS
+  SELECT destination, session(ts, interval '30 minutes') AS session_start, count(*) AS n, max(ts) AS last_ts,
+         sum(delay) AS total_delay
+  FROM fk GROUP BY destination, session(ts, interval '30 minutes');
 CREATE VIEW oracle_k_hop AS SELECT * FROM ($(printf "$HOP" jan)) o WHERE window_end <= (SELECT velostream.watermark('fk'));
-CREATE VIEW oracle_k_dest AS SELECT destination, tumble(ts, interval '1 day') AS day, count(*) AS n FROM jan GROUP BY 1, 2;" \
+CREATE VIEW oracle_k_dest AS SELECT destination, tumble(ts, interval '1 day') AS day, count(*) AS n FROM jan GROUP BY 1, 2;
+CREATE VIEW oracle_k_sess AS SELECT * FROM ($(printf "$SESSIONS" jan)) o
+  WHERE last_ts + interval '30 minutes' < (SELECT velostream.watermark('fk'));" \
   || failed "creating the Kafka stream and its views"
 "$root/build/velostream-kafka-produce" --brokers "$BS" --topic flights < "$work/reordered.csv" &
 producer=$!
@@ -261,9 +274,9 @@ sleep 1
 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$VS_DIR/data" -m immediate -w stop >/dev/null && echo "immediate shutdown while consuming"
 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$VS_DIR/data" -l "$VS_DIR/server.log" -w start >/dev/null || failed "restarting the server"
 wait $producer || failed "producing to flights"
-wait_view k_hourly; wait_view k_hop; wait_view k_dest
+wait_view k_hourly; wait_view k_hop; wait_view k_dest; wait_view k_sess
 wait_watermark fk
-wait_closed k_hop
+wait_closed k_hop; wait_closed k_sess
 got=$(psql_c "SELECT count(*), count(max_event_time),
                      min(max_event_time) - interval '30 minutes' = (SELECT velostream.watermark('fk'))
                 FROM velostream.kafka_offsets WHERE stream = 'fk'::regclass")
@@ -275,23 +288,17 @@ got=$(psql_c "SELECT coalesce(sum(late_events), 0), sum(events_in) FROM velostre
 got=$(psql_c "SELECT string_agg(DISTINCT owned::text, ','), sum(coalesce(s.late_events, 0))
                 FROM velostream.views v LEFT JOIN velostream.stats s USING (view) WHERE v.stream = 'fk'::regclass")
 [ "$got" = "false,true|0" ] && pass "Kafka: owned and shared views, no late event ($got)" || failed "Kafka: owned|late = $got"
+got=$(psql_c "SELECT string_agg(v.view::text || '=' || v.exchange, ',' ORDER BY v.view::text) FROM velostream.views v
+               WHERE v.stream = 'fk'::regclass")
+[ "$got" = "k_dest=false,k_hop=false,k_hourly=false,k_sess=true" ] \
+  && pass "Kafka: k_sess (sessions by destination, not the routing column) exchanges its groups" || failed "Kafka: exchange: $got"
 same k_hourly oracle_reordered "Kafka, reordered, an immediate shutdown"
 same k_hop oracle_k_hop "Kafka, reordered, an immediate shutdown, hop emit final"
 same k_dest oracle_k_dest "Kafka, reordered, an immediate shutdown, shared view"
+same k_sess oracle_k_sess "Kafka, reordered, an immediate shutdown, sessions exchanged, emit final"
 
-# 5. The issue's views, verbatim, on one partition.
-SESSIONS="SELECT destination, min(ts) AS session_start, count(*) AS n, max(ts) AS last_ts, sum(delay) AS total_delay
-  FROM (SELECT *, sum(CASE WHEN ts - prev > interval '30 minutes' THEN 1 ELSE 0 END)
-                    OVER (PARTITION BY destination ORDER BY ts) AS session_no
-          FROM (SELECT *, lag(ts) OVER (PARTITION BY destination ORDER BY ts) AS prev FROM %s) x) y
-  GROUP BY destination, session_no"
-got=$(psql_c "CREATE MATERIALIZED VIEW sess_final WITH (velostream.continuous, velostream.emit = 'final') AS
-  SELECT destination, session(ts, interval '30 minutes') AS session_start, count(*) AS n, max(ts) AS last_ts
-  FROM fl GROUP BY destination, session(ts, interval '30 minutes');" 2>&1)
-case "$got" in *"session windows are not supported yet for a view whose groups several partitions update"*)
-  pass "two partitions: sess_final, grouping by another column than the routing one, is refused (0A000)" ;;
-  *) failed "two partitions: sess_final: $got" ;; esac
-psql_c "CREATE SCHEMA one; SET search_path = one, public; SET velostream.partitions = 1;
+# 5. The issue's views, verbatim, on a stream of two partitions.
+psql_c "CREATE SCHEMA two; SET search_path = two, public;
 CREATE FOREIGN TABLE fl (ts timestamptz, delay int, distance int, origin text, destination text)
   SERVER velostream OPTIONS (event_time 'ts', watermark_delay '30 minutes');
 CREATE MATERIALIZED VIEW hop_final WITH (velostream.continuous, velostream.emit = 'final') AS
@@ -310,38 +317,45 @@ CREATE MATERIALIZED VIEW sessions WITH (velostream.continuous) AS
          sum(delay) AS total_delay
   FROM fl GROUP BY destination, session(ts, interval '30 minutes');
 CREATE VIEW oracle_hop_final AS SELECT * FROM ($(printf "$HOP" public.jan)) o
-  WHERE window_end <= (SELECT velostream.watermark('one.fl'));
+  WHERE window_end <= (SELECT velostream.watermark('two.fl'));
 CREATE VIEW oracle_sess_final AS SELECT destination, session_start, n, last_ts FROM ($(printf "$SESSIONS" public.jan)) o
-  WHERE last_ts + interval '30 minutes' < (SELECT velostream.watermark('one.fl'));
+  WHERE last_ts + interval '30 minutes' < (SELECT velostream.watermark('two.fl'));
 CREATE VIEW oracle_hourly AS SELECT * FROM ($(printf "$HOURLY" public.jan)) o
-  WHERE hour + interval '1 hour' > (SELECT velostream.watermark('one.fl')) - interval '2 days';
-CREATE VIEW oracle_sessions AS $(printf "$SESSIONS" public.jan);" || failed "one partition: the issue's views"
+  WHERE hour + interval '1 hour' > (SELECT velostream.watermark('two.fl')) - interval '2 days';
+CREATE VIEW oracle_sessions AS $(printf "$SESSIONS" public.jan);" || failed "two partitions: the issue's views"
 split -n l/10 -d "$work/reordered.csv" "$work/s."
 i=0
 for c in "$work"/s.*; do
   chmod 644 "$c"
-  psql_c "\\copy one.fl FROM '$c' (FORMAT csv)" || failed "COPY $c"
+  psql_c "\\copy two.fl FROM '$c' (FORMAT csv)" || failed "COPY $c"
   i=$((i + 1))
   if [ "$i" = 5 ]; then
-    kill_worker "$(psql_c "SELECT 'one.fl'::regclass::oid")/0"
+    kill_worker "$(psql_c "SELECT 'two.fl'::regclass::oid")/0"
+  elif [ "$i" = 8 ]; then
+    kill_worker "$(psql_c "SELECT 'two.fl'::regclass::oid")/1"
   fi
 done
-for v in hop_final sess_final hourly sessions; do wait_view "one.$v"; done
-wait_watermark one.fl
-for v in hop_final sess_final hourly; do wait_closed "one.$v"; done
+for v in hop_final sess_final hourly sessions; do wait_view "two.$v"; done
+wait_watermark two.fl
+for v in hop_final sess_final hourly; do wait_closed "two.$v"; done
 for _ in $(seq 1 100); do
-  [ "$(psql_c "SELECT count(*) FROM ((TABLE one.hourly EXCEPT ALL TABLE one.oracle_hourly) UNION ALL (TABLE one.oracle_hourly EXCEPT ALL TABLE one.hourly)) d")" = 0 ] && break
+  [ "$(psql_c "SELECT count(*) FROM ((TABLE two.hourly EXCEPT ALL TABLE two.oracle_hourly) UNION ALL (TABLE two.oracle_hourly EXCEPT ALL TABLE two.hourly)) d")" = 0 ] && break
   sleep 0.1
 done
 got=$(psql_c "SELECT coalesce(sum(late_events), 0), count(DISTINCT view) FROM velostream.stats s JOIN velostream.views v USING (view)
-              WHERE v.stream = 'one.fl'::regclass")
-[ "$got" = "0|4" ] && pass "one partition, reordered, a worker killed: no late event in the 4 views" || failed "one partition: late|views = $got"
-same one.hop_final one.oracle_hop_final "the issue's hop_final, verbatim"
-same one.sess_final one.oracle_sess_final "the issue's sess_final, verbatim"
-same one.hourly one.oracle_hourly "the issue's hourly, verbatim"
-same one.sessions one.oracle_sessions "sessions, emit changes, merged as rows arrive out of order"
-got=$(psql_c "SELECT (SELECT count(*) FROM one.sessions) - (SELECT count(DISTINCT (destination, session_start)) FROM one.sessions),
-                     (SELECT count(*) FROM one.oracle_sessions) > (SELECT count(*) FROM one.sess_final)")
+              WHERE v.stream = 'two.fl'::regclass")
+[ "$got" = "0|4" ] && pass "two partitions, reordered, a worker killed: no late event in the 4 views" || failed "two partitions: late|views = $got"
+got=$(psql_c "SELECT string_agg(c.relname || '=' || v.exchange, ',' ORDER BY c.relname) FROM velostream.views v
+               JOIN pg_class c ON c.oid = v.view WHERE v.stream = 'two.fl'::regclass")
+[ "$got" = "hop_final=false,hourly=false,sess_final=true,sessions=true" ] \
+  && pass "two partitions: the session views (by destination, the stream routes by origin) exchange their groups" \
+  || failed "two partitions: exchange: $got"
+same two.hop_final two.oracle_hop_final "the issue's hop_final, verbatim"
+same two.sess_final two.oracle_sess_final "the issue's sess_final, verbatim"
+same two.hourly two.oracle_hourly "the issue's hourly, verbatim"
+same two.sessions two.oracle_sessions "sessions, emit changes, merged as rows arrive out of order"
+got=$(psql_c "SELECT (SELECT count(*) FROM two.sessions) - (SELECT count(DISTINCT (destination, session_start)) FROM two.sessions),
+                     (SELECT count(*) FROM two.oracle_sessions) > (SELECT count(*) FROM two.sess_final)")
 [ "$got" = "0|t" ] && pass "sessions: one row per session; sess_final holds the closed ones only" || failed "sessions: duplicates|open = $got"
 
 # 6. Idle sources close windows.

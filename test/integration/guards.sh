@@ -172,8 +172,8 @@ sleep 1.5
 [ "$(workers)" = 0 ] && [ "$(psql_c "SELECT count(*) FROM u_by_k")" = 0 ] \
   && pass "on the 0.1 catalog no worker runs" || failed "workers ran against the 0.1 catalog"
 psql_c "ALTER EXTENSION velostream UPDATE"
-[ "$(psql_c "SELECT extversion FROM pg_extension WHERE extname = 'velostream'")" = 0.6 ] \
-  && pass "ALTER EXTENSION velostream UPDATE to 0.6" || failed "extension version after UPDATE"
+[ "$(psql_c "SELECT extversion FROM pg_extension WHERE extname = 'velostream'")" = 0.7 ] \
+  && pass "ALTER EXTENSION velostream UPDATE to 0.7" || failed "extension version after UPDATE"
 got=$(psql_c "SELECT velostream.wait('u_by_k', '30 s')")/$(psql_c "SELECT sum(n) FROM u_by_k")
 [ "$got" = "t/1000" ] && pass "after the upgrade the view counts the 1000 rows written on 0.1" || failed "after upgrade: $got"
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <random>
 #include <tuple>
 #include <set>
@@ -1205,6 +1206,98 @@ TEST(ViewAggregator, SessionsMergeOutOfOrderAndReplayWithTombstones) {
   std::vector<uint8_t> created;
   ASSERT_TRUE(store.merge(delta, &ids, &created));
   EXPECT_EQ(created, (std::vector<uint8_t>{1}));
+}
+
+// Exchanged groups: rows spread at random over three partitions, each
+// worker aggregating its rows into a delta per batch, sending the groups
+// another partition owns there (encode_groups) and merging what it receives
+// into its delta (load_groups into a scratch aggregator, then merge) before
+// its store takes the delta. Every group ends in the store of its
+// owner_partition only, and the stores together equal one aggregation: the
+// gaps-and-islands oracle for sessions (a key's sessions all in one
+// partition, merging across what every partition saw), the plain totals for
+// groups by key.
+TEST(ViewAggregator, ExchangedGroupsEndInTheirOwnersStore) {
+  const int64_t gap = 30;
+  const uint32_t nparts = 3;
+  std::mt19937 rng(11);
+  Rows all;
+  for (int i = 0; i < 6000; ++i) {
+    all.origin.push_back(std::string(1, static_cast<char>('A' + rng() % 7)));
+    all.delay.push_back(static_cast<int64_t>(rng() % 100));
+    all.ts.push_back(static_cast<int64_t>((rng() % 400) * 10 + (rng() % 3 == 0 ? 0 : rng() % 4) * 1000));
+  }
+  for (ViewPlan p : {session_plan(gap), by_origin_plan()}) {
+    std::vector<std::unique_ptr<ViewAggregator>> store, delta, scratch;
+    for (uint32_t q = 0; q < nparts; ++q) {
+      store.emplace_back(new ViewAggregator(p));
+      delta.emplace_back(new ViewAggregator(p));
+      scratch.emplace_back(new ViewAggregator(p));
+    }
+    for (size_t from = 0; from < all.ts.size(); from += 500) {
+      // this cycle's rows of each partition
+      std::vector<Rows> part(nparts);
+      for (size_t i = from; i < std::min(all.ts.size(), from + 500); ++i) {
+        Rows& r = part[rng() % nparts];
+        r.origin.push_back(all.origin[i]);
+        r.delay.push_back(all.delay[i]);
+        r.ts.push_back(all.ts[i]);
+      }
+      std::vector<std::vector<std::string>> inbox(nparts);
+      for (uint32_t q = 0; q < nparts; ++q) {
+        RecordBatch b;
+        fill(part[q], &b);
+        ASSERT_TRUE(delta[q]->consume(b)) << delta[q]->error();
+        std::vector<std::vector<uint32_t>> remote(nparts);
+        for (uint32_t g : delta[q]->groups_in_key_order()) {
+          const uint32_t owner = delta[q]->owner_partition(g, nparts);
+          ASSERT_LT(owner, nparts);
+          if (owner != q) remote[owner].push_back(g);
+        }
+        for (uint32_t r = 0; r < nparts; ++r) {
+          if (remote[r].empty()) continue;
+          inbox[r].emplace_back();
+          ASSERT_TRUE(delta[q]->encode_groups(remote[r].data(), remote[r].size(), &inbox[r].back()));
+          ASSERT_TRUE(delta[q]->remove_groups(remote[r].data(), remote[r].size()));
+        }
+      }
+      for (uint32_t q = 0; q < nparts; ++q) {
+        std::vector<uint32_t> ids;
+        std::vector<uint8_t> created;
+        for (const std::string& bytes : inbox[q]) {
+          std::string why;
+          ASSERT_TRUE(scratch[q]->load_groups(bytes.data(), bytes.size(), &why)) << why;
+          ASSERT_TRUE(delta[q]->merge(*scratch[q], &ids, &created)) << delta[q]->error();
+          scratch[q]->clear();
+        }
+        ASSERT_TRUE(store[q]->merge(*delta[q], &ids, &created)) << store[q]->error();
+        delta[q]->clear();
+      }
+    }
+    ViewAggregator one(p);
+    RecordBatch b;
+    fill(all, &b);
+    ASSERT_TRUE(one.consume(b));
+    size_t total = 0;
+    for (uint32_t q = 0; q < nparts; ++q) {
+      for (uint32_t g : store[q]->groups_in_key_order()) EXPECT_EQ(store[q]->owner_partition(g, nparts), q);
+      total += store[q]->live_group_count();
+      EXPECT_GT(store[q]->live_group_count(), 0u);
+    }
+    EXPECT_EQ(total, one.live_group_count());
+    if (p.session.key_part >= 0) {
+      std::map<std::pair<std::string, int64_t>, std::tuple<int64_t, int64_t, int64_t>> merged;
+      for (uint32_t q = 0; q < nparts; ++q)
+        for (const auto& kv : sessions_of(*store[q])) merged.insert(kv);
+      EXPECT_EQ(merged, session_oracle(all, gap));
+      EXPECT_GT(merged.size(), 20u);
+    } else {
+      std::map<std::string, std::vector<int64_t>> merged;
+      for (uint32_t q = 0; q < nparts; ++q)
+        for (const auto& kv : collect(*store[q])) merged.insert(kv);
+      EXPECT_EQ(merged, collect(one));
+    }
+  }
 }
 
 // Bounded state: the coldest groups are evicted (encoded one by one, as a
