@@ -750,6 +750,26 @@ void define_views() {
   views.back().with = ", velostream.emit = 'final'";
   views.back().oracle_where = "last_ts + interval '30 minutes' < (SELECT velostream.watermark('{stream}'))";
   views.back().event_time = true;
+  // Exchanged groups: session windows by destination, while both streams
+  // route by origin, so each worker sends the sessions another partition
+  // owns to that partition's log in the transaction that consumed their
+  // rows: emit final on the COPY stream, emit changes on the Kafka stream.
+  const char* session_dest =
+      "SELECT destination, session(ts, interval '30 minutes') AS session_start, count(*) AS n, max(ts) AS last_ts, "
+      "sum(delay) AS total_delay FROM {src} GROUP BY destination, session(ts, interval '30 minutes')";
+  const char* session_dest_batch =
+      "SELECT destination, min(ts) AS session_start, count(*) AS n, max(ts) AS last_ts, sum(delay) AS total_delay "
+      "FROM (SELECT *, sum(CASE WHEN ts - prev > interval '30 minutes' THEN 1 ELSE 0 END) "
+      "OVER (PARTITION BY destination ORDER BY ts) AS session_no "
+      "FROM (SELECT *, lag(ts) OVER (PARTITION BY destination ORDER BY ts) AS prev FROM {src}) x) y "
+      "GROUP BY destination, session_no";
+  add("c_dest_session_final", 'c', session_dest, {"destination", "session_start"}, false);
+  views.back().oracle_body = session_dest_batch;
+  views.back().with = ", velostream.emit = 'final'";
+  views.back().oracle_where = "last_ts + interval '30 minutes' < (SELECT velostream.watermark('{stream}'))";
+  views.back().event_time = true;
+  add("k_dest_session", 'k', session_dest, {"destination", "session_start"}, false);
+  views.back().oracle_body = session_dest_batch;
 }
 
 struct Check {
