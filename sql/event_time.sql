@@ -127,7 +127,8 @@ CREATE MATERIALIZED VIEW bad_s5 WITH (velostream.continuous) AS
   SELECT origin, session(ts, interval '0') AS s, count(*) FROM fl5 GROUP BY 1, 2;
 CREATE MATERIALIZED VIEW bad_s7 WITH (velostream.continuous) AS
   SELECT origin, session(ts, interval '30 minutes') AT TIME ZONE 'UTC' AS s, count(*) FROM fl5 GROUP BY 1, 2;
-CREATE MATERIALIZED VIEW bad_s6 WITH (velostream.continuous, velostream.retention = '1 day') AS
+-- retention with sessions: each partition deletes the sessions it closed
+CREATE MATERIALIZED VIEW retained_s6 WITH (velostream.continuous, velostream.retention = '1 day') AS
   SELECT origin, session(ts, interval '30 minutes') AS s, count(*) FROM fl5 GROUP BY 1, 2;
 DROP FOREIGN TABLE fl5 CASCADE;
 DROP FOREIGN TABLE fl3 CASCADE;

@@ -428,9 +428,6 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
                              : "velostream.emit = 'final'";
     const bool session = d->plan->session.key_part >= 0;
     int part = d->plan->window.end_part;
-    if (opts.retention != nullptr && session)
-      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                      errmsg("velostream.retention is not supported with session windows yet")));
     if (part < 0 && !session)
       ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                       errmsg("option %s needs a window", option),

@@ -7,6 +7,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -110,6 +111,11 @@ struct WorkerView {
   // other partition's committed closing watermark (view_closing).
   bool exchange;
   eng::ViewAggregator* inbox;
+  // Retention of a session view: the sessions this partition closed whose
+  // rows are still in the table, by their end (last event + gap + 1 µs),
+  // each with its encoded key; persisted as key rows of the state table
+  // (data: the end), which a session view has no other use for.
+  std::multimap<int64_t, std::string>* retained_sessions;
 };
 
 // Changelog compaction: a snapshot of all groups replaces the changelog
@@ -310,6 +316,43 @@ void replay_changelog(WorkerView* v) {
 // The largest changelog encode buffer a view keeps between flushes (bytes).
 constexpr size_t kKeepEncodedBytes = 4 << 20;
 
+void delete_retained_map(void* arg) { delete static_cast<std::multimap<int64_t, std::string>*>(arg); }
+
+// Adds a retained session (C++ kept inside): false if out of memory.
+bool add_retained(WorkerView* v, int64_t end, const char* key, size_t len) {
+  try {
+    v->retained_sessions->emplace(end, std::string(key, len));
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+// Session view v's retained sessions on this partition, from the key rows
+// of its state table (the end in data, 8 bytes).
+void load_retained(WorkerView* v) {
+  v->retained_sessions->clear();
+  Oid types[1] = {INT4OID};
+  Datum args[1] = {Int32GetDatum(partition_no)};
+  if (SPI_execute_with_args(psprintf("SELECT key, data FROM %s WHERE partition = $1 AND key IS NOT NULL",
+                                     quote_qualified_identifier("velostream", get_rel_name(v->state))),
+                            1, types, args, NULL, true, 0) != SPI_OK_SELECT)
+    elog(ERROR, "velostream: reading the retained sessions of %s failed", get_rel_name(v->view));
+  for (uint64 i = 0; i < SPI_processed; ++i) {
+    bool null_k, null_d;
+    bytea* key = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &null_k));
+    bytea* data = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &null_d));
+    int64_t end;
+    if (null_d || VARSIZE_ANY_EXHDR(data) != sizeof(end))
+      ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+                      errmsg("velostream: a retained session of continuous view \"%s\" is unreadable",
+                             get_rel_name(v->view))));
+    memcpy(&end, VARDATA_ANY(data), sizeof(end));
+    if (!add_retained(v, end, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)))
+      ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+  }
+}
+
 // Replays the changelog and prepares the changelog writes.
 void load_changelog(WorkerView* v) {
   replay_changelog(v);
@@ -335,6 +378,12 @@ void load_changelog(WorkerView* v) {
     elog(ERROR, "velostream: could not prepare the evicted state of %s", get_rel_name(v->view));
   SPI_keepplan(v->spill_take);
   SPI_keepplan(v->spill_put);
+  if (v->store->plan().session.key_part >= 0) {  // key rows: sessions retained in the table (retention)
+    v->retained_sessions = new std::multimap<int64_t, std::string>();
+    velostream_on_context_reset(v->cxt, delete_retained_map, v->retained_sessions);
+    load_retained(v);
+    return;
+  }
   Datum args[1] = {Int32GetDatum(partition_no)};
   v->has_spill = SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE partition = $1 AND key IS NOT NULL LIMIT 1",
                                                 qstate),
@@ -1286,6 +1335,76 @@ void delete_retained(WorkerView* v) {
   v->retained_through = start_limit;
 }
 
+// Retention of a session view: the sessions closing now, groups[0..n) of
+// its store, stay in the table until they ended the retention (or the
+// allowed lateness, if longer) behind the watermark. Each partition deletes
+// the rows of the sessions it owns (delete_retained_sessions); until then
+// they are key rows of the state table (data: the session's end), written
+// in the flush, and entries of retained_sessions.
+void retain_sessions(WorkerView* v, const uint32_t* groups, size_t n) {
+  if (n == 0) return;
+  Datum* keys = (Datum*)palloc(sizeof(Datum) * n);
+  Datum* ends = (Datum*)palloc(sizeof(Datum) * n);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t end = 0;
+    (void)v->store->window_end(groups[i], &end);  // a closing group has one
+    std::string_view key = v->store->group_key(groups[i]);
+    keys[i] = PointerGetDatum(to_bytea(key));
+    ends[i] = PointerGetDatum(to_bytea(std::string_view((const char*)&end, sizeof(end))));
+    if (!add_retained(v, end, key.data(), key.size()))
+      ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+  }
+  Datum args[3] = {Int32GetDatum(partition_no),
+                   PointerGetDatum(construct_array(keys, (int)n, BYTEAOID, -1, false, TYPALIGN_INT)),
+                   PointerGetDatum(construct_array(ends, (int)n, BYTEAOID, -1, false, TYPALIGN_INT))};
+  if (SPI_execute_plan(v->spill_put, args, NULL, false, 0) != SPI_OK_INSERT)
+    elog(ERROR, "velostream: recording the closed sessions of %s failed", get_rel_name(v->view));
+}
+
+// The keys of view v's retained sessions that ended by `limit` (C++ kept
+// inside), taken out of retained_sessions: false if out of memory.
+bool take_retained(WorkerView* v, int64_t limit, std::vector<std::string>* keys) {
+  try {
+    auto last = v->retained_sessions->upper_bound(limit);
+    for (auto it = v->retained_sessions->begin(); it != last; ++it) keys->push_back(it->second);
+    v->retained_sessions->erase(v->retained_sessions->begin(), last);
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+// Retention of a session view on this partition: the rows of the sessions
+// it closed that ended by the closing watermark `close` minus max(retention,
+// allowed lateness) leave the table, and their key rows the state table.
+// (A failed flush rolls the deletes back; its error path reloads
+// retained_sessions.)
+void delete_retained_sessions(WorkerView* v, int64 close) {
+  if (v->retained_sessions == nullptr || v->retention_us < 0 || v->retained_sessions->empty()) return;
+  int64 limit = minus(close, Max(v->retention_us, v->lateness_us));
+  if (v->retained_sessions->begin()->first > limit) return;
+  std::vector<std::string>* keys = nullptr;
+  bool failed = false;
+  try {
+    keys = new std::vector<std::string>();
+  } catch (const std::exception&) {
+    failed = true;
+  }
+  if (failed) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+  MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "velostream retention", ALLOCSET_SMALL_SIZES);
+  velostream_on_context_reset(tmp, delete_with_context<std::vector<std::string>>, keys);
+  if (!take_retained(v, limit, keys)) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+  velostream_delete_owned_keys(v->desc, v->upsert, *v->store, *keys);
+  size_t n = keys->size();
+  Datum* kd = (Datum*)palloc(sizeof(Datum) * (n ? n : 1));
+  for (size_t i = 0; i < n; ++i) kd[i] = PointerGetDatum(to_bytea((*keys)[i]));
+  Datum args[2] = {Int32GetDatum(partition_no),
+                   PointerGetDatum(construct_array(kd, (int)n, BYTEAOID, -1, false, TYPALIGN_INT))};
+  if (SPI_execute_plan(v->spill_take, args, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+    elog(ERROR, "velostream: deleting the retained sessions of %s failed", get_rel_name(v->view));
+  MemoryContextDelete(tmp);
+}
+
 // Closes owned view v's windows: those that ended by this cycle's closing
 // watermark minus the allowed lateness leave its store (memory follows open
 // windows, not history), and with emit = 'final' their rows are written now,
@@ -1315,10 +1434,12 @@ uint64 close_windows(WorkerView* v) {
     memset(created, 1, n);
     written = velostream_write_owned(v->desc, v->upsert, *v->store, closing, created, n);
   }
+  if (v->retained_sessions != nullptr && v->retention_us >= 0) retain_sessions(v, closing, n);
   remove_groups(v, closing, n);
   v->has_new_closed = true;
   v->new_closed_wm = close;
   delete_retained(v);
+  delete_retained_sessions(v, close);
   return written;
 }
 
@@ -1593,6 +1714,7 @@ void flush_view(WorkerView* v) {
       // the committed changelog, which the rolled-back write did not reach.
       clear_store(v);
       replay_changelog(v);
+      if (v->retained_sessions != nullptr) load_retained(v);
     }
     set_aside(v, error);
     save_pending(v);
