@@ -531,8 +531,14 @@ bool ViewAggregator::remove_groups(const uint32_t* groups, size_t n) {
     if (plan_.session.key_part >= 0 && session_start(g, &s)) {  // out of its key's session list
       auto it = sessions_.find(session_pk(keys_[g]));
       if (it != sessions_.end()) {
-        auto& list = it->second;
-        list.erase(std::remove(list.begin(), list.end(), g), list.end());
+        auto& list = it->second;  // by start (place_session)
+        auto at = std::lower_bound(list.begin(), list.end(), s, [this](uint32_t h, int64_t v) {
+          int64_t hs = 0;
+          session_start(h, &hs);
+          return hs < v;
+        });
+        if (at != list.end() && *at == g) list.erase(at);
+        else list.erase(std::remove(list.begin(), list.end(), g), list.end());
         if (list.empty()) sessions_.erase(it);
       }
     }

@@ -51,42 +51,41 @@ bool ViewAggregator::session_start(uint32_t g, int64_t* start) const {
 
 uint32_t ViewAggregator::place_session(std::string_view pk, size_t off, int64_t s, int64_t e, bool track) {
   const int64_t gap = plan_.session.gap;
+  // The key's sessions, by start: disjoint and more than gap apart, so their
+  // ends ascend too. Those within gap of [s, e] (start - gap <= e and
+  // s <= end + gap) are a contiguous run, found by binary search.
   std::vector<uint32_t>& list = sessions_[std::string(pk)];
-  // The sessions within gap of [s, e]: start - gap <= e and s <= end + gap.
+  auto first = std::partition_point(list.begin(), list.end(), [&](uint32_t g) {
+    int64_t hi;
+    if (__builtin_add_overflow(session_end_[g], gap, &hi)) hi = std::numeric_limits<int64_t>::max();
+    return hi < s;
+  });
+  auto last = first;
+  while (last != list.end()) {
+    int64_t gs = 0, lo;
+    session_start(*last, &gs);
+    if (__builtin_sub_overflow(gs, gap, &lo)) lo = std::numeric_limits<int64_t>::min();
+    if (lo > e) break;
+    ++last;
+  }
+  // The session's key: the plain key with its start.
   uint32_t survivor = UINT32_MAX;
   int64_t start = s, end = e, survivor_start = 0;
-  size_t kept = 0;
-  std::vector<uint32_t> absorbed;
-  for (uint32_t g : list) {
-    int64_t gs = 0;
-    session_start(g, &gs);
-    const int64_t ge = session_end_[g];
-    int64_t lo, hi;
-    if (__builtin_sub_overflow(gs, gap, &lo)) lo = std::numeric_limits<int64_t>::min();
-    if (__builtin_add_overflow(ge, gap, &hi)) hi = std::numeric_limits<int64_t>::max();
-    if (lo <= e && s <= hi) {
-      start = std::min(start, gs);
-      end = std::max(end, ge);
-      if (survivor == UINT32_MAX || gs < survivor_start) {
-        if (survivor != UINT32_MAX) absorbed.push_back(survivor);
-        survivor = g;
-        survivor_start = gs;
-      } else {
-        absorbed.push_back(g);
-      }
-      continue;
-    }
-    list[kept++] = g;
+  if (first != last) {
+    survivor = *first;  // the earliest: the others are combined into it
+    session_start(survivor, &survivor_start);
+    start = std::min(start, survivor_start);
+    end = std::max(end, session_end_[*(last - 1)]);
   }
-  list.resize(kept);
-  // The session's key: the plain key with its start.
   std::string key(pk);
   std::memcpy(&key[off], &start, sizeof(int64_t));
   if (survivor == UINT32_MAX) {
     survivor = add_group(key, row_scales_.data());
     if (track) fresh_[survivor] = 1;
+    list.insert(first, survivor);
   } else {
-    for (uint32_t g : absorbed) {  // combined into the survivor, then gone
+    for (auto it = first + 1; it != last; ++it) {  // combined into the survivor, then gone
+      const uint32_t g = *it;
       for (size_t a = 0; a < fns_.size(); ++a)
         if (!fns_[a]->combine(row(g) + offsets_[a], row(survivor) + offsets_[a], &error_)) return UINT32_MAX;
       if (track && !fresh_[g]) gone_keys_.emplace_back(keys_[g]);
@@ -96,6 +95,7 @@ uint32_t ViewAggregator::place_session(std::string_view pk, size_t off, int64_t 
       ++removed_count_;
       index_.erase(g);
     }
+    list.erase(first + 1, last);
     if (start != survivor_start) {  // re-keyed: its start moved
       if (track && !fresh_[survivor]) gone_keys_.emplace_back(keys_[survivor]);
       index_.erase(survivor);
@@ -105,7 +105,6 @@ uint32_t ViewAggregator::place_session(std::string_view pk, size_t off, int64_t 
     }
   }
   session_end_[survivor] = end;
-  list.push_back(survivor);
   return survivor;
 }
 
@@ -186,7 +185,14 @@ void ViewAggregator::index_session(uint32_t g, bool added) {
   if (!session_start(g, &s)) return;
   session_end_[g] = static_cast<int64_t>(state(g, static_cast<size_t>(plan_.session.end_agg)).i);
   if (!added) return;  // already in its key's list
-  sessions_[session_pk(keys_[g])].push_back(g);
+  std::vector<uint32_t>& list = sessions_[session_pk(keys_[g])];
+  list.insert(std::upper_bound(list.begin(), list.end(), s,
+                               [this](int64_t v, uint32_t h) {
+                                 int64_t hs = 0;
+                                 session_start(h, &hs);
+                                 return v < hs;
+                               }),
+              g);
 }
 
 }  // namespace velostream::engine
