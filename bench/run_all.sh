@@ -5,13 +5,13 @@
 # measured in the same run, and bench/freshness.png. About 30 minutes on 2
 # cores. As root on Debian 12 (installs what it needs, like the tests).
 #   BENCH_RUNS=n (default 3): runs per figure (medians)
-#   BENCH_ONLY="engine copy kafka freshness memory state fallback scaling": a subset
+#   BENCH_ONLY="engine copy kafka freshness memory state exchange fallback scaling": a subset
 #     (RESULTS.md then keeps only those sections)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 runs=${BENCH_RUNS:-3}
-only=" ${BENCH_ONLY:-engine copy kafka freshness memory state fallback scaling} "
+only=" ${BENCH_ONLY:-engine copy kafka freshness memory state exchange fallback scaling} "
 bash scripts/install-deps.sh
 command -v gnuplot >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q gnuplot-nox >/dev/null
 data="$root/../shared/data/flights-3m.csv.gz"
@@ -148,6 +148,19 @@ if want state; then
     echo "not by the number of keys."
     echo
     bash bench/state_memory_bench.sh || failed_bench
+  } >> "$tmp/RESULTS.md"
+fi
+
+if want exchange; then
+  echo "== exchanged groups" >&2
+  {
+    section "Exchanged groups: a session view by another column than the routing one"
+    echo "Command: \`bash bench/exchange_bench.sh $runs\` (3M flights, two partitions routed by origin, an emit-final"
+    echo "session view by destination, whose groups the workers exchange, against the same view by origin, owned;"
+    echo "the stream paused during the COPY, timed from its resume until both views are complete and closed)."
+    echo "Baseline in the same run: the owned view."
+    echo
+    bash bench/exchange_bench.sh "$runs" || failed_bench
   } >> "$tmp/RESULTS.md"
 fi
 
