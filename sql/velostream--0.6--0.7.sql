@@ -218,10 +218,11 @@ BEGIN
   RETURN NULL;
 END $$;
 
--- velostream.wait: a local stream's rows committed before the call, and
--- every batch a worker routed or exchanged between the partitions since,
--- consumed -- every log checked in one statement (one snapshot), so that a
--- batch moving from one log to another in between is not missed.
+-- velostream.wait: a local stream's rows committed before the call, and the
+-- view's groups exchanged between the partitions since (a Kafka stream's
+-- logs: everything routed), consumed -- every log checked in one statement
+-- (one snapshot), so that a batch moving from one log to another in between
+-- is not missed.
 CREATE OR REPLACE FUNCTION velostream.wait(view regclass, timeout interval DEFAULT '60 seconds')
   RETURNS boolean LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -243,7 +244,7 @@ BEGIN
   SELECT 'SELECT ' || coalesce(string_agg(
            format(CASE WHEN kind = 'kafka' THEN 'EXISTS (SELECT 1 FROM %s)'
                        ELSE 'EXISTS (SELECT 1 FROM %s WHERE pg_visible_in_snapshot(_velostream_xid, $1) '
-                            'OR watermark IS NOT NULL OR exchange_view IS NOT NULL)' END, p.log_table),
+                            'OR exchange_view = $2)' END, p.log_table),
            ' OR ' ORDER BY p.partition), 'false')
     INTO logs_sql
     FROM velostream.stream_partitions p WHERE p.stream = s AND p.log_table IS NOT NULL;
@@ -258,7 +259,7 @@ BEGIN
         INTO pending;
     END IF;
     IF NOT pending THEN
-      EXECUTE logs_sql INTO pending USING snap;
+      EXECUTE logs_sql INTO pending USING snap, view::oid;
     END IF;
     -- a view set aside after a failed flush has not counted what it consumed
     IF NOT pending THEN
