@@ -85,11 +85,12 @@ BEGIN
         'state', vw.view::oid, vw.state_table);
     END IF;
   END LOOP;
+  -- (the exchanged groups of a view dropped since are nobody's)
   FOR lp IN SELECT * FROM velostream.stream_partitions WHERE log_table IS NOT NULL ORDER BY stream, partition LOOP
     RETURN QUERY EXECUTE format(
       'SELECT %L::text, %s::oid::regclass, %s, rows::bigint, _velostream_xid, '
-      'jsonb_strip_nulls(jsonb_build_object(%L, watermark, %L, '
-      '  (SELECT c.oid::regclass::text FROM pg_catalog.pg_class c WHERE c.oid = exchange_view))), batch FROM %s',
+      'jsonb_strip_nulls(jsonb_build_object(%L, watermark, %L, exchange_view::regclass::text)), batch FROM %s '
+      'WHERE exchange_view IS NULL OR exchange_view IN (SELECT v.view FROM velostream.views v)',
       'log', lp.stream::oid, lp.partition, 'watermark', 'exchange_view', lp.log_table);
   END LOOP;
   RETURN QUERY
@@ -192,11 +193,16 @@ BEGIN
       RAISE EXCEPTION 'velostream: the dump holds log batches of "%" partition %, which has no log here',
         NEW.object, NEW.partition;
     END IF;
-    -- a batch of an exchanged view's groups names its view (restored before)
+    -- A batch of an exchanged view's groups names its view (restored before);
+    -- one of a view not restored (a partial restore) is nobody's.
+    IF i->>'exchange_view' IS NOT NULL AND NOT EXISTS (
+         SELECT 1 FROM velostream.views v WHERE v.view = to_regclass(i->>'exchange_view')) THEN
+      RETURN NULL;
+    END IF;
     EXECUTE format('INSERT INTO %s (_velostream_xid, rows, batch, restored_xid, watermark, exchange_view) '
                    'VALUES (pg_current_xact_id(), $1, $2, $3, $4, $5)', t)
       USING NEW.seq::int, NEW.data, NEW.xid, (i->>'watermark')::timestamptz,
-            (i->>'exchange_view')::regclass::oid;
+            to_regclass(i->>'exchange_view')::oid;
   WHEN 'kafka_offset' THEN
     INSERT INTO velostream.kafka_offsets AS k
       SELECT NEW.object, NEW.partition, r.worker, r.next_offset, r.high_watermark, r.messages, r.dead_letters,
@@ -218,11 +224,13 @@ BEGIN
   RETURN NULL;
 END $$;
 
--- velostream.wait: a local stream's rows committed before the call, and the
--- view's groups exchanged between the partitions since (a Kafka stream's
--- logs: everything routed), consumed -- every log checked in one statement
--- (one snapshot), so that a batch moving from one log to another in between
--- is not missed.
+-- velostream.wait: a local stream's rows committed before the call
+-- consumed, then the view's groups its workers exchanged in the
+-- transactions that consumed them (committed before a second snapshot,
+-- taken once those rows are gone: a received group is never sent on); a
+-- Kafka stream's logs empty (everything routed). Every log is checked in
+-- one statement (one snapshot), so that a batch moving from one log to
+-- another in between is not missed.
 CREATE OR REPLACE FUNCTION velostream.wait(view regclass, timeout interval DEFAULT '60 seconds')
   RETURNS boolean LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -231,7 +239,9 @@ DECLARE
   deadline  timestamptz := clock_timestamp() + timeout;
   kind      text;
   s         regclass;
-  logs_sql  text;
+  rows_sql  text;
+  groups_sql text;
+  phase     int := 1;
   pending   boolean;
 BEGIN
   SELECT st.kind, st.stream INTO kind, s
@@ -243,11 +253,16 @@ BEGIN
   END IF;
   SELECT 'SELECT ' || coalesce(string_agg(
            format(CASE WHEN kind = 'kafka' THEN 'EXISTS (SELECT 1 FROM %s)'
-                       ELSE 'EXISTS (SELECT 1 FROM %s WHERE pg_visible_in_snapshot(_velostream_xid, $1) '
-                            'OR exchange_view = $2)' END, p.log_table),
-           ' OR ' ORDER BY p.partition), 'false')
-    INTO logs_sql
+                       ELSE 'EXISTS (SELECT 1 FROM %s WHERE pg_visible_in_snapshot(_velostream_xid, $1))' END,
+                  p.log_table), ' OR ' ORDER BY p.partition), 'false'),
+         'SELECT ' || coalesce(string_agg(
+           format('EXISTS (SELECT 1 FROM %s WHERE exchange_view = $2 AND pg_visible_in_snapshot(_velostream_xid, $1))',
+                  p.log_table), ' OR ' ORDER BY p.partition), 'false')
+    INTO rows_sql, groups_sql
     FROM velostream.stream_partitions p WHERE p.stream = s AND p.log_table IS NOT NULL;
+  IF kind = 'kafka' OR NOT EXISTS (SELECT 1 FROM velostream.views v WHERE v.view = wait.view AND v.exchange) THEN
+    phase := 0;  -- no second phase
+  END IF;
   LOOP
     pending := false;
     IF kind = 'kafka' THEN
@@ -259,7 +274,16 @@ BEGIN
         INTO pending;
     END IF;
     IF NOT pending THEN
-      EXECUTE logs_sql INTO pending USING snap, view::oid;
+      IF phase = 2 THEN
+        EXECUTE groups_sql INTO pending USING snap, view::oid;
+      ELSE
+        EXECUTE rows_sql INTO pending USING snap, view::oid;
+        IF NOT pending AND phase = 1 THEN
+          phase := 2;
+          snap := pg_current_snapshot();
+          EXECUTE groups_sql INTO pending USING snap, view::oid;
+        END IF;
+      END IF;
     END IF;
     -- a view set aside after a failed flush has not counted what it consumed
     IF NOT pending THEN

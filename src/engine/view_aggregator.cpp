@@ -517,7 +517,7 @@ uint32_t ViewAggregator::owner_partition(uint32_t g, uint32_t nparts) const {
   return static_cast<uint32_t>(h % nparts);
 }
 
-bool ViewAggregator::remove_groups(const uint32_t* groups, size_t n) {
+bool ViewAggregator::remove_groups(const uint32_t* groups, size_t n, bool may_compact) {
   if (n == 0) return true;
   if (removed_.empty()) removed_.assign(keys_.size(), 0);
   removed_.resize(keys_.size(), 0);
@@ -543,7 +543,7 @@ bool ViewAggregator::remove_groups(const uint32_t* groups, size_t n) {
       }
     }
   }
-  if (removed_count_ < kCompactMin || removed_count_ < live_group_count()) return true;
+  if (!may_compact || removed_count_ < kCompactMin || removed_count_ < live_group_count()) return true;
   return compact();
 }
 

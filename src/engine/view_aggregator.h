@@ -209,7 +209,9 @@ class ViewAggregator {
   /// every group id then changes. Returns false (error() set) if an external
   /// aggregate's serialise or deserialise function fails while compacting;
   /// the aggregator is then unusable.
-  bool remove_groups(const uint32_t* groups, size_t n);
+  /// may_compact false: never compact now (a delta about to be merged and
+  /// cleared).
+  bool remove_groups(const uint32_t* groups, size_t n, bool may_compact = true);
 
   // ---- Bounded state (views without windows) ---------------------------
   /// Approximate bytes this aggregator holds: its group rows, keys, index

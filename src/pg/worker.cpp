@@ -69,6 +69,7 @@ struct WorkerView {
   TimestampTz retry_at;        // next retry (velostream.retry() moves it to now)
   bool pending_row;            // a row of velostream.pending_deltas exists
   uint64 saved_rows_in;        // agg->rows_in() when the pending row was written
+  bool pending_dirty;          // the delta changed without new rows (exchanged groups sent or received)
   std::string* pending_buf;    // reused encode buffer for the pending delta
   // Restored by pg_restore (velostream.views.restored_snapshot, restoring):
   // the view counts a restored log batch iff its start snapshot in the
@@ -160,6 +161,8 @@ int64 source_wm = 0, view_wm = 0, view_cand = 0, late_ref = 0;
 bool committed_source = false;  // source_wm as committed (no write needed)
 int64 committed_source_wm = 0;
 bool log_drained = false;
+// The cycle consumed every batch of exchanged groups its snapshot holds.
+bool exchange_drained = false;
 bool routed_cycle = false;      // other partitions route rows to this one (begin_event_time)
 // The least closing watermark (stream_partitions.watermark) the other
 // partitions committed, as the log's snapshot sees it; others_closing_known:
@@ -528,7 +531,7 @@ void load_pending(WorkerView* v) {
 // Saves the set-aside view's delta (replacing the previous one), in the
 // current transaction, when it changed.
 void save_pending(WorkerView* v) {
-  if (v->pending_row && v->agg->rows_in() == v->saved_rows_in) return;
+  if (v->pending_row && !v->pending_dirty && v->agg->rows_in() == v->saved_rows_in) return;
   encode_state(v, v->agg, nullptr, 0, v->pending_buf);
   Oid types[4] = {OIDOID, INT4OID, INT8OID, BYTEAOID};
   Datum args[4] = {ObjectIdGetDatum(v->view), Int32GetDatum(partition_no), Int64GetDatum((int64)v->agg->rows_in()),
@@ -539,6 +542,7 @@ void save_pending(WorkerView* v) {
                             4, types, args, NULL, false, 0) != SPI_OK_INSERT)
     elog(ERROR, "velostream: saving the pending delta of %s failed", get_rel_name(v->view));
   v->pending_row = true;
+  v->pending_dirty = false;
   v->saved_rows_in = v->agg->rows_in();
 }
 
@@ -871,14 +875,16 @@ bool closing_watermark(int64* wm) {
 // The watermark view v closes its windows at in this cycle: the
 // partition's (closing_watermark), and for an exchanged view no further
 // than every other partition's committed closing watermark, and only once
-// this cycle drained the log: the groups other partitions send here come
-// from rows they judged against at least their closing watermark, and the
-// ones they sent before committing it are in the log this cycle read. Else
-// the one it closed through (no move). False: none yet.
+// this cycle consumed every batch of exchanged groups its snapshot holds:
+// the groups other partitions send here come from rows they judged against
+// at least their closing watermark, and the ones they sent before
+// committing it are among those batches. (This partition's own rows not
+// read yet will be judged against a watermark at least as high.) Else the
+// one it closed through (no move). False: none yet.
 bool view_closing(const WorkerView* v, int64* wm) {
   if (!closing_watermark(wm)) return false;
   if (!v->exchange) return true;
-  if (log_drained && others_closing_known) {
+  if (exchange_drained && others_closing_known) {
     *wm = Min(*wm, others_closing_min);
     return true;
   }
@@ -1024,7 +1030,7 @@ void load_partition_logs() {
                             1, types, args, NULL, false, 0) != SPI_OK_SELECT)
     elog(ERROR, "velostream: reading the partitions of stream %s failed", stream_name);
   int n = (int)SPI_processed;
-  Oid* logs = (Oid*)MemoryContextAllocZero(TopMemoryContext, sizeof(Oid) * (n + 1));
+  Oid* logs = (Oid*)palloc0(sizeof(Oid) * (n + 1));
   for (int i = 0; i < n; ++i) {
     bool isnull;
     int p = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
@@ -1032,6 +1038,9 @@ void load_partition_logs() {
     if (p != i || isnull) elog(ERROR, "velostream: stream %s lacks the log of partition %d", stream_name, i);
     logs[i] = DatumGetObjectId(log);
   }
+  Oid* kept = (Oid*)MemoryContextAlloc(TopMemoryContext, sizeof(Oid) * (n + 1));
+  memcpy(kept, logs, sizeof(Oid) * (n + 1));
+  logs = kept;
   exchange_insert = (SPIPlanPtr*)MemoryContextAllocZero(TopMemoryContext, sizeof(SPIPlanPtr) * (n + 1));
   npartitions = n;
   partition_logs = logs;
@@ -1059,7 +1068,9 @@ bool split_exchanged(WorkerView* v, std::vector<std::string>* out, size_t* sent,
       all.insert(all.end(), remote[q].begin(), remote[q].end());
     }
     *sent = all.size();
-    if (!all.empty() && !v->agg->remove_groups(all.data(), all.size())) {
+    // (a set-aside view's delta stays: it compacts; another's is merged and
+    // cleared in this flush)
+    if (!all.empty() && !v->agg->remove_groups(all.data(), all.size(), v->failing || v->restoring)) {
       snprintf(error, error_len, "%s", v->agg->error().c_str());
       return false;
     }
@@ -1122,38 +1133,45 @@ void send_exchanged(WorkerView* v) {
       elog(ERROR, "velostream: sending the groups of %s to partition %d failed", get_rel_name(v->view), q);
   }
   MemoryContextDelete(tmp);  // (deletes `out`)
+  if (sent > 0) v->pending_dirty = true;  // a set-aside view's saved delta must lose them
   elog(DEBUG2, "velostream: %s/%d sent %zu groups of %s to their partitions", stream_name, partition_no, sent,
        get_rel_name(v->view));
 }
 
 // A batch of view v's groups another partition sent (encoded groups):
-// loaded into its inbox and merged into its delta (C++ kept inside); false
-// with the reason in `error`.
-bool merge_exchanged(WorkerView* v, const char* data, size_t len, char* error, size_t error_len) {
+// loaded into its inbox and merged into its delta (C++ kept inside).
+// Returns 0, or 1 if the bytes are not groups of the view (nothing merged),
+// 2 if merging failed (the delta is unusable); the reason in `error`.
+int merge_exchanged(WorkerView* v, const char* data, size_t len, char* error, size_t error_len) {
   try {
     std::string why;
     v->inbox->clear();
-    bool ok = v->inbox->load_groups(data, len, &why);
-    if (!ok) {
+    int rc = 0;
+    if (!v->inbox->load_groups(data, len, &why)) {
       snprintf(error, error_len, "%s", why.c_str());
+      rc = 1;
     } else {
       std::vector<uint32_t> ids;
       std::vector<uint8_t> created;
-      ok = v->agg->merge(*v->inbox, &ids, &created);
-      if (!ok) snprintf(error, error_len, "%s", v->agg->error().c_str());
+      if (!v->agg->merge(*v->inbox, &ids, &created)) {
+        snprintf(error, error_len, "%s", v->agg->error().c_str());
+        rc = 2;
+      }
     }
     v->inbox->clear();
-    return ok;
+    return rc;
   } catch (const std::exception& e) {
     snprintf(error, error_len, "%s", e.what());
-    return false;
+    return 2;
   }
 }
 
 // Reads a batch of exchanged groups from this partition's log into view
 // `view`'s delta, as its owner. A batch of a view dropped since is skipped
-// (its log row is deleted all the same). Raises if the batch cannot be
-// merged (the cycle rolls back and is retried).
+// (its log row is deleted all the same), one whose bytes are not the view's
+// groups is a dead letter. Raises if merging fails (a sum beyond the
+// engine's 38 digits, a combine function's error): the cycle rolls back
+// and is retried, as when feeding rows fails.
 void receive_exchanged(Oid view, const char* data, size_t len) {
   ListCell* lc;
   foreach (lc, views) {
@@ -1163,9 +1181,15 @@ void receive_exchanged(Oid view, const char* data, size_t len) {
     char error[256];
     OwnerContext owner;
     enter_owner(v, &owner);
-    bool ok = merge_exchanged(v, data, len, error, sizeof(error));
+    int rc = merge_exchanged(v, data, len, error, sizeof(error));
     leave_owner(owner);
-    if (!ok)
+    v->pending_dirty = true;  // a set-aside view saves its delta with these groups
+    if (rc == 1) {
+      dead_letter("", psprintf("unreadable groups of continuous view \"%s\" sent by another partition: %s",
+                               get_rel_name(v->view), error));
+      return;
+    }
+    if (rc != 0)
       ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION),
                       errmsg("velostream: continuous view \"%s\" failed to merge the groups another partition "
                              "sent: %s",
@@ -1205,51 +1229,65 @@ void record_stats(WorkerView* v, uint64 groups) {
 // Consumes the committed batches of a local stream's partition log: decodes
 // each one, feeds the views and deletes it, in the current transaction, until
 // max_rows rows or the flush interval (log_drained: it read them all).
-// Returns the rows consumed.
+// When this worker runs an exchanged view, the batches of exchanged groups
+// come first, all of them (exchange_drained), then the row batches. Returns
+// the rows (and exchanged groups) consumed.
 uint64 read_log(Oid log_oid, Snapshot snap, uint64 max_rows, TimestampTz start) {
   pgstat_report_activity(STATE_RUNNING, "velostream: consuming");
   restored_batch_xid = -1;  // also after an error in an earlier cycle
   Relation log = table_open(log_oid, RowExclusiveLock);
   TupleDesc desc = RelationGetDescr(log);
-  TableScanDesc scan = table_beginscan(log, snap, 0, NULL);
+  if (desc->natts > 6) elog(ERROR, "velostream: partition log %s has unexpected columns", get_rel_name(log_oid));
+  bool exchanging = false;
+  ListCell* lc;
+  foreach (lc, views) exchanging |= ((WorkerView*)lfirst(lc))->exchange;
   uint64 consumed = 0;
-  HeapTuple tuple;
   bool drained = true;
-  while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL) {
-    Datum values[6];
-    bool nulls[6] = {false, false, false, true, true, true};
-    if (desc->natts > 6) elog(ERROR, "velostream: partition log %s has unexpected columns", get_rel_name(log_oid));
-    // restored_xid: 4th column since 0.3, watermark 5th since 0.6, exchange_view 6th since 0.7
-    heap_deform_tuple(tuple, desc, values, nulls);
-    MemoryContext old = MemoryContextSwitchTo(batch_cxt);
-    bytea* data = DatumGetByteaP(values[2]);
-    MemoryContextSwitchTo(old);
-    int64_t xid = (int64_t)U64FromFullTransactionId(DatumGetFullTransactionId(values[0]));
-    char error[256];
-    if (!nulls[5]) {  // groups of an exchanged view, sent here by another partition
-      receive_exchanged(DatumGetObjectId(values[5]), VARDATA(data), VARSIZE(data) - VARHDRSZ);
-    } else if (decode_log_batch(VARDATA(data), VARSIZE(data) - VARHDRSZ, xid, error, sizeof(error))) {
-      restored_batch_xid = nulls[3] ? -1 : (int64_t)U64FromFullTransactionId(DatumGetFullTransactionId(values[3]));
-      // Rows another worker routed here are late against the watermark
-      // they carry: the one their source had when they were read.
-      if (!nulls[4] && has_event_time) set_late_reference(true, DatumGetTimestampTz(values[4]));
-      feed_views(batch->rows);
-      if (!nulls[4] && has_event_time) set_late_reference(has_source_wm, source_wm);
-      restored_batch_xid = -1;
-    } else {
-      char* reason = psprintf("unreadable log batch of %d rows: %s", DatumGetInt32(values[1]), error);
-      dead_letter("", reason);
+  // Pass 0 (exchanging only): the exchanged groups; pass 1: the rest. (A
+  // batch pass 0 deleted is still visible to pass 1's scan: it skips it.)
+  for (int pass = exchanging ? 0 : 1; pass < 2 && drained; ++pass) {
+    TableScanDesc scan = table_beginscan(log, snap, 0, NULL);
+    HeapTuple tuple;
+    while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL) {
+      Datum values[6];
+      bool nulls[6] = {false, false, false, true, true, true};
+      // restored_xid: 4th column since 0.3, watermark 5th since 0.6, exchange_view 6th since 0.7
+      heap_deform_tuple(tuple, desc, values, nulls);
+      if (!nulls[5] && exchanging && pass == 1) continue;  // pass 0 took it
+      if (nulls[5] && pass == 0) continue;
+      MemoryContext old = MemoryContextSwitchTo(batch_cxt);
+      bytea* data = DatumGetByteaP(values[2]);
+      MemoryContextSwitchTo(old);
+      int64_t xid = (int64_t)U64FromFullTransactionId(DatumGetFullTransactionId(values[0]));
+      char error[256];
+      if (!nulls[5]) {  // groups of an exchanged view, sent here by another partition
+        receive_exchanged(DatumGetObjectId(values[5]), VARDATA(data), VARSIZE(data) - VARHDRSZ);
+      } else if (decode_log_batch(VARDATA(data), VARSIZE(data) - VARHDRSZ, xid, error, sizeof(error))) {
+        restored_batch_xid = nulls[3] ? -1 : (int64_t)U64FromFullTransactionId(DatumGetFullTransactionId(values[3]));
+        // Rows another worker routed here are late against the watermark
+        // they carry: the one their source had when they were read.
+        if (!nulls[4] && has_event_time) set_late_reference(true, DatumGetTimestampTz(values[4]));
+        feed_views(batch->rows);
+        if (!nulls[4] && has_event_time) set_late_reference(has_source_wm, source_wm);
+        restored_batch_xid = -1;
+      } else {
+        char* reason = psprintf("unreadable log batch of %d rows: %s", DatumGetInt32(values[1]), error);
+        dead_letter("", reason);
+      }
+      MemoryContextReset(batch_cxt);
+      simple_heap_delete(log, &tuple->t_self);
+      consumed += (uint64)DatumGetInt32(values[1]);
+      if (pass == 1 &&
+          (consumed >= max_rows || TimestampDifferenceExceeds(start, GetCurrentTimestamp(), velostream_flush_interval_ms))) {
+        drained = false;
+        break;
+      }
     }
-    MemoryContextReset(batch_cxt);
-    simple_heap_delete(log, &tuple->t_self);
-    consumed += (uint64)DatumGetInt32(values[1]);
-    if (consumed >= max_rows || TimestampDifferenceExceeds(start, GetCurrentTimestamp(), velostream_flush_interval_ms)) {
-      drained = false;
-      break;
-    }
+    table_endscan(scan);
+    if (pass == 0) exchange_drained = true;
   }
   log_drained = drained;
-  table_endscan(scan);
+  if (!exchanging) exchange_drained = drained;
   table_close(log, NoLock);
   return consumed;
 }
@@ -1673,7 +1711,7 @@ void flush_view(WorkerView* v) {
   bool has_delta = v->agg->rows_in() > 0 || v->agg->group_count() > 0 || close_due(v);
   if (!has_delta && !v->failing && !v->restoring) return;
   if (!restore_done(v)) {
-    if (has_delta) save_pending(v);  // counted, kept with the consumed positions
+    if (has_delta || v->pending_dirty) save_pending(v);  // counted, kept with the consumed positions
     return;
   }
   if (!has_delta && !v->failing) return;
@@ -1748,7 +1786,7 @@ void begin_event_time(bool routed) {
   cycle_rows = 0;
   has_source_wm = has_view_wm = has_view_cand = committed_source = false;
   others_closing_known = false;
-  log_drained = false;
+  log_drained = exchange_drained = false;
   routed_cycle = routed;
   has_event_time = velostream_stream_event_time(stream_oid, &event_time);
   if (has_event_time) {
