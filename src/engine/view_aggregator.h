@@ -309,6 +309,9 @@ class ViewAggregator {
 
   const ViewPlan& plan() const { return plan_; }
   uint64_t rows_in() const { return rows_in_; }          ///< rows seen since clear()
+  /// Adds `n` to rows_in() (a delta loaded back from its encoding, which
+  /// does not hold the count).
+  void add_rows_in(uint64_t n) { rows_in_ += n; }
   uint64_t rows_selected() const { return rows_selected_; }  ///< rows that passed the filter
   const std::string& error() const { return error_; }
 

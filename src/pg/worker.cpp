@@ -500,8 +500,8 @@ constexpr int kMaxBackoffMs = 60000;
 void load_pending(WorkerView* v) {
   Oid argtypes[2] = {OIDOID, INT4OID};
   Datum args[2] = {ObjectIdGetDatum(v->view), Int32GetDatum(partition_no)};
-  if (SPI_execute_with_args("SELECT data FROM velostream.pending_deltas WHERE view = $1 AND partition = $2", 2,
-                            argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+  if (SPI_execute_with_args("SELECT data, rows_in FROM velostream.pending_deltas WHERE view = $1 AND partition = $2",
+                            2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
     elog(ERROR, "velostream: reading velostream.pending_deltas failed");
   if (SPI_processed == 1) {
     bool isnull;
@@ -512,7 +512,11 @@ void load_pending(WorkerView* v) {
                       errmsg("velostream: pending delta of continuous view \"%s\" is unreadable: %s",
                              get_rel_name(v->view), error),
                       errhint("Drop and re-create the continuous view.")));
+    // the rows it holds count in events_in once it is written
+    int64 rows_in = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+    if (!isnull && rows_in > 0) v->agg->add_rows_in((uint64)rows_in);
     v->pending_row = true;
+    v->saved_rows_in = v->agg->rows_in();
   }
   if (SPI_execute_with_args("SELECT status = 'failing', failures, next_retry FROM velostream.view_partition_stats "
                             "WHERE view = $1 AND partition = $2",
