@@ -657,7 +657,7 @@ std::string oracle_sql(const View& v) {
 }
 
 void define_views() {
-  auto add = [](const char* name, char stream, const char* body, std::vector<std::string> keys, bool filtered) {
+  auto add = [](const char* name, char stream, const std::string& body, std::vector<std::string> keys, bool filtered) {
     View v;
     v.name = name;
     v.stream = stream;
@@ -734,42 +734,33 @@ void define_views() {
   // The batch query numbers the sessions with lag() and a running sum; a
   // re-created view's batch query reads the chunks committed after its
   // CREATE, as for the other COPY views.
-  const char* session =
-      "SELECT origin, session(ts, interval '30 minutes') AS session_start, count(*) AS n, max(ts) AS last_ts, "
-      "sum(delay) AS total_delay FROM {src} GROUP BY origin, session(ts, interval '30 minutes')";
-  const char* session_batch =
-      "SELECT origin, min(ts) AS session_start, count(*) AS n, max(ts) AS last_ts, sum(delay) AS total_delay "
-      "FROM (SELECT *, sum(CASE WHEN ts - prev > interval '30 minutes' THEN 1 ELSE 0 END) "
-      "OVER (PARTITION BY origin ORDER BY ts) AS session_no "
-      "FROM (SELECT *, lag(ts) OVER (PARTITION BY origin ORDER BY ts) AS prev FROM {src}) x) y "
-      "GROUP BY origin, session_no";
-  add("c_session", 'c', session, {"origin", "session_start"}, false);
-  views.back().oracle_body = session_batch;
-  add("c_session_final", 'c', session, {"origin", "session_start"}, false);
-  views.back().oracle_body = session_batch;
-  views.back().with = ", velostream.emit = 'final'";
-  views.back().oracle_where = "last_ts + interval '30 minutes' < (SELECT velostream.watermark('{stream}'))";
-  views.back().event_time = true;
+  // add_session(name, stream, key, final): a session view grouped by `key`
+  // (a column), its batch query numbering the sessions of each key.
+  auto add_session = [&](const char* name, char stream, const std::string& key, bool final) {
+    add(name, stream,
+        "SELECT " + key + ", session(ts, interval '30 minutes') AS session_start, count(*) AS n, max(ts) AS last_ts, "
+        "sum(delay) AS total_delay FROM {src} GROUP BY " + key + ", session(ts, interval '30 minutes')",
+        {key, "session_start"}, false);
+    View& v = views.back();
+    v.oracle_body =
+        "SELECT " + key + ", min(ts) AS session_start, count(*) AS n, max(ts) AS last_ts, sum(delay) AS total_delay "
+        "FROM (SELECT *, sum(CASE WHEN ts - prev > interval '30 minutes' THEN 1 ELSE 0 END) "
+        "OVER (PARTITION BY " + key + " ORDER BY ts) AS session_no "
+        "FROM (SELECT *, lag(ts) OVER (PARTITION BY " + key + " ORDER BY ts) AS prev FROM {src}) x) y "
+        "GROUP BY " + key + ", session_no";
+    if (!final) return;
+    v.with = ", velostream.emit = 'final'";
+    v.oracle_where = "last_ts + interval '30 minutes' < (SELECT velostream.watermark('{stream}'))";
+    v.event_time = true;
+  };
+  add_session("c_session", 'c', "origin", false);
+  add_session("c_session_final", 'c', "origin", true);
   // Exchanged groups: session windows by destination, while both streams
   // route by origin, so each worker sends the sessions another partition
   // owns to that partition's log in the transaction that consumed their
   // rows: emit final on the COPY stream, emit changes on the Kafka stream.
-  const char* session_dest =
-      "SELECT destination, session(ts, interval '30 minutes') AS session_start, count(*) AS n, max(ts) AS last_ts, "
-      "sum(delay) AS total_delay FROM {src} GROUP BY destination, session(ts, interval '30 minutes')";
-  const char* session_dest_batch =
-      "SELECT destination, min(ts) AS session_start, count(*) AS n, max(ts) AS last_ts, sum(delay) AS total_delay "
-      "FROM (SELECT *, sum(CASE WHEN ts - prev > interval '30 minutes' THEN 1 ELSE 0 END) "
-      "OVER (PARTITION BY destination ORDER BY ts) AS session_no "
-      "FROM (SELECT *, lag(ts) OVER (PARTITION BY destination ORDER BY ts) AS prev FROM {src}) x) y "
-      "GROUP BY destination, session_no";
-  add("c_dest_session_final", 'c', session_dest, {"destination", "session_start"}, false);
-  views.back().oracle_body = session_dest_batch;
-  views.back().with = ", velostream.emit = 'final'";
-  views.back().oracle_where = "last_ts + interval '30 minutes' < (SELECT velostream.watermark('{stream}'))";
-  views.back().event_time = true;
-  add("k_dest_session", 'k', session_dest, {"destination", "session_start"}, false);
-  views.back().oracle_body = session_dest_batch;
+  add_session("c_dest_session_final", 'c', "destination", true);
+  add_session("k_dest_session", 'k', "destination", false);
 }
 
 struct Check {

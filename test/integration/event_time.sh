@@ -20,8 +20,9 @@
 #     tracked, the stream's watermark is their least minus the delay, rows
 #     routed between the 2 workers are judged against the watermark they
 #     carry, and an owned emit-final hop view, an owned tumble view, a
-#     shared one and an emit-final session view by destination (its groups
-#     exchanged between the workers) are exact, with the server stopped
+#     cumulate view with emit changes, a shared one and an emit-final
+#     session view by destination (its groups exchanged between the
+#     workers) are exact, with the server stopped
 #     (immediate shutdown) while the messages are consumed.
 #  5. The issue's DDL and its three views, verbatim, on a stream of two
 #     partitions (the default; hop_final, the first view, makes origin the
@@ -259,12 +260,14 @@ CREATE MATERIALIZED VIEW k_hourly WITH (velostream.continuous) AS $(printf "$HOU
 CREATE MATERIALIZED VIEW k_hop WITH (velostream.continuous, velostream.emit = 'final') AS $(printf "$HOP" fk);
 CREATE MATERIALIZED VIEW k_dest WITH (velostream.continuous) AS
   SELECT destination, tumble(ts, interval '1 day') AS day, count(*) AS n FROM fk GROUP BY 1, 2;
+CREATE MATERIALIZED VIEW k_cum WITH (velostream.continuous) AS $(printf "$CUMULATE" fk);
 CREATE MATERIALIZED VIEW k_sess WITH (velostream.continuous, velostream.emit = 'final') AS
   SELECT destination, session(ts, interval '30 minutes') AS session_start, count(*) AS n, max(ts) AS last_ts,
          sum(delay) AS total_delay
   FROM fk GROUP BY destination, session(ts, interval '30 minutes');
 CREATE VIEW oracle_k_hop AS SELECT * FROM ($(printf "$HOP" jan)) o WHERE window_end <= (SELECT velostream.watermark('fk'));
 CREATE VIEW oracle_k_dest AS SELECT destination, tumble(ts, interval '1 day') AS day, count(*) AS n FROM jan GROUP BY 1, 2;
+CREATE VIEW oracle_k_cum AS $(printf "$CUMULATE" jan);
 CREATE VIEW oracle_k_sess AS SELECT * FROM ($(printf "$SESSIONS" jan)) o
   WHERE last_ts + interval '30 minutes' < (SELECT velostream.watermark('fk'));" \
   || failed "creating the Kafka stream and its views"
@@ -274,7 +277,7 @@ sleep 1
 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$VS_DIR/data" -m immediate -w stop >/dev/null && echo "immediate shutdown while consuming"
 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$VS_DIR/data" -l "$VS_DIR/server.log" -w start >/dev/null || failed "restarting the server"
 wait $producer || failed "producing to flights"
-wait_view k_hourly; wait_view k_hop; wait_view k_dest; wait_view k_sess
+wait_view k_hourly; wait_view k_hop; wait_view k_dest; wait_view k_sess; wait_view k_cum
 wait_watermark fk
 wait_closed k_hop; wait_closed k_sess
 got=$(psql_c "SELECT count(*), count(max_event_time),
@@ -290,12 +293,13 @@ got=$(psql_c "SELECT string_agg(DISTINCT owned::text, ','), sum(coalesce(s.late_
 [ "$got" = "false,true|0" ] && pass "Kafka: owned and shared views, no late event ($got)" || failed "Kafka: owned|late = $got"
 got=$(psql_c "SELECT string_agg(v.view::text || '=' || v.exchange, ',' ORDER BY v.view::text) FROM velostream.views v
                WHERE v.stream = 'fk'::regclass")
-[ "$got" = "k_dest=false,k_hop=false,k_hourly=false,k_sess=true" ] \
+[ "$got" = "k_cum=false,k_dest=false,k_hop=false,k_hourly=false,k_sess=true" ] \
   && pass "Kafka: k_sess (sessions by destination, not the routing column) exchanges its groups" || failed "Kafka: exchange: $got"
 same k_hourly oracle_reordered "Kafka, reordered, an immediate shutdown"
 same k_hop oracle_k_hop "Kafka, reordered, an immediate shutdown, hop emit final"
 same k_dest oracle_k_dest "Kafka, reordered, an immediate shutdown, shared view"
 same k_sess oracle_k_sess "Kafka, reordered, an immediate shutdown, sessions exchanged, emit final"
+same k_cum oracle_k_cum "Kafka, reordered, an immediate shutdown, cumulate, emit changes"
 
 # 5. The issue's views, verbatim, on a stream of two partitions.
 psql_c "CREATE SCHEMA two; SET search_path = two, public;
