@@ -41,6 +41,9 @@ CREATE MATERIALIZED VIEW bad_v4 WITH (velostream.continuous, velostream.emit = '
   SELECT origin, count(*) AS n FROM fl GROUP BY origin;
 CREATE MATERIALIZED VIEW bad_v5 WITH (velostream.continuous, velostream.emit = 'sometimes') AS
   SELECT origin, tumble(ts, interval '1 hour') AS hour, count(*) AS n FROM fl GROUP BY origin, tumble(ts, interval '1 hour');
+-- a view's idle timeout: an interval without months
+CREATE MATERIALIZED VIEW bad_v10 WITH (velostream.continuous, velostream.idle_timeout = '1 month') AS
+  SELECT origin, count(*) FROM fl GROUP BY origin;
 CREATE MATERIALIZED VIEW bad_v6 WITH (velostream.continuous, velostream.retention = '-1 day') AS
   SELECT origin, tumble(ts, interval '1 hour') AS hour, count(*) AS n FROM fl GROUP BY origin, tumble(ts, interval '1 hour');
 CREATE MATERIALIZED VIEW bad_v7 WITH (velostream.continuous, velostream.retention = '1 day') AS
@@ -52,11 +55,12 @@ CREATE MATERIALIZED VIEW bad_v8 WITH (velostream.continuous, velostream.emit = '
   SELECT origin, tumble(booked, interval '1 hour') AS hour, count(*) AS n FROM fl4 GROUP BY origin, tumble(booked, interval '1 hour');
 -- emit final and retention need a view that owns its groups: lenient chose
 -- origin as fl's routing column, so a view by destination exchanges them
-CREATE MATERIALIZED VIEW exchanged_v9 WITH (velostream.continuous, velostream.emit = 'final') AS
+CREATE MATERIALIZED VIEW exchanged_v9 WITH (velostream.continuous, velostream.emit = 'final',
+                                            velostream.idle_timeout = '5 minutes') AS
   SELECT destination, tumble(ts, interval '1 hour') AS hour, count(*) AS n FROM fl GROUP BY destination, tumble(ts, interval '1 hour');
 CREATE MATERIALIZED VIEW final_v WITH (velostream.continuous, velostream.emit = 'final', velostream.retention = '2 days') AS
   SELECT origin, tumble(ts, interval '1 hour') AS hour, count(*) AS n FROM fl GROUP BY origin, tumble(ts, interval '1 hour');
-SELECT view, allowed_lateness, late, emit, retention, owned, exchange FROM velostream.views ORDER BY view::text;
+SELECT view, allowed_lateness, late, emit, retention, owned, exchange, idle_timeout FROM velostream.views ORDER BY view::text;
 DROP MATERIALIZED VIEW final_v;
 DROP MATERIALIZED VIEW exchanged_v9;
 DROP FOREIGN TABLE fl4;

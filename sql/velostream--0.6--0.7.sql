@@ -12,6 +12,9 @@
 SELECT velostream._hold_workers();
 
 ALTER TABLE velostream.views ADD COLUMN exchange boolean NOT NULL DEFAULT false;
+-- A view's velostream.idle_timeout: its stream's watermark uses the shortest
+-- of the stream's idle timeout and its views'.
+ALTER TABLE velostream.views ADD COLUMN idle_timeout interval;
 COMMENT ON COLUMN velostream.views.exchange IS
   'the view owns its groups by exchanging them between partitions (a group''s owner: the hash of its key)';
 
@@ -56,7 +59,8 @@ BEGIN
            jsonb_build_object('query_sql', v.query_sql, 'definition', v.definition, 'owned', v.owned,
                               'start_snapshot', v.start_snapshot::text, 'created_at', v.created_at,
                               'allowed_lateness', v.allowed_lateness, 'late', v.late,
-                              'emit', v.emit, 'retention', v.retention, 'exchange', v.exchange),
+                              'emit', v.emit, 'retention', v.retention, 'exchange', v.exchange,
+                              'idle_timeout', v.idle_timeout),
            NULL::bytea
       FROM velostream.views v ORDER BY v.view;
   RETURN QUERY
@@ -150,7 +154,8 @@ BEGIN
     UPDATE velostream.views v SET allowed_lateness = coalesce((i->>'allowed_lateness')::interval, '0'),
                                   late = coalesce(i->>'late', 'dead_letter'),
                                   emit = coalesce(i->>'emit', 'changes'),
-                                  retention = (i->>'retention')::interval
+                                  retention = (i->>'retention')::interval,
+                                  idle_timeout = (i->>'idle_timeout')::interval
      WHERE v.view = NEW.object;
   WHEN 'watermark' THEN
     UPDATE velostream.stream_partitions p SET max_event_time = (i->>'max_event_time')::timestamptz,

@@ -30,13 +30,15 @@ struct ContinuousViewOptions {
   const char* late = nullptr;              // dead_letter | drop; NULL: dead_letter
   const char* emit = nullptr;              // changes | final; NULL: changes
   const char* retention = nullptr;         // as given; NULL: keep every window
-  bool any() const { return allowed_lateness || late || emit || retention; }
+  const char* idle_timeout = nullptr;      // as given; NULL: the stream's
+  bool any() const { return allowed_lateness || late || emit || retention || idle_timeout; }
   // The first event-time option given, for messages.
   const char* first() const {
     return allowed_lateness ? "velostream.allowed_lateness"
            : late           ? "velostream.late"
            : emit           ? "velostream.emit"
-                            : "velostream.retention";
+           : retention      ? "velostream.retention"
+                            : "velostream.idle_timeout";
   }
 };
 
@@ -71,6 +73,11 @@ void check_options(List* options, ContinuousViewOptions* out) {
       (void)velostream_parse_event_interval("velostream.retention", out->retention);
       continue;
     }
+    if (ours && strcmp(def->defname, "idle_timeout") == 0) {
+      out->idle_timeout = defGetString(def);
+      (void)velostream_parse_event_interval("velostream.idle_timeout", out->idle_timeout);
+      continue;
+    }
     if (ours && strcmp(def->defname, "late") == 0) {
       out->late = defGetString(def);
       if (strcmp(out->late, "dead_letter") != 0 && strcmp(out->late, "drop") != 0)
@@ -85,8 +92,8 @@ void check_options(List* options, ContinuousViewOptions* out) {
                            def->defnamespace && !ours ? def->defnamespace : "",
                            def->defname),
                     errhint("The options of a continuous view are velostream.continuous, "
-                            "velostream.allowed_lateness, velostream.late, velostream.emit and "
-                            "velostream.retention.")));
+                            "velostream.allowed_lateness, velostream.late, velostream.emit, "
+                            "velostream.retention and velostream.idle_timeout.")));
   }
 }
 
@@ -532,15 +539,16 @@ void velostream_create_continuous_view(CreateTableAsStmt* stmt, const char* quer
     Oid save_userid;
     int save_sec;
     velostream_begin_as_superuser(&save_userid, &save_sec);
-    Oid types[5] = {OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-    Datum args[5] = {ObjectIdGetDatum(view_oid), CStringGetTextDatum(opts.allowed_lateness ? opts.allowed_lateness : "0"),
+    Oid types[6] = {OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+    Datum args[6] = {ObjectIdGetDatum(view_oid), CStringGetTextDatum(opts.allowed_lateness ? opts.allowed_lateness : "0"),
                      CStringGetTextDatum(opts.late ? opts.late : "dead_letter"),
                      CStringGetTextDatum(opts.emit ? opts.emit : "changes"),
-                     opts.retention ? CStringGetTextDatum(opts.retention) : (Datum)0};
-    char nulls[5] = {' ', ' ', ' ', ' ', opts.retention ? ' ' : 'n'};
+                     opts.retention ? CStringGetTextDatum(opts.retention) : (Datum)0,
+                     opts.idle_timeout ? CStringGetTextDatum(opts.idle_timeout) : (Datum)0};
+    char nulls[6] = {' ', ' ', ' ', ' ', opts.retention ? ' ' : 'n', opts.idle_timeout ? ' ' : 'n'};
     if (SPI_execute_with_args("UPDATE velostream.views SET allowed_lateness = $2::interval, late = $3, emit = $4, "
-                              "retention = $5::interval WHERE view = $1",
-                              5, types, args, nulls, false, 0) != SPI_OK_UPDATE)
+                              "retention = $5::interval, idle_timeout = $6::interval WHERE view = $1",
+                              6, types, args, nulls, false, 0) != SPI_OK_UPDATE)
       elog(ERROR, "velostream: could not store the options of continuous view %u", view_oid);
     velostream_end_as_superuser(save_userid, save_sec);
   }

@@ -87,9 +87,21 @@ bool velostream_stream_watermark(Oid stream, const StreamEventTime& et, int64* w
     parts[i].has_input = !isnull && !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(d));
     parts[i].last_input = parts[i].has_input ? DatumGetTimestampTz(d) : 0;
   }
+  // A view's velostream.idle_timeout (catalog 0.7) shortens its stream's:
+  // the stream has one watermark, so the shortest idle timeout set on the
+  // stream or on any of its views applies.
+  int64 idle_us = et.idle_timeout_us;
+  if (velostream_catalog_current() &&
+      SPI_execute_with_args("SELECT (extract(epoch FROM min(idle_timeout)) * 1000000)::int8 FROM velostream.views "
+                            "WHERE stream = $1",
+                            1, argtypes, args, NULL, true, 1) == SPI_OK_SELECT &&
+      SPI_processed == 1) {
+    bool isnull;
+    Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    if (!isnull) idle_us = Min(idle_us, DatumGetInt64(d));
+  }
   int64_t wm = 0;
-  if (!eng::view_watermark(parts.data(), n, et.delay_us, et.idle_timeout_us, GetCurrentTimestamp(), &wm))
-    return false;
+  if (!eng::view_watermark(parts.data(), n, et.delay_us, idle_us, GetCurrentTimestamp(), &wm)) return false;
   *watermark = wm;
   return true;
 }

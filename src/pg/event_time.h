@@ -32,7 +32,9 @@ bool velostream_stream_event_time(Oid stream, StreamEventTime* out);
 
 /// The watermark of stream `stream` now (engine/watermark.h's rule): the
 /// least, over its source partitions that are not idle, of the largest event
-/// time each has committed minus the delay. A local stream's source
+/// time each has committed minus the delay. Idle: nothing received for the
+/// shortest of the stream's idle timeout (`et`) and its views'
+/// velostream.idle_timeout. A local stream's source
 /// partitions are its partition logs (velostream.stream_partitions), a Kafka
 /// stream's its topic partitions (velostream.kafka_offsets); one that never
 /// received rows counts its idle time from the stream's creation. In
