@@ -375,39 +375,30 @@ got=$(psql_c "SELECT (SELECT count(*) FROM two.sessions) - (SELECT count(DISTINC
 [ "$got" = "0|t" ] && pass "sessions: one row per session; sess_final holds the closed ones only" || failed "sessions: duplicates|open = $got"
 
 # 6. Idle sources close windows.
-psql_c "CREATE FOREIGN TABLE fi (ts timestamptz, delay int, origin text)
-  SERVER velostream OPTIONS (event_time 'ts', watermark_delay '5 minutes', idle_timeout '1 s', partitions '2');
-CREATE MATERIALIZED VIEW fi_hourly WITH (velostream.continuous, velostream.emit = 'final') AS
-  SELECT origin, tumble(ts, interval '1 hour') AS hour, count(*) AS n FROM fi GROUP BY 1, 2;
-INSERT INTO fi SELECT '2001-01-01 00:00+00'::timestamptz + g * interval '1 minute', 1, 'ORD' FROM generate_series(0, 299) g;"
-wait_view fi_hourly
-got=""
-for _ in $(seq 1 100); do
-  got=$(psql_c "SELECT count(*), sum(n), max(hour) FROM fi_hourly")
-  [ "$got" = "4|240|2001-01-01 03:00:00+00" ] && break
-  sleep 0.1
-done
-[ "$got" = "4|240|2001-01-01 03:00:00+00" ] && pass "idle sources: with input stopped, the windows behind the last event minus the delay closed after the idle timeout ($got)" \
-  || failed "idle sources: closed windows count|rows|last = '$got' (want 4|240|2001-01-01 03:00:00+00: the watermark stays the last event minus the delay); watermarks $(psql_c "SELECT string_agg(partition || '=' || coalesce(watermark::text, '-'), ' ') FROM velostream.stream_partitions WHERE stream = 'fi'::regclass")"
-
+# idle_closes STREAM STREAM_OPTIONS VIEW_OPTIONS WHAT: 300 minutes of rows of
+# one origin (one partition of two gets them all) into an hourly emit-final
+# view; the 4 windows behind the last event minus the delay must close.
+idle_closes() {
+  local got=""
+  psql_c "CREATE FOREIGN TABLE $1 (ts timestamptz, delay int, origin text)
+  SERVER velostream OPTIONS (event_time 'ts', watermark_delay '5 minutes', partitions '2'$2);
+CREATE MATERIALIZED VIEW $1_hourly WITH (velostream.continuous, velostream.emit = 'final'$3) AS
+  SELECT origin, tumble(ts, interval '1 hour') AS hour, count(*) AS n FROM $1 GROUP BY 1, 2;
+INSERT INTO $1 SELECT '2001-01-01 00:00+00'::timestamptz + g * interval '1 minute', 1, 'ORD' FROM generate_series(0, 299) g;"
+  wait_view "$1_hourly"
+  for _ in $(seq 1 100); do
+    got=$(psql_c "SELECT count(*), sum(n), max(hour) FROM $1_hourly")
+    [ "$got" = "4|240|2001-01-01 03:00:00+00" ] && break
+    sleep 0.1
+  done
+  [ "$got" = "4|240|2001-01-01 03:00:00+00" ] && pass "idle sources, $4: with input stopped, the windows behind the last event minus the delay closed after the idle timeout ($got)" \
+    || failed "idle sources, $4: closed windows count|rows|last = '$got' (want 4|240|2001-01-01 03:00:00+00: the watermark stays the last event minus the delay); watermarks $(psql_c "SELECT string_agg(partition || '=' || coalesce(watermark::text, '-'), ' ') FROM velostream.stream_partitions WHERE stream = '$1'::regclass")"
+}
+idle_closes fi ", idle_timeout '1 s'" "" "the stream's idle_timeout '1 s'"
 # The same with the idle timeout a view option: the stream has none (the
 # cluster's velostream.idle_timeout is 1 hour), its view says 1 s, which
 # its stream's watermark then uses.
-psql_c "CREATE FOREIGN TABLE fi2 (ts timestamptz, delay int, origin text)
-  SERVER velostream OPTIONS (event_time 'ts', watermark_delay '5 minutes', partitions '2');
-CREATE MATERIALIZED VIEW fi2_hourly WITH (velostream.continuous, velostream.emit = 'final',
-                                          velostream.idle_timeout = '1 s') AS
-  SELECT origin, tumble(ts, interval '1 hour') AS hour, count(*) AS n FROM fi2 GROUP BY 1, 2;
-INSERT INTO fi2 SELECT '2001-01-01 00:00+00'::timestamptz + g * interval '1 minute', 1, 'ORD' FROM generate_series(0, 299) g;"
-wait_view fi2_hourly
-got=""
-for _ in $(seq 1 100); do
-  got=$(psql_c "SELECT count(*), sum(n), max(hour) FROM fi2_hourly")
-  [ "$got" = "4|240|2001-01-01 03:00:00+00" ] && break
-  sleep 0.1
-done
-[ "$got" = "4|240|2001-01-01 03:00:00+00" ] && pass "idle sources, the view's velostream.idle_timeout '1 s': the windows closed ($got)" \
-  || failed "idle sources, view option: closed windows count|rows|last = '$got' (want 4|240|2001-01-01 03:00:00+00)"
+idle_closes fi2 "" ", velostream.idle_timeout = '1 s'" "the view's velostream.idle_timeout '1 s'"
 
 # 7. An exchanged view set aside on both partitions (a trigger on its table
 #    raises): each worker keeps sending the sessions the other owns and
