@@ -162,6 +162,8 @@ class ViewAggregator {
   /// Group ids in key order (a total order that every partition shares, so
   /// upserts of the same keys by two workers never deadlock).
   std::vector<uint32_t> groups_in_key_order() const;
+  /// The ids of the live groups (not removed), ascending.
+  std::vector<uint32_t> live_groups() const;
   /// Key part `k` of group `g`.
   KeyValue key(uint32_t g, size_t k) const;
   /// Partial state of aggregate `a` for group `g` (its AggregateFunction's
@@ -322,8 +324,6 @@ class ViewAggregator {
   void clear(bool release);  // clear(); release: free the memory, whatever its size
   // True unless group g was removed (remove_groups, a session merge).
   bool is_live(uint32_t g) const { return removed_.empty() || !removed_[g]; }
-  // The ids of the live groups, ascending.
-  std::vector<uint32_t> live_groups() const;
   // A session plan's plain key of encoded key `key`: the key with 0 as its
   // session start (sessions_' index).
   std::string session_pk(std::string_view key) const;

@@ -65,40 +65,38 @@ bool velostream_stream_event_time(Oid stream, StreamEventTime* out) {
 bool velostream_stream_watermark(Oid stream, const StreamEventTime& et, int64* watermark) {
   // The source partitions: a local stream's partition logs, a Kafka
   // stream's topic partitions (every one its workers registered).
+  // With each, the shortest velostream.idle_timeout of the stream's views
+  // (catalog 0.7), which shortens the stream's: the stream has one
+  // watermark.
   Oid argtypes[1] = {OIDOID};
   Datum args[1] = {ObjectIdGetDatum(stream)};
-  if (SPI_execute_with_args("SELECT p.max_event_time, coalesce(p.last_input_at, s.created_at) "
-                            "FROM velostream.stream_partitions p JOIN velostream.streams s USING (stream) "
-                            "WHERE p.stream = $1 AND s.kind = 'local' "
-                            "UNION ALL "
-                            "SELECT k.max_event_time, coalesce(k.last_input_at, s.created_at) "
-                            "FROM velostream.kafka_offsets k JOIN velostream.streams s USING (stream) "
-                            "WHERE k.stream = $1 AND s.kind = 'kafka'",
+  const char* views_idle = velostream_catalog_current()
+                               ? "(SELECT (extract(epoch FROM min(v.idle_timeout)) * 1000000)::int8 "
+                                 "FROM velostream.views v WHERE v.stream = $1)"
+                               : "NULL::int8";
+  if (SPI_execute_with_args(psprintf("SELECT p.max_event_time, coalesce(p.last_input_at, s.created_at), %s "
+                                     "FROM velostream.stream_partitions p JOIN velostream.streams s USING (stream) "
+                                     "WHERE p.stream = $1 AND s.kind = 'local' "
+                                     "UNION ALL "
+                                     "SELECT k.max_event_time, coalesce(k.last_input_at, s.created_at), %s "
+                                     "FROM velostream.kafka_offsets k JOIN velostream.streams s USING (stream) "
+                                     "WHERE k.stream = $1 AND s.kind = 'kafka'",
+                                     views_idle, views_idle),
                             1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
     elog(ERROR, "velostream: reading the event times of stream %s failed", get_rel_name(stream));
   int n = (int)SPI_processed;
+  int64 idle_us = et.idle_timeout_us;
   std::vector<eng::PartitionEventTime> parts(n);
   for (int i = 0; i < n; ++i) {
     bool isnull;
+    Datum idle = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
+    if (!isnull) idle_us = Min(idle_us, DatumGetInt64(idle));
     Datum d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
     parts[i].has_event = !isnull;
     parts[i].max_event_time = isnull ? 0 : DatumGetTimestampTz(d);
     d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
     parts[i].has_input = !isnull && !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(d));
     parts[i].last_input = parts[i].has_input ? DatumGetTimestampTz(d) : 0;
-  }
-  // A view's velostream.idle_timeout (catalog 0.7) shortens its stream's:
-  // the stream has one watermark, so the shortest idle timeout set on the
-  // stream or on any of its views applies.
-  int64 idle_us = et.idle_timeout_us;
-  if (velostream_catalog_current() &&
-      SPI_execute_with_args("SELECT (extract(epoch FROM min(idle_timeout)) * 1000000)::int8 FROM velostream.views "
-                            "WHERE stream = $1",
-                            1, argtypes, args, NULL, true, 1) == SPI_OK_SELECT &&
-      SPI_processed == 1) {
-    bool isnull;
-    Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-    if (!isnull) idle_us = Min(idle_us, DatumGetInt64(d));
   }
   int64_t wm = 0;
   if (!eng::view_watermark(parts.data(), n, et.delay_us, idle_us, GetCurrentTimestamp(), &wm)) return false;

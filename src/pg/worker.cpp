@@ -1016,6 +1016,21 @@ void delete_with_context(void* arg) {
   delete static_cast<T*>(arg);
 }
 
+// A new, empty T owned by memory context `cxt`: deleted when the context is
+// reset or deleted, so also when an ERROR leaves the frame that made it.
+// Raises out of memory.
+template <class T>
+T* new_in_context(MemoryContext cxt) {
+  T* obj = nullptr;
+  try {
+    obj = new T();
+  } catch (const std::exception&) {
+  }
+  if (obj == nullptr) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+  velostream_on_context_reset(cxt, delete_with_context<T>, obj);
+  return obj;
+}
+
 // ---- Exchanged groups ------------------------------------------------------
 
 // The stream's partition logs by partition (read once: the partition count
@@ -1059,7 +1074,7 @@ bool split_exchanged(WorkerView* v, std::vector<std::string>* out, size_t* sent,
     out->assign((size_t)npartitions, std::string());
     std::vector<std::vector<uint32_t>> remote((size_t)npartitions);
     std::vector<uint32_t> all;
-    for (uint32_t g : v->agg->groups_in_key_order()) {
+    for (uint32_t g : v->agg->live_groups()) {  // (any order: the owner merges them in its own)
       uint32_t q = v->agg->owner_partition(g, (uint32_t)npartitions);
       if ((int)q != partition_no) remote[q].push_back(g);
     }
@@ -1096,17 +1111,8 @@ void send_exchanged(WorkerView* v) {
   if (!v->exchange || v->agg->live_group_count() == 0) return;
   load_partition_logs();
   if (npartitions <= 1) return;
-  std::vector<std::string>* out = nullptr;
-  bool failed = false;
-  try {
-    out = new std::vector<std::string>();
-  } catch (const std::exception&) {
-    failed = true;
-  }
-  if (failed) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-  // freed with this memory, also when an ERROR leaves the frame
   MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "velostream exchange", ALLOCSET_SMALL_SIZES);
-  velostream_on_context_reset(tmp, delete_with_context<std::vector<std::string>>, out);
+  std::vector<std::string>* out = new_in_context<std::vector<std::string>>(tmp);
   char error[256];
   size_t sent = 0;
   OwnerContext owner;
@@ -1425,16 +1431,8 @@ void delete_retained_sessions(WorkerView* v, int64 close) {
   if (v->retained_sessions == nullptr || v->retention_us < 0 || v->retained_sessions->empty()) return;
   int64 limit = minus(close, Max(v->retention_us, v->lateness_us));
   if (v->retained_sessions->begin()->first > limit) return;
-  std::vector<std::string>* keys = nullptr;
-  bool failed = false;
-  try {
-    keys = new std::vector<std::string>();
-  } catch (const std::exception&) {
-    failed = true;
-  }
-  if (failed) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
   MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "velostream retention", ALLOCSET_SMALL_SIZES);
-  velostream_on_context_reset(tmp, delete_with_context<std::vector<std::string>>, keys);
+  std::vector<std::string>* keys = new_in_context<std::vector<std::string>>(tmp);
   if (!take_retained(v, limit, keys)) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
   velostream_delete_owned_keys(v->desc, v->upsert, *v->store, *keys);
   size_t n = keys->size();
@@ -1491,17 +1489,10 @@ uint64 close_windows(WorkerView* v) {
 // not created again.
 void take_spilled(WorkerView* v) {
   if (!v->has_spill || !evicts(v->store->plan())) return;
-  std::vector<uint32_t>* missing = nullptr;
-  bool failed = false;
-  try {
-    missing = new std::vector<uint32_t>();
-  } catch (const std::exception&) {
-    failed = true;
-  }
-  if (failed) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
   // freed with the flush's memory, also when a palloc below fails
   MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "velostream evicted keys", ALLOCSET_SMALL_SIZES);
-  velostream_on_context_reset(tmp, delete_with_context<std::vector<uint32_t>>, missing);
+  std::vector<uint32_t>* missing = new_in_context<std::vector<uint32_t>>(tmp);
+  bool failed = false;
   try {
     v->store->missing_keys(*v->agg, missing);
   } catch (const std::exception&) {
@@ -1548,15 +1539,9 @@ void evict_cold(WorkerView* v) {
   if (v->store->memory_bytes() <= budget / 2) return;
   // The coldest groups, down to a quarter of the budget, then written in
   // chunks (small buffers), then out of the store, which compacts.
-  std::vector<uint32_t>* cold = nullptr;
-  char error[256] = "";
-  try {
-    cold = new std::vector<uint32_t>();
-  } catch (const std::exception&) {
-  }
-  if (cold == nullptr) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
   MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "velostream eviction list", ALLOCSET_SMALL_SIZES);
-  velostream_on_context_reset(tmp, delete_with_context<std::vector<uint32_t>>, cold);  // freed on ERROR too
+  std::vector<uint32_t>* cold = new_in_context<std::vector<uint32_t>>(tmp);  // freed on ERROR too
+  char error[256] = "";
   try {
     v->store->coldest_groups(budget / 4, cold);
   } catch (const std::exception& e) {
@@ -1588,20 +1573,9 @@ void evict_chunk(WorkerView* v, const uint32_t* groups, size_t count) {
   // Everything of one chunk lives in a context of its own, the C++ buffers
   // included (deleted with it, also when an ERROR leaves this frame).
   MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "velostream eviction", ALLOCSET_DEFAULT_SIZES);
-  std::string* buf = nullptr;
-  std::vector<size_t>* ends = nullptr;  // per group: end of its key, end of its bytes
+  std::string* buf = new_in_context<std::string>(tmp);
+  std::vector<size_t>* ends = new_in_context<std::vector<size_t>>(tmp);  // per group: end of its key, end of its bytes
   char error[256] = "";
-  try {
-    buf = new std::string();
-  } catch (const std::exception&) {
-  }
-  if (buf != nullptr) velostream_on_context_reset(tmp, delete_with_context<std::string>, buf);
-  try {
-    ends = new std::vector<size_t>();
-  } catch (const std::exception&) {
-  }
-  if (ends != nullptr) velostream_on_context_reset(tmp, delete_with_context<std::vector<size_t>>, ends);
-  if (buf == nullptr || ends == nullptr) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
   OwnerContext owner;
   enter_owner(v, &owner);
   try {
