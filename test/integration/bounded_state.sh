@@ -21,18 +21,7 @@ work=$(mktemp -d /tmp/velostream-bounded.XXXXXX)
 chmod 755 "$work"
 trap 'cluster_stop; rm -rf "$work"' EXIT
 cluster_start /tmp/velostream-bounded-pg 55449 "velostream.flush_interval = 50" "velostream.state_memory = '1MB'"
-npass=0; nfail=0
-pass() { echo "PASS: $*"; npass=$((npass + 1)); }
-failed() { echo "FAIL: $*"; nfail=$((nfail + 1)); }
-same() {
-  local d
-  d=$(psql_c "SELECT count(*) FROM ((TABLE $1 EXCEPT ALL TABLE $2) UNION ALL (TABLE $2 EXCEPT ALL TABLE $1)) d" 2>&1)
-  [ "$d" = 0 ] && pass "$3: $1 equals its batch query ($(psql_c "SELECT count(*) FROM $1") groups)" \
-    || failed "$3: $1 differs from its batch query: $d"
-}
-wait_view() {
-  [ "$(psql_c "SELECT velostream.wait('$1', '180 s')")" = t ] || failed "velostream.wait('$1') timed out"
-}
+source "$root/test/checks.sh"
 psql_c "CREATE EXTENSION velostream;
 CREATE FOREIGN TABLE s (k int, v int, name text) SERVER velostream OPTIONS (partitions '2');
 CREATE MATERIALIZED VIEW by_k WITH (velostream.continuous) AS
@@ -47,7 +36,7 @@ for i in $(seq 0 7); do
   psql_c "INSERT INTO s SELECT g, g % 97, 'n' || (g % 1000) FROM generate_series($i * 50000, $i * 50000 + 49999) g;
           INSERT INTO truth SELECT g, g % 97, 'n' || (g % 1000) FROM generate_series($i * 50000, $i * 50000 + 49999) g;"
 done
-wait_view by_k
+wait_view by_k '180 s'
 got=$(psql_c "SELECT count(*) FROM $state WHERE key IS NOT NULL")
 [ "$got" -gt 100000 ] && pass "state_memory = 1MB: $got groups evicted to $state" || failed "evicted groups: $got"
 same by_k oracle "400,000 keys, 1MB of state per worker"
@@ -60,7 +49,7 @@ for i in $(seq 7 -1 0); do
     kill_worker
   fi
 done
-wait_view by_k
+wait_view by_k '180 s'
 same by_k oracle "every key again, a worker killed: evicted groups came back"
 got=$(psql_c "SELECT (SELECT count(*) FROM by_k WHERE n <> 2), (SELECT sum(events_in) FROM velostream.stats WHERE view = 'by_k'::regclass)")
 [ "$got" = "0|800000" ] && pass "every group counted twice, 800,000 rows read once" || failed "n <> 2 | events_in = $got"
@@ -69,7 +58,7 @@ got=$(psql_c "SELECT (SELECT count(*) FROM by_k WHERE n <> 2), (SELECT sum(event
 psql_c "ALTER SYSTEM SET velostream.state_memory = '256MB'"
 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$VS_DIR/data" -m fast -w restart -l "$VS_DIR/server.log" >/dev/null || failed "restart"
 psql_c "INSERT INTO s SELECT g, 1, 'z' FROM generate_series(0, 999) g; INSERT INTO truth SELECT g, 1, 'z' FROM generate_series(0, 999) g;"
-wait_view by_k
+wait_view by_k '180 s'
 same by_k oracle "restarted: replay and evicted groups"
 
 # 4. dump and restore
@@ -84,7 +73,7 @@ state=$(psql_c "SELECT state_table FROM velostream.views WHERE view = 'by_k'::re
 got=$(psql_c "SELECT count(*) FROM $state WHERE key IS NOT NULL")
 [ "$got" = "$evicted" ] && pass "restored: $got evicted groups with their keys" || failed "restored evicted groups: $got (want $evicted)"
 psql_c "INSERT INTO s SELECT g, 3, 'r' FROM generate_series(0, 399999) g; INSERT INTO truth SELECT g, 3, 'r' FROM generate_series(0, 399999) g;"
-wait_view by_k
+wait_view by_k '180 s'
 same by_k oracle "restored, every key once more"
 
 echo "$npass passed, $nfail failed"

@@ -59,19 +59,7 @@ zcat "$root/data/flights-2001-01.csv.gz" | tail -n +2 > "$work/flights.csv"
 rows=$(wc -l < "$work/flights.csv")
 chmod 644 "$work/flights.csv"
 
-npass=0; nfail=0
-pass() { echo "PASS: $*"; npass=$((npass + 1)); }
-failed() { echo "FAIL: $*"; nfail=$((nfail + 1)); }
-# same VIEW ORACLE WHAT: the view equals its batch query (EXCEPT ALL both ways)
-same() {
-  local d
-  d=$(psql_c "SELECT count(*) FROM ((TABLE $1 EXCEPT ALL TABLE $2) UNION ALL (TABLE $2 EXCEPT ALL TABLE $1)) d" 2>&1)
-  [ "$d" = 0 ] && pass "$3: $1 equals its batch query ($(psql_c "SELECT count(*) FROM $1") groups)" \
-    || failed "$3: $1 differs from its batch query: $d"
-}
-wait_view() {
-  [ "$(psql_c "SELECT velostream.wait('$1', '120 s')")" = t ] || failed "velostream.wait('$1') timed out"
-}
+source "$root/test/checks.sh"
 # wait_watermark STREAM: until every partition has committed the stream's
 # current watermark as its views' (a cycle after the last rows).
 wait_watermark() {
@@ -224,16 +212,22 @@ got=$(awk -F, '{m = substr($1, 9, 2) * 1440 + substr($1, 12, 2) * 60 + substr($1
   if (max - m > d) d = max - m} END {print d}' "$work/reordered.csv")
 [ "$got" -gt 0 ] && [ "$got" -lt 20 ] && pass "reordered: largest disorder $got minutes (below the 30-minute delay)" \
   || failed "reordered: disorder $got minutes"
-split -n l/20 -d "$work/reordered.csv" "$work/r."
-i=0
-for c in "$work"/r.*; do
-  chmod 644 "$c"
-  psql_c "\\copy fl2 FROM '$c' (FORMAT csv)" || failed "COPY $c"
-  i=$((i + 1))
-  if [ "$i" = 10 ]; then
-    kill_worker
-  fi
-done
+# copy_reordered STREAM N [K:WORKER ...]: the reordered rows COPYed into
+# STREAM in N transactions; after the K-th, worker WORKER (a kill_worker
+# pattern, "" for any) is killed with SIGKILL.
+copy_reordered() {
+  local stream=$1 n=$2 i=0 c k
+  shift 2
+  rm -f "$work"/chunk.*
+  split -n "l/$n" -d "$work/reordered.csv" "$work/chunk."
+  for c in "$work"/chunk.*; do
+    chmod 644 "$c"
+    psql_c "\\copy $stream FROM '$c' (FORMAT csv)" || failed "COPY $c"
+    i=$((i + 1))
+    for k in "$@"; do [ "${k%%:*}" = "$i" ] && kill_worker "${k#*:}"; done
+  done
+}
+copy_reordered fl2 20 "10:"
 wait_view reordered; wait_view reordered_hop; wait_view reordered_cum
 wait_watermark fl2
 wait_closed reordered_hop; wait_closed reordered_cum
@@ -336,18 +330,8 @@ CREATE VIEW oracle_sessions AS $(printf "$SESSIONS" public.jan);
 CREATE VIEW oracle_sess_retained AS SELECT * FROM ($(printf "$SESSIONS" public.jan)) o
   WHERE last_ts + interval '30 minutes' >= (SELECT velostream.watermark('two.fl')) - interval '2 days';" \
   || failed "two partitions: the issue's views"
-split -n l/10 -d "$work/reordered.csv" "$work/s."
-i=0
-for c in "$work"/s.*; do
-  chmod 644 "$c"
-  psql_c "\\copy two.fl FROM '$c' (FORMAT csv)" || failed "COPY $c"
-  i=$((i + 1))
-  if [ "$i" = 5 ]; then
-    kill_worker "$(psql_c "SELECT 'two.fl'::regclass::oid")/0"
-  elif [ "$i" = 8 ]; then
-    kill_worker "$(psql_c "SELECT 'two.fl'::regclass::oid")/1"
-  fi
-done
+oid=$(psql_c "SELECT 'two.fl'::regclass::oid")
+copy_reordered two.fl 10 "5:$oid/0" "8:$oid/1"
 for v in hop_final sess_final hourly sessions sess_retained; do wait_view "two.$v"; done
 wait_watermark two.fl
 for v in hop_final sess_final hourly sess_retained; do wait_closed "two.$v"; done
